@@ -1,0 +1,202 @@
+"""The ``convkit`` command line: ``models`` and ``fit`` (more commands join later).
+
+Exit codes: 0 success; 1 the conversation cannot fit (ContextWindowError);
+2 bad usage or bad input (unreadable file, invalid message, unknown model).
+With ``--json`` the result (or the error) is one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from ._version import __version__
+from .counting import EstimateCounter, HFTokenCounter, TokenCounter
+from .errors import ContextWindowError, ConvkitError, InvalidMessageError, UnknownModelError
+from .fitting import fit
+from .messages import Message, as_message
+from .models import get_model, list_models
+
+__all__ = ["main", "read_jsonl"]
+
+
+def read_jsonl(path: str | Path) -> list[Message]:
+    """Messages from a JSONL file of OpenAI-shaped dicts; errors name the line."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidMessageError(f"cannot read {p}: {exc}") from None
+    out: list[Message] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            raise InvalidMessageError(f"{p}:{lineno}: not valid JSON ({exc})") from None
+        try:
+            out.append(as_message(obj))
+        except InvalidMessageError as exc:
+            raise type(exc)(f"{p}:{lineno}: {exc}") from None
+    if not out:
+        raise InvalidMessageError(f"{p} holds no messages (one JSON object per line expected)")
+    return out
+
+
+def _counter(path: str | None) -> TokenCounter:
+    if path is None:
+        return EstimateCounter()
+    return HFTokenCounter.from_file(path)
+
+
+def _cmd_models(args: argparse.Namespace, out: TextIO) -> int:
+    specs = list_models()
+    if args.json:
+        rows = [
+            {
+                "name": s.name,
+                "aliases": list(s.aliases),
+                "context_window": s.context_window,
+                "input_modalities": sorted(s.input_modalities),
+                "price_text_in": s.price_text_in,
+                "price_image_in": s.price_image_in,
+                "price_completion": s.price_completion,
+                "deprecated": s.deprecated,
+            }
+            for s in specs
+        ]
+        json.dump(rows, out)
+        out.write("\n")
+        return 0
+    out.write(
+        f"{'model':<20} {'context':>8}  {'input':<11} {'$/M in':>7} {'$/M img':>7} {'$/M out':>7}  aliases\n"
+    )
+    for s in specs:
+        img = f"{s.price_image_in:.2f}" if s.price_image_in is not None else "-"
+        flag = "  (deprecated)" if s.deprecated else ""
+        aliases = ", ".join(s.aliases) or "-"
+        out.write(
+            f"{s.name:<20} {s.context_window:>8}  {','.join(sorted(s.input_modalities)):<11} "
+            f"{s.price_text_in:>7.2f} {img:>7} {s.price_completion:>7.2f}  {aliases}{flag}\n"
+        )
+    return 0
+
+
+def _preview(m: Message, width: int = 48) -> str:
+    text = m.text.replace("\n", " ")
+    if m.tool_calls:
+        text = (text + " " if text else "") + "calls " + ", ".join(c.name for c in m.tool_calls)
+    if m.images:
+        text = f"[{len(m.images)} image(s)] " + text
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _cmd_fit(args: argparse.Namespace, out: TextIO) -> int:
+    messages = read_jsonl(args.file)
+    spec = get_model(args.model)
+    counter = _counter(args.tokenizer)
+    result = fit(
+        messages, model=spec, counter=counter, reserve=args.reserve, images=args.images, margin=args.margin
+    )
+    cost = result.estimate_cost(args.reserve)
+    if args.json:
+        json.dump(
+            {
+                "model": result.model,
+                "context_window": result.context_window,
+                "reserve": result.reserve,
+                "margin": result.margin,
+                "budget": result.budget,
+                "prompt_tokens": result.prompt_tokens,
+                "kept": result.kept,
+                "dropped": result.dropped,
+                "counter": counter.identity,
+                "cost_estimate_usd": cost,
+            },
+            out,
+        )
+        out.write("\n")
+        return 0
+    kept = set(result.kept)
+    counts = counter.content_tokens(messages)
+    out.write(f"{'#':>4}  {'role':<9} {'tokens':>6}  {'':<7} preview\n")
+    for i, (m, c) in enumerate(zip(messages, counts, strict=True)):
+        state = "kept" if i in kept else "dropped"
+        pin = "*" if m.pinned else " "
+        out.write(f"{i:>4}{pin} {m.role:<9} {c + spec.message_overhead:>6}  {state:<7} {_preview(m)}\n")
+    out.write(
+        f"\nmodel {result.model}: {len(result.kept)} kept, {len(result.dropped)} dropped; "
+        f"{result.prompt_tokens} of {result.budget} budget tokens "
+        f"(window {result.context_window}, reserve {result.reserve}, margin {result.margin:g}); "
+        f"counter {counter!r}\n"
+        f"estimated cost: ${cost:.6f} (prompt{' + reserve as completion' if args.reserve else ''})\n"
+    )
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="convkit", description="Conversations that fit Grok's context window.")
+    p.add_argument("--version", action="version", version=f"convkit {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("models", help="list the known models, aliases and prices")
+    m.add_argument("--json", action="store_true", help="print JSON")
+    m.set_defaults(func=_cmd_models)
+
+    f = sub.add_parser("fit", help="fit a JSONL conversation into a model's window")
+    f.add_argument("file", help="JSONL file, one OpenAI/xAI-shaped message per line")
+    f.add_argument("--model", required=True, help="model name or alias, e.g. grok-2")
+    f.add_argument("--reserve", type=int, default=0, help="tokens kept free for the completion")
+    f.add_argument("--tokenizer", help="tokenizer.json to count with (default: conservative estimate)")
+    f.add_argument(
+        "--images",
+        choices=("error", "drop"),
+        default="error",
+        help="for text-only models: fail on images (default) or replace them with a note",
+    )
+    f.add_argument("--margin", type=float, default=None, help="override the counter's safety margin")
+    f.add_argument("--json", action="store_true", help="print one JSON object")
+    f.set_defaults(func=_cmd_fit)
+    return p
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    out = stdout or sys.stdout
+    args = _parser().parse_args(argv)
+    as_json = bool(getattr(args, "json", False))
+    try:
+        return int(args.func(args, out))
+    except ContextWindowError as exc:
+        _report(
+            exc,
+            as_json,
+            out,
+            {
+                "error": "context_window",
+                "required": exc.required,
+                "available": exc.available,
+                "model": exc.model,
+            },
+        )
+        return 1
+    except (UnknownModelError, ConvkitError) as exc:
+        kind = "unknown_model" if isinstance(exc, UnknownModelError) else type(exc).__name__
+        _report(exc, as_json, out, {"error": kind})
+        return 2
+
+
+def _report(exc: Exception, as_json: bool, out: TextIO, payload: dict[str, Any]) -> None:
+    if as_json:
+        json.dump({**payload, "message": str(exc)}, out)
+        out.write("\n")
+    print(f"convkit: error: {exc}", file=sys.stderr)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

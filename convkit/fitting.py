@@ -1,0 +1,222 @@
+"""``fit``: choose the messages to send so the prompt fits the model's window.
+
+Strategy ``"trim"`` keeps the must-keep units (leading system messages,
+pinned messages, the newest message's unit; see :mod:`convkit.history`) and
+then as many of the newest droppable units as fit, dropping the oldest first.
+The fit invariants of DESIGN section 3 hold for every result:
+
+1. ``counter.count_messages(result.messages, model=m) <= result.budget``;
+2. kept messages stay in input order; 3. pinned and leading system messages
+are kept; 4. the last message is kept; 5. tool calls and their results are
+kept or dropped together; 6. the next older droppable unit would not have
+fit; 7. ``fit(fit(x)) == fit(x)`` and a larger budget keeps a superset;
+8. when the must-keep part cannot fit, :class:`ContextWindowError` carries
+the required and available tokens.
+
+With a :class:`~convkit.history.History` whose counts are known, ``fit``
+does not touch the tokenizer and runs in O(log n + kept).
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal, TypeAlias
+
+import attrs
+
+from .counting import EstimateCounter, ImagePolicy, TokenCounter, apply_image_policy
+from .errors import ContextWindowError, ValidationError
+from .history import History
+from .messages import ImagePart, Message, MessageLike, as_messages
+from .models import ModelSpec, get_model
+
+__all__ = ["FitResult", "Strategy", "compute_budget", "fit"]
+
+Strategy: TypeAlias = Literal["trim", "summarize"]
+
+
+@attrs.frozen
+class FitResult:
+    """What to send: the kept messages, their token count and the budget they fit."""
+
+    messages: tuple[Message, ...]
+    prompt_tokens: int
+    budget: int
+    model: str
+    context_window: int
+    reserve: int
+    margin: float
+    strategy: str
+    input_length: int
+    #: kept input indices as half-open ranges, in order
+    kept_spans: tuple[tuple[int, int], ...] = attrs.field(repr=False)
+    tools_tokens: int = 0
+
+    @property
+    def kept(self) -> list[int]:
+        """Indices into the input of the kept messages, ascending."""
+        out: list[int] = []
+        for a, b in self.kept_spans:
+            out.extend(range(a, b))
+        return out
+
+    @property
+    def dropped(self) -> list[int]:
+        """Indices into the input of the dropped messages, ascending."""
+        out: list[int] = []
+        prev = 0
+        for a, b in self.kept_spans:
+            out.extend(range(prev, a))
+            prev = b
+        out.extend(range(prev, self.input_length))
+        return out
+
+    @property
+    def image_tokens(self) -> int:
+        """The part of ``prompt_tokens`` spent on images."""
+        return sum(p.tokens for m in self.messages for p in m.content if isinstance(p, ImagePart))
+
+    def estimate_cost(self, completion_tokens: int = 0) -> float:
+        """US dollars for sending this prompt (and ``completion_tokens`` back)."""
+        return get_model(self.model).estimate_cost(
+            self.prompt_tokens, completion_tokens, image_tokens=self.image_tokens
+        )
+
+    def to_openai(self) -> list[dict[str, Any]]:
+        """The messages as OpenAI/xAI dicts, ready for the request body."""
+        return [m.to_openai() for m in self.messages]
+
+
+def compute_budget(spec: ModelSpec, reserve: int, margin: float) -> int:
+    """``(context_window - reserve) / (1 + margin)``, rounded down."""
+    if isinstance(reserve, bool) or not isinstance(reserve, int) or reserve < 0:
+        raise ValidationError(f"reserve is a non-negative number of tokens, got {reserve!r}")
+    if isinstance(margin, bool) or not isinstance(margin, int | float) or not (0 <= margin < 10):
+        raise ValidationError(f"margin is a relative undercount between 0 and 10, got {margin!r}")
+    return math.floor((spec.context_window - reserve) / (1 + margin))
+
+
+def fit(
+    messages: Iterable[MessageLike] | History,
+    *,
+    model: str | ModelSpec,
+    counter: TokenCounter | None = None,
+    reserve: int = 0,
+    strategy: Strategy = "trim",
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    images: ImagePolicy = "error",
+    margin: float | None = None,
+) -> FitResult:
+    """Fit a conversation into ``model``'s context window (see module docstring).
+
+    ``messages``: Message objects, OpenAI-shaped dicts, or a :class:`History`.
+    ``reserve``: tokens kept free for the completion (your ``max_tokens``).
+    ``tools``: tool definitions sent with the request (they count too).
+    ``images``: ``"error"`` (default) or ``"drop"`` for text-only models.
+    ``margin``: override the counter's safety margin.
+    """
+    spec = get_model(model)
+    if strategy != "trim":
+        if strategy == "summarize":
+            raise ValidationError(
+                "strategy='summarize' needs a summarizer; use Store.window or Session with a "
+                "summarizer, or strategy='trim'"
+            )
+        raise ValidationError(f"unknown strategy {strategy!r}; use 'trim' or 'summarize'")
+    if counter is None:
+        counter = messages.counter if isinstance(messages, History) else EstimateCounter()
+    used_margin = counter.margin if margin is None else margin
+    budget = compute_budget(spec, reserve, used_margin)
+    history = _as_history(messages, counter, spec, images)
+    return _trim(history, spec, counter, budget, reserve, used_margin, tools)
+
+
+def _as_history(
+    messages: Iterable[MessageLike] | History, counter: TokenCounter, spec: ModelSpec, images: ImagePolicy
+) -> History:
+    if isinstance(messages, History):
+        same = messages.counter is counter or messages.counter.identity == counter.identity
+        if same and (spec.supports_images or not messages.has_images):
+            return messages
+        msgs: list[Message] = messages.messages
+    else:
+        msgs = as_messages(messages)
+    return History(apply_image_policy(msgs, spec, images), counter=counter)
+
+
+def _trim(
+    h: History,
+    spec: ModelSpec,
+    counter: TokenCounter,
+    budget: int,
+    reserve: int,
+    margin: float,
+    tools: Sequence[Mapping[str, Any]] | None,
+) -> FitResult:
+    n = len(h)
+    if n == 0:
+        raise ValidationError("nothing to fit: the conversation has no messages")
+    ovh = spec.message_overhead
+    cum_tok, cum_msg = h._cum_tok, h._cum_msg
+    dtok, dmsg = h._cum_drop_tok, h._cum_drop_msg
+    units = h.units
+    last = units - 1
+    tools_tok = counter.tools_tokens(tools)
+
+    pinned_cost = (cum_tok[units] - dtok[units]) + ovh * (cum_msg[units] - dmsg[units])
+    last_droppable = dtok[units] != dtok[last] or dmsg[units] != dmsg[last]
+    last_cost = (dtok[units] - dtok[last]) + ovh * (dmsg[units] - dmsg[last]) if last_droppable else 0
+    fixed = spec.request_overhead + tools_tok + pinned_cost + last_cost
+    if fixed > budget:
+        raise ContextWindowError(
+            required=fixed,
+            available=budget,
+            model=spec.name,
+            context_window=spec.context_window,
+            reserve=reserve,
+            detail="the must-keep part is the leading system and pinned messages, the newest "
+            "message with its tool group, and the tool definitions",
+        )
+    # droppable units [0, last); cost of keeping units [u, last) is f(last) - f(u)
+    f_last = dtok[last] + ovh * dmsg[last]
+    target = f_last - (budget - fixed)
+    cut = bisect_left(range(last + 1), target, key=lambda u: dtok[u] + ovh * dmsg[u])
+    kept_drop = f_last - (dtok[cut] + ovh * dmsg[cut])
+
+    # kept = pinned units before the cut, then everything from the cut on
+    spans: list[tuple[int, int]] = []
+    msgs = h._messages
+    pinned = h._pinned_units
+    for u in pinned[: bisect_left(pinned, cut)]:
+        a, b = h.unit_bounds(u)
+        if spans and spans[-1][1] == a:
+            spans[-1] = (spans[-1][0], b)
+        else:
+            spans.append((a, b))
+    start = h._unit_start[cut]
+    if spans and spans[-1][1] == start:
+        spans[-1] = (spans[-1][0], n)
+    else:
+        spans.append((start, n))
+    if len(spans) == 1:
+        kept_msgs = tuple(msgs[spans[0][0] :])
+    else:
+        out: list[Message] = []
+        for a, b in spans:
+            out.extend(msgs[a:b])
+        kept_msgs = tuple(out)
+    return FitResult(
+        messages=kept_msgs,
+        prompt_tokens=fixed + kept_drop,
+        budget=budget,
+        model=spec.name,
+        context_window=spec.context_window,
+        reserve=reserve,
+        margin=margin,
+        strategy="trim",
+        input_length=n,
+        kept_spans=tuple(spans),
+        tools_tokens=tools_tok,
+    )
