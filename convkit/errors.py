@@ -12,7 +12,11 @@ and httpx) are translated at the boundary and never escape the public API.
     │   └── UnsupportedInputError    e.g. an image for a text-only model
     ├── UnknownModelError            (also LookupError) a model name nobody registered
     ├── ContextWindowError           the must-keep messages cannot fit; carries the numbers
-    └── TokenizerError               a tokenizer could not be loaded or failed to encode
+    ├── TokenizerError               a tokenizer could not be loaded or failed to encode
+    └── StoreError                   the conversation store
+        ├── ConversationNotFoundError  (also LookupError) no such conversation in this namespace
+        ├── SchemaError              the database schema is missing, behind or ahead of this code
+        └── DatabaseError            the database failed (connection, lock timeout, constraint)
 
 Each message says what to fix, names the offending index or field, and never
 contains a secret.
@@ -24,10 +28,14 @@ from collections.abc import Iterable
 
 __all__ = [
     "ContextWindowError",
+    "ConversationNotFoundError",
     "ConvkitError",
+    "DatabaseError",
     "InvalidConversationError",
     "InvalidImageError",
     "InvalidMessageError",
+    "SchemaError",
+    "StoreError",
     "TokenizerError",
     "UnknownModelError",
     "UnsupportedInputError",
@@ -125,3 +133,31 @@ def _rebuild_cwe(
 
 class TokenizerError(ConvkitError):
     """A tokenizer could not be loaded or could not encode the input."""
+
+
+class StoreError(ConvkitError):
+    """Root of the conversation store's errors."""
+
+
+class ConversationNotFoundError(StoreError, LookupError):
+    """No conversation with that id in this store's namespace.
+
+    The same error is raised whether the id does not exist or belongs to
+    another namespace, so a namespace cannot learn about another's data.
+    """
+
+    def __init__(self, conversation_id: str, namespace: str) -> None:
+        self.conversation_id = conversation_id
+        self.namespace = namespace
+        super().__init__(f"no conversation {conversation_id!r} in namespace {namespace!r}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.conversation_id, self.namespace))
+
+
+class SchemaError(StoreError):
+    """The database's convkit schema is missing, behind or ahead of this version of convkit."""
+
+
+class DatabaseError(StoreError):
+    """The database failed; the operation was rolled back and nothing was written."""
