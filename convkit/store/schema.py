@@ -6,7 +6,8 @@ host application's own; the Alembic version table is ``convkit_alembic_version``
 * ``convkit_conversations``: one row per conversation, owned by a namespace
   (tenant). ``last_seq`` is the highest message ``seq``; appends bump it under
   the row's write lock, which is what keeps ``seq`` contiguous and unique
-  under concurrent writers. ``prefix_len`` counts the leading system messages.
+  under concurrent writers. ``prefix_len`` counts the leading system messages;
+  ``image_count`` the image parts (a text-only model's window checks it).
 * ``convkit_messages``: ``(conversation_id, seq)`` is unique and indexed;
   ``seq`` starts at 1 and orders the conversation (never wall-clock time).
   ``content`` is JSON of the parts, with images replaced by their sha256;
@@ -62,6 +63,7 @@ conversations = sa.Table(
     sa.Column("metadata", sa.Text, nullable=False, server_default="{}"),
     sa.Column("last_seq", sa.Integer, nullable=False, server_default="0"),
     sa.Column("prefix_len", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("image_count", sa.Integer, nullable=False, server_default="0"),
     sa.Column("forked_from", sa.String(64), nullable=True),
     sa.Column("forked_at_seq", sa.Integer, nullable=True),
     sa.Column("created_at", _ts, nullable=False),
