@@ -1,0 +1,53 @@
+"""JSONL of OpenAI-shaped messages: one message object per line.
+
+Reading is all-or-nothing: the first bad line raises an
+:class:`~convkit.errors.InvalidMessageError` naming the source and line, and
+no messages are returned. Writing uses :meth:`Message.to_dict`, so convkit's
+``pinned`` and ``metadata`` survive a round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import InvalidMessageError
+from .messages import Message, MessageLike, as_message
+
+__all__ = ["dumps_jsonl", "loads_jsonl", "read_jsonl"]
+
+
+def loads_jsonl(text: str, *, source: str = "<jsonl>", allow_empty: bool = False) -> list[Message]:
+    """Messages from JSONL text; blank lines are skipped."""
+    out: list[Message] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            raise InvalidMessageError(f"{source}:{lineno}: not valid JSON ({exc})") from None
+        try:
+            out.append(as_message(obj))
+        except InvalidMessageError as exc:
+            raise type(exc)(f"{source}:{lineno}: {exc}") from None
+    if not out and not allow_empty:
+        raise InvalidMessageError(f"{source} holds no messages (one JSON object per line expected)")
+    return out
+
+
+def read_jsonl(path: str | os.PathLike[str], *, allow_empty: bool = False) -> list[Message]:
+    """Messages from a JSONL file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidMessageError(f"cannot read {p}: {exc}") from None
+    return loads_jsonl(text, source=str(p), allow_empty=allow_empty)
+
+
+def dumps_jsonl(messages: Iterable[MessageLike]) -> str:
+    """JSONL text for the messages (with convkit's own fields)."""
+    return "".join(json.dumps(as_message(m).to_dict(), ensure_ascii=False) + "\n" for m in messages)

@@ -1,0 +1,205 @@
+"""``AsyncStore``: the asyncio twin of :class:`~convkit.store.sync.Store`.
+
+Same method names, same semantics, same operations (:mod:`convkit.store.ops`)
+run on an ``AsyncConnection`` (aiosqlite for SQLite; psycopg or asyncpg for
+PostgreSQL). The schema is checked (or upgraded) on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import IO, Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ..counting import ImagePolicy, TokenCounter
+from ..fitting import FitResult, Strategy, fit
+from ..messages import Message, MessageLike
+from ..models import ModelSpec
+from . import migrate, ops
+from ._base import BACKFILL_BATCH, StoreBase, check_id
+from .engine import DEFAULT_URL, create_async, db_errors
+
+T = TypeVar("T")
+
+__all__ = ["AsyncStore", "adrive"]
+
+
+async def adrive(conn: AsyncConnection, op: ops.Op[T]) -> T:
+    """Run a sans-I/O operation on an async connection."""
+    result: Any = None
+    while True:
+        try:
+            req = op.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        result = await (conn.execute(req.stmt) if req.params is None else conn.execute(req.stmt, req.params))
+
+
+class AsyncStore(StoreBase):
+    """Conversations in a database, scoped to one namespace (asyncio).
+
+    Arguments as for :class:`~convkit.store.sync.Store`.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        namespace: str = "default",
+        counters: Iterable[TokenCounter] = (),
+        upgrade: bool | None = None,
+        engine: AsyncEngine | None = None,
+    ) -> None:
+        self._init_common(str(engine.url) if engine is not None else url, namespace, counters)
+        self._owns_engine = engine is None
+        with db_errors("opening the database"):
+            self._engine = engine if engine is not None else create_async(url)
+        self._dialect = self._engine.dialect.name
+        self._upgrade = upgrade
+        self._ready = False
+        self._ready_lock = asyncio.Lock()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    async def close(self) -> None:
+        if self._owns_engine:
+            await self._engine.dispose()
+
+    async def __aenter__(self) -> AsyncStore:
+        await self._ensure_ready()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _ensure_ready(self) -> None:
+        if self._ready:
+            return
+        async with self._ready_lock:
+            if self._ready:  # another task finished it meanwhile
+                return  # type: ignore[unreachable]
+            with db_errors("checking the schema"):
+                async with self._engine.connect() as conn:
+                    status = await conn.run_sync(migrate.schema_status)
+            upgrade = self._upgrade
+            if upgrade is None:
+                upgrade = self._dialect == "sqlite" and status == "empty"
+            with db_errors("upgrading the schema"):
+                async with self._engine.connect() as conn:
+                    await conn.run_sync(lambda c: migrate.ensure_schema(c, upgrade=bool(upgrade)))
+                    await conn.commit()
+            self._ready = True
+
+    async def _run(self, op: ops.Op[T], what: str, *, read: bool = False) -> T:
+        await self._ensure_ready()
+        with db_errors(what):
+            async with self._engine.connect() as conn:
+                if read:
+                    await conn.execution_options(convkit_read=True)
+                async with conn.begin():
+                    return await adrive(conn, op)
+
+    # -- conversations ---------------------------------------------------------------------
+    async def create_conversation(
+        self, *, title: str | None = None, metadata: Mapping[str, Any] | None = None
+    ) -> ops.Conversation:
+        return await self._run(
+            ops.create_conversation(self.namespace, title, metadata), "create_conversation"
+        )
+
+    async def get_conversation(self, conversation_id: str) -> ops.Conversation:
+        return await self._run(
+            ops.get_conversation(self.namespace, check_id(conversation_id)), "get_conversation", read=True
+        )
+
+    async def list_conversations(
+        self, *, limit: int = 100, after: str | None = None
+    ) -> list[ops.Conversation]:
+        return await self._run(
+            ops.list_conversations(self.namespace, limit, after), "list_conversations", read=True
+        )
+
+    async def delete_conversation(self, conversation_id: str) -> None:
+        await self._run(
+            ops.delete_conversation(self.namespace, check_id(conversation_id)), "delete_conversation"
+        )
+
+    # -- messages --------------------------------------------------------------------------
+    async def append(self, conversation_id: str, message: MessageLike) -> int:
+        seqs = await self.extend(conversation_id, [message])
+        return seqs[0]
+
+    async def extend(self, conversation_id: str, messages: Iterable[MessageLike]) -> range:
+        cid = check_id(conversation_id)
+        batch = self._prepare(messages)
+        return await self._run(ops.append(self.namespace, cid, batch, self._dialect), "extend")
+
+    async def messages(
+        self, conversation_id: str, *, start: int | None = None, stop: int | None = None
+    ) -> list[Message]:
+        op = ops.read_messages(self.namespace, check_id(conversation_id), start, stop)
+        return [m for _, m in await self._run(op, "messages", read=True)]
+
+    async def fork(
+        self, conversation_id: str, at_seq: int | None = None, *, title: str | None = None
+    ) -> ops.Conversation:
+        return await self._run(ops.fork(self.namespace, check_id(conversation_id), at_seq, title), "fork")
+
+    async def export_jsonl(
+        self, conversation_id: str, dest: str | os.PathLike[str] | IO[str] | None = None
+    ) -> str | None:
+        return self._write_dest(await self.messages(conversation_id), dest)
+
+    async def import_jsonl(
+        self, source: str | os.PathLike[str] | IO[str], *, title: str | None = None
+    ) -> ops.Conversation:
+        batch = self._prepare(self._read_source(source))
+
+        def op() -> ops.Op[ops.Conversation]:
+            conv = yield from ops.create_conversation(self.namespace, title, None)
+            yield from ops.append(self.namespace, conv.id, batch, self._dialect)
+            return (yield from ops.get_conversation(self.namespace, conv.id))
+
+        return await self._run(op(), "import_jsonl")
+
+    # -- windows ---------------------------------------------------------------------------
+    async def window(
+        self,
+        conversation_id: str,
+        *,
+        model: str | ModelSpec,
+        counter: TokenCounter | None = None,
+        reserve: int = 0,
+        strategy: Strategy = "trim",
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        images: ImagePolicy = "error",
+        margin: float | None = None,
+    ) -> FitResult:
+        cid = check_id(conversation_id)
+        args = self._window_args(model, counter, reserve, strategy, tools, images, margin)
+        if not args.spec.supports_images and await self._run(
+            ops.has_images(self.namespace, cid), "window", read=True
+        ):
+            return fit(
+                await self.messages(cid),
+                model=args.spec,
+                counter=args.counter,
+                reserve=reserve,
+                tools=tools,
+                images=images,
+                margin=args.margin,
+            )
+        for _ in range(100):
+            try:
+                return await self._run(args.trim_op(self.namespace, cid), "window", read=True)
+            except ops.NeedsBackfill:
+                while not await self._run(
+                    ops.backfill(self.namespace, cid, args.counter, BACKFILL_BATCH, self._dialect), "backfill"
+                ):
+                    pass
+        raise RuntimeError("window: counts kept falling behind concurrent appends")  # pragma: no cover

@@ -1,0 +1,116 @@
+"""Engines for the store: URL handling, SQLite set-up, and error translation.
+
+SQLite files run in WAL mode with a busy timeout, foreign keys on, and every
+transaction opened with ``BEGIN IMMEDIATE`` so that concurrent writers queue
+for the write lock instead of failing half-way. PostgreSQL runs through
+psycopg 3 (sync) and psycopg or asyncpg (async). SQLAlchemy errors become
+:class:`~convkit.errors.DatabaseError` with the URL's password hidden.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from ..errors import DatabaseError, ValidationError
+
+__all__ = ["DEFAULT_URL", "create_async", "create_sync", "db_errors", "safe_url", "sqlalchemy_url"]
+
+DEFAULT_URL = "sqlite:///convkit.db"
+SQLITE_BUSY_TIMEOUT_S = 60.0
+
+
+def sqlalchemy_url(url: str | URL, *, is_async: bool) -> URL:
+    """Normalize a database URL: plain ``postgresql://`` gets psycopg, async SQLite gets aiosqlite."""
+    try:
+        u = make_url(url)
+    except (sa.exc.ArgumentError, ValueError) as exc:
+        raise ValidationError(f"not a database URL ({exc}); e.g. sqlite:///convkit.db") from None
+    backend, _, driver = u.drivername.partition("+")
+    if backend in ("postgresql", "postgres"):
+        if not driver or (driver not in ("psycopg", "asyncpg")):
+            u = u.set(drivername="postgresql+psycopg")
+        if not is_async and driver == "asyncpg":
+            u = u.set(drivername="postgresql+psycopg")
+    elif backend == "sqlite":
+        u = u.set(drivername="sqlite+aiosqlite" if is_async else "sqlite")
+    else:
+        raise ValidationError(f"convkit stores conversations in SQLite or PostgreSQL, not {backend!r}")
+    return u
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL with any password masked, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", str(url))
+
+
+def _is_memory(u: URL) -> bool:
+    return u.get_backend_name() == "sqlite" and u.database in (None, "", ":memory:")
+
+
+def _sqlite_setup(sync_engine: Engine) -> None:
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below own transaction start.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        # writers take the write lock up front (no lock-upgrade deadlocks); readers do not
+        read_only = conn.get_execution_options().get("convkit_read", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def create_sync(url: str | URL, **kw: Any) -> Engine:
+    u = sqlalchemy_url(url, is_async=False)
+    if u.get_backend_name() == "sqlite":
+        args: dict[str, Any] = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+        if _is_memory(u):
+            engine = sa.create_engine(u, connect_args=args, poolclass=StaticPool, **kw)
+        else:
+            engine = sa.create_engine(u, connect_args=args, **kw)
+        _sqlite_setup(engine)
+        return engine
+    return sa.create_engine(u, pool_pre_ping=True, **kw)
+
+
+def create_async(url: str | URL, **kw: Any) -> AsyncEngine:
+    u = sqlalchemy_url(url, is_async=True)
+    if u.get_backend_name() == "sqlite":
+        args: dict[str, Any] = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+        if _is_memory(u):
+            engine = create_async_engine(u, connect_args=args, poolclass=StaticPool, **kw)
+        else:
+            engine = create_async_engine(u, connect_args=args, **kw)
+        _sqlite_setup(engine.sync_engine)
+        return engine
+    return create_async_engine(u, pool_pre_ping=True, **kw)
+
+
+@contextlib.contextmanager
+def db_errors(what: str) -> Iterator[None]:
+    """Turn SQLAlchemy (and driver) errors into DatabaseError; the message names the operation."""
+    try:
+        yield
+    except sa.exc.SQLAlchemyError as exc:
+        orig = getattr(exc, "orig", None)
+        detail = str(orig if orig is not None else exc).strip().splitlines()
+        first = detail[0] if detail else type(exc).__name__
+        raise DatabaseError(f"{what} failed: {type(orig or exc).__name__}: {first}") from None

@@ -1,0 +1,628 @@
+"""The store's operations, written once for both the sync and the async store.
+
+Each operation is a generator ("sans-I/O"): it yields :class:`Exec` requests
+(a SQL statement and its parameters) and receives each statement's result;
+its return value is the operation's result. :class:`~convkit.store.Store`
+runs them on a ``Connection`` and :class:`~convkit.store.AsyncStore` on an
+``AsyncConnection``, each inside one transaction per operation, so the two
+twins cannot drift apart.
+
+Invariants kept here: every query of messages is scoped by a conversation
+whose namespace was checked in the same transaction; ``seq`` is allocated
+under the conversation row's write lock, contiguous from 1; a batch is
+validated (tool links included) before anything is written; tool units and
+pinned flags are maintained exactly as :class:`~convkit.history.History`
+does, so a stored window equals :func:`convkit.fit` over the same messages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from bisect import bisect_right
+from collections.abc import Generator, Mapping, Sequence
+from itertools import pairwise
+from typing import Any, TypeAlias, TypeVar
+
+import attrs
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from ..counting import TokenCounter
+from ..errors import ContextWindowError, ConversationNotFoundError, InvalidConversationError, ValidationError
+from ..fitting import FitResult
+from ..messages import ImagePart, Message
+from ..models import ModelSpec
+from . import schema as t
+from .codec import IMAGE_MARKER, decode_message, encode_message, image_row, image_shas
+
+__all__ = ["Conversation", "Exec", "Op"]
+
+#: Rows per INSERT batch (well under SQLite's bound-parameter limit).
+CHUNK = 2000
+
+
+@attrs.frozen
+class Exec:
+    """One statement to run, with optional parameters (a list means executemany)."""
+
+    stmt: sa.Executable
+    params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
+
+
+T = TypeVar("T")
+Op: TypeAlias = Generator[Exec, Any, T]
+
+
+@attrs.frozen
+class Conversation:
+    """A stored conversation's header (its messages are read separately)."""
+
+    id: str
+    namespace: str
+    title: str | None
+    metadata: dict[str, Any] = attrs.field(hash=False)
+    message_count: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    forked_from: str | None = None
+    forked_at_seq: int | None = None
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _conv(row: Any) -> Conversation:
+    m = row._mapping
+    return Conversation(
+        id=m["id"],
+        namespace=m["namespace"],
+        title=m["title"],
+        metadata=json.loads(m["metadata"] or "{}"),
+        message_count=m["last_seq"],
+        created_at=_aware(m["created_at"]),
+        updated_at=_aware(m["updated_at"]),
+        forked_from=m["forked_from"],
+        forked_at_seq=m["forked_at_seq"],
+    )
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
+
+
+def _insert(dialect: str, table: sa.Table) -> Any:
+    return (pg.insert if dialect == "postgresql" else sqlite_dialect.insert)(table)
+
+
+def _metadata_json(metadata: Mapping[str, Any] | None) -> str:
+    try:
+        return json.dumps(dict(metadata or {}), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"conversation metadata must be JSON-serializable ({exc})") from None
+
+
+# -- conversations -------------------------------------------------------------------
+
+
+def lock_conversation(ns: str, cid: str, *, for_update: bool = False) -> Op[Any]:
+    c = t.conversations
+    stmt = sa.select(c).where(c.c.id == cid, c.c.namespace == ns)
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = (yield Exec(stmt)).first()
+    if row is None:
+        raise ConversationNotFoundError(cid, ns)
+    return row
+
+
+def create_conversation(ns: str, title: str | None, metadata: Mapping[str, Any] | None) -> Op[Conversation]:
+    if title is not None and not isinstance(title, str):
+        raise ValidationError(f"title must be a string, got {type(title).__name__}")
+    now = _now()
+    new_id = uuid.uuid4().hex
+    values = {
+        "id": new_id,
+        "namespace": ns,
+        "title": title,
+        "metadata": _metadata_json(metadata),
+        "last_seq": 0,
+        "prefix_len": 0,
+        "image_count": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+    yield Exec(sa.insert(t.conversations).values(**values))
+    row = yield from lock_conversation(ns, new_id)
+    return _conv(row)
+
+
+def get_conversation(ns: str, cid: str) -> Op[Conversation]:
+    return _conv((yield from lock_conversation(ns, cid)))
+
+
+def list_conversations(ns: str, limit: int, after: str | None) -> Op[list[Conversation]]:
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 10_000:
+        raise ValidationError(f"limit must be an integer from 1 to 10000, got {limit!r}")
+    c = t.conversations
+    stmt = sa.select(c).where(c.c.namespace == ns)
+    if after is not None:
+        anchor = (
+            yield Exec(sa.select(c.c.created_at, c.c.id).where(c.c.id == after, c.c.namespace == ns))
+        ).first()
+        if anchor is None:
+            raise ConversationNotFoundError(after, ns)
+        stmt = stmt.where(
+            sa.or_(
+                c.c.created_at > anchor.created_at,
+                sa.and_(c.c.created_at == anchor.created_at, c.c.id > anchor.id),
+            )
+        )
+    rows = (yield Exec(stmt.order_by(c.c.created_at, c.c.id).limit(limit))).all()
+    return [_conv(r) for r in rows]
+
+
+def delete_conversation(ns: str, cid: str) -> Op[None]:
+    yield from lock_conversation(ns, cid, for_update=True)
+    for table in (t.token_counts, t.counter_progress, t.tool_calls, t.summaries, t.usage, t.messages):
+        yield Exec(sa.delete(table).where(table.c.conversation_id == cid))
+    yield Exec(sa.delete(t.conversations).where(t.conversations.c.id == cid))
+    return None
+
+
+# -- appends ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Prepared:
+    """A batch made ready outside the transaction: messages and their counts per counter."""
+
+    messages: tuple[Message, ...]
+    encoded: tuple[dict[str, Any], ...]
+    counts: Mapping[str, Sequence[int]]  # counter identity -> content tokens
+    images: tuple[dict[str, Any], ...]
+
+
+def prepare(messages: Sequence[Message], counters: Sequence[TokenCounter]) -> Prepared:
+    """Encode and count (CPU work, no I/O) before the write transaction."""
+    imgs: dict[str, dict[str, Any]] = {}
+    for m in messages:
+        for p in m.content:
+            if isinstance(p, ImagePart) and p.data is not None and p.sha256 not in imgs:
+                imgs[p.sha256] = image_row(p)
+    return Prepared(
+        messages=tuple(messages),
+        encoded=tuple(encode_message(m) for m in messages),
+        counts={c.identity: list(c.content_tokens(list(messages))) for c in counters},
+        images=tuple(imgs.values()),
+    )
+
+
+def append(ns: str, cid: str, batch: Prepared, dialect: str) -> Op[range]:
+    """Append a prepared batch; returns the seqs given to it."""
+    n = len(batch.messages)
+    if n == 0:
+        yield from lock_conversation(ns, cid)
+        return range(0)
+    conv = yield from lock_conversation(ns, cid, for_update=True)
+    last, prefix = conv.last_seq, conv.prefix_len
+    first = last + 1
+    m_t, tc = t.messages, t.tool_calls
+
+    # tool links: calls made earlier in the conversation, then within the batch
+    wanted = {m.tool_call_id for m in batch.messages if m.role == "tool"}
+    in_batch: dict[str, int] = {}
+    owners_db: dict[str, int] = {}
+    if wanted:
+        rows = (
+            yield Exec(
+                sa.select(tc.c.call_id, tc.c.seq).where(tc.c.conversation_id == cid, tc.c.call_id.in_(wanted))
+            )
+        ).all()
+        owners_db = {r.call_id: r.seq for r in rows}
+    owner_of: list[int] = []
+    for k, m in enumerate(batch.messages):
+        o = 0
+        if m.role == "tool":
+            assert m.tool_call_id is not None
+            o = in_batch.get(m.tool_call_id) or owners_db.get(m.tool_call_id, 0)
+            if not o:
+                raise InvalidConversationError(
+                    f"message {k} of the batch is a tool result for call id {m.tool_call_id!r}, which no "
+                    "earlier assistant message of this conversation made; append that assistant message first"
+                )
+        owner_of.append(o)
+        for c in m.tool_calls:
+            in_batch[c.id] = first + k
+
+    # the existing tail that tool results fold into their call's unit
+    earliest = min((o for o in owner_of if 0 < o < first), default=0)
+    starts: list[int] = []  # unit start seqs, ascending
+    pinned: dict[int, bool] = {}
+    old: dict[int, tuple[int, bool]] = {}
+    if earliest:
+        u0 = (
+            yield Exec(sa.select(m_t.c.unit_seq).where(m_t.c.conversation_id == cid, m_t.c.seq == earliest))
+        ).scalar_one()
+        rows = (
+            yield Exec(
+                sa.select(m_t.c.seq, m_t.c.unit_seq, m_t.c.keep, m_t.c.pinned)
+                .where(m_t.c.conversation_id == cid, m_t.c.seq >= u0)
+                .order_by(m_t.c.seq)
+            )
+        ).all()
+        for r in rows:
+            if r.seq == r.unit_seq:
+                starts.append(r.seq)
+            pinned[r.seq] = bool(r.pinned)
+            old[r.seq] = (r.unit_seq, bool(r.keep))
+    # units over tail + batch, exactly as History builds them
+    new_prefix = prefix
+    for k, m in enumerate(batch.messages):
+        seq = first + k
+        if m.role == "system" and new_prefix == seq - 1:
+            new_prefix = seq
+        pinned[seq] = m.pinned
+        o = owner_of[k]
+        if o:
+            del starts[bisect_right(starts, o) :]
+        else:
+            starts.append(seq)
+    unit_of: dict[int, tuple[int, bool]] = {}
+    bounds = [*starts, first + n]
+    for a, b in pairwise(bounds):
+        keep = any(pinned[s] or s <= new_prefix for s in range(a, b))
+        for s in range(a, b):
+            unit_of[s] = (a, keep)
+
+    # writes
+    now = _now()
+    for seq, before in old.items():
+        if unit_of[seq] != before:
+            unit, keep = unit_of[seq]
+            yield Exec(
+                sa.update(m_t)
+                .where(m_t.c.conversation_id == cid, m_t.c.seq == seq)
+                .values(unit_seq=unit, keep=keep)
+            )
+    if batch.images:
+        ins = _insert(dialect, t.images).on_conflict_do_nothing(index_elements=["sha256"])
+        rows_i = [{**r, "created_at": now} for r in batch.images]
+        for i in range(0, len(rows_i), 100):
+            yield Exec(ins, rows_i[i : i + 100])
+    rows_m = [
+        {
+            **enc,
+            "conversation_id": cid,
+            "seq": first + k,
+            "unit_seq": unit_of[first + k][0],
+            "keep": unit_of[first + k][1],
+            "created_at": now,
+        }
+        for k, enc in enumerate(batch.encoded)
+    ]
+    for i in range(0, n, CHUNK):
+        yield Exec(sa.insert(m_t), rows_m[i : i + CHUNK])
+    calls = [
+        {"conversation_id": cid, "call_id": c.id, "seq": first + k}
+        for k, m in enumerate(batch.messages)
+        for c in m.tool_calls
+    ]
+    if calls:
+        # a later call reusing an id takes it over (tool results answer the newest call with that id)
+        dedup = list({c["call_id"]: c for c in calls}.values())
+        ins = _insert(dialect, tc)
+        ins = ins.on_conflict_do_update(
+            index_elements=["conversation_id", "call_id"], set_={"seq": ins.excluded.seq}
+        )
+        for i in range(0, len(dedup), CHUNK):
+            yield Exec(ins, dedup[i : i + CHUNK])
+    for counter_id, counts in batch.counts.items():
+        yield from _store_counts(cid, counter_id, first, list(counts), dialect)
+        yield from _advance_progress(cid, counter_id, first - 1, first + n - 1, dialect)
+    images_added = sum(1 for m in batch.messages for p in m.content if isinstance(p, ImagePart))
+    yield Exec(
+        sa.update(t.conversations)
+        .where(t.conversations.c.id == cid)
+        .values(
+            last_seq=last + n,
+            prefix_len=new_prefix,
+            image_count=conv.image_count + images_added,
+            updated_at=now,
+        )
+    )
+    return range(first, first + n)
+
+
+def _store_counts(cid: str, counter_id: str, first: int, counts: list[int], dialect: str) -> Op[None]:
+    ins = _insert(dialect, t.token_counts).on_conflict_do_nothing(
+        index_elements=["conversation_id", "counter_id", "seq"]
+    )
+    rows = [
+        {"conversation_id": cid, "counter_id": counter_id, "seq": first + k, "tokens": c}
+        for k, c in enumerate(counts)
+    ]
+    for i in range(0, len(rows), CHUNK):
+        yield Exec(ins, rows[i : i + CHUNK])
+
+
+def _advance_progress(cid: str, counter_id: str, prev: int, new: int, dialect: str) -> Op[None]:
+    """Move the counted watermark from ``prev`` to ``new`` when it stood exactly at ``prev``."""
+    p = t.counter_progress
+    res = yield Exec(
+        sa.update(p)
+        .where(p.c.conversation_id == cid, p.c.counter_id == counter_id, p.c.counted_seq == prev)
+        .values(counted_seq=new)
+    )
+    if res.rowcount == 0 and prev == 0:
+        ins = _insert(dialect, p).on_conflict_do_nothing(index_elements=["conversation_id", "counter_id"])
+        yield Exec(ins.values(conversation_id=cid, counter_id=counter_id, counted_seq=new))
+
+
+# -- reads -------------------------------------------------------------------------------
+
+
+def _load_images(shas: set[str]) -> Op[dict[str, bytes]]:
+    out: dict[str, bytes] = {}
+    ordered = sorted(shas)
+    for i in range(0, len(ordered), 500):
+        rows = (
+            yield Exec(
+                sa.select(t.images.c.sha256, t.images.c.data).where(
+                    t.images.c.sha256.in_(ordered[i : i + 500])
+                )
+            )
+        ).all()
+        out.update({r.sha256: bytes(r.data) for r in rows})
+    return out
+
+
+def _decode_rows(rows: Sequence[Any]) -> Op[list[Message]]:
+    shas = {s for r in rows for s in image_shas(r.content)}
+    imgs: dict[str, bytes] = (yield from _load_images(shas)) if shas else {}
+    return [decode_message(r._mapping, imgs) for r in rows]
+
+
+def read_messages(ns: str, cid: str, start: int | None, stop: int | None) -> Op[list[tuple[int, Message]]]:
+    """Messages with ``start <= seq < stop`` (1-based seqs), as (seq, Message) pairs."""
+    yield from lock_conversation(ns, cid)
+    m = t.messages
+    stmt = sa.select(m).where(m.c.conversation_id == cid)
+    if start is not None:
+        stmt = stmt.where(m.c.seq >= start)
+    if stop is not None:
+        stmt = stmt.where(m.c.seq < stop)
+    rows = (yield Exec(stmt.order_by(m.c.seq))).all()
+    msgs = yield from _decode_rows(rows)
+    return list(zip([r.seq for r in rows], msgs, strict=True))
+
+
+def backfill(ns: str, cid: str, counter: TokenCounter, limit: int, dialect: str) -> Op[bool]:
+    """Count up to ``limit`` messages past the counter's watermark; returns True when none are left."""
+    conv = yield from lock_conversation(ns, cid)
+    p, m = t.counter_progress, t.messages
+    counter_id = counter.identity
+    done = (
+        yield Exec(sa.select(p.c.counted_seq).where(p.c.conversation_id == cid, p.c.counter_id == counter_id))
+    ).scalar_one_or_none() or 0
+    if done >= conv.last_seq:
+        return True
+    rows = (
+        yield Exec(
+            sa.select(m)
+            .where(m.c.conversation_id == cid, m.c.seq > done, m.c.seq <= conv.last_seq)
+            .order_by(m.c.seq)
+            .limit(limit)
+        )
+    ).all()
+    msgs = yield from _decode_rows(rows)
+    counts = counter.content_tokens(msgs)
+    yield from _store_counts(cid, counter_id, done + 1, list(counts), dialect)
+    top = rows[-1].seq if rows else conv.last_seq
+    yield from _advance_progress(cid, counter_id, done, top, dialect)
+    return bool(top >= conv.last_seq)
+
+
+class NeedsBackfill(Exception):
+    """Internal: the window found messages its counter has not counted yet."""
+
+
+def window_trim(
+    ns: str,
+    cid: str,
+    spec: ModelSpec,
+    counter_id: str,
+    budget: int,
+    reserve: int,
+    margin: float,
+    tools_tokens: int,
+) -> Op[FitResult]:
+    """The trim window of a stored conversation, reading counts and only the kept bodies.
+
+    Cost: O(kept rows + pinned rows), independent of the conversation's length.
+    """
+    conv = yield from lock_conversation(ns, cid)
+    n = conv.last_seq
+    if n == 0:
+        raise ValidationError("nothing to fit: the conversation has no messages")
+    m, c, p = t.messages, t.token_counts, t.counter_progress
+    done = (
+        yield Exec(sa.select(p.c.counted_seq).where(p.c.conversation_id == cid, p.c.counter_id == counter_id))
+    ).scalar_one_or_none() or 0
+    if done < n:
+        raise NeedsBackfill
+    ovh = spec.message_overhead
+    joined = m.join(c, sa.and_(c.c.conversation_id == m.c.conversation_id, c.c.seq == m.c.seq))
+    base = sa.select(m.c.seq, m.c.unit_seq, m.c.keep, c.c.tokens).select_from(joined)
+    base = base.where(m.c.conversation_id == cid, c.c.counter_id == counter_id)
+
+    last_unit = (
+        yield Exec(sa.select(m.c.unit_seq).where(m.c.conversation_id == cid, m.c.seq == n))
+    ).scalar_one()
+    keep_rows = (yield Exec(base.where(m.c.keep.is_(True)))).all()
+    last_rows = (yield Exec(base.where(m.c.seq >= last_unit))).all()
+    pinned_cost = sum(r.tokens + ovh for r in keep_rows)
+    last_keep = any(r.keep for r in last_rows)
+    last_cost = 0 if last_keep else sum(r.tokens + ovh for r in last_rows)
+    fixed = spec.request_overhead + tools_tokens + pinned_cost + last_cost
+    if fixed > budget:
+        raise ContextWindowError(
+            required=fixed,
+            available=budget,
+            model=spec.name,
+            context_window=spec.context_window,
+            reserve=reserve,
+            detail="the must-keep part is the leading system and pinned messages, the newest "
+            "message with its tool group, and the tool definitions",
+        )
+    remaining = budget - fixed
+    cut, cursor, unit_cost, chunk = last_unit, last_unit, 0, 256
+    scanning = True
+    while scanning:
+        rows = (
+            yield Exec(
+                base.where(m.c.seq < cursor, m.c.keep.is_(False)).order_by(m.c.seq.desc()).limit(chunk)
+            )
+        ).all()
+        if not rows:
+            break
+        for r in rows:
+            unit_cost += r.tokens + ovh
+            if r.seq == r.unit_seq:  # reached the first message of a unit: its cost is known
+                if unit_cost > remaining:
+                    scanning = False
+                    break
+                remaining -= unit_cost
+                cut, unit_cost = r.seq, 0
+        cursor = rows[-1].seq
+        chunk = min(chunk * 4, 65536)
+    body = (
+        yield Exec(
+            sa.select(m)
+            .where(m.c.conversation_id == cid, sa.or_(m.c.seq >= cut, m.c.keep.is_(True)))
+            .order_by(m.c.seq)
+        )
+    ).all()
+    msgs = yield from _decode_rows(body)
+    spans: list[tuple[int, int]] = []
+    for r in body:
+        i = r.seq - 1
+        if spans and spans[-1][1] == i:
+            spans[-1] = (spans[-1][0], i + 1)
+        else:
+            spans.append((i, i + 1))
+    return FitResult(
+        messages=tuple(msgs),
+        prompt_tokens=budget - remaining,
+        budget=budget,
+        model=spec.name,
+        context_window=spec.context_window,
+        reserve=reserve,
+        margin=margin,
+        strategy="trim",
+        input_length=n,
+        kept_spans=tuple(spans),
+        tools_tokens=tools_tokens,
+    )
+
+
+def has_images(ns: str, cid: str) -> Op[bool]:
+    conv = yield from lock_conversation(ns, cid)
+    return bool(conv.image_count > 0)
+
+
+# -- forks -------------------------------------------------------------------------------------
+
+
+def fork(ns: str, cid: str, at_seq: int | None, title: str | None) -> Op[Conversation]:
+    """A new conversation holding messages 1..at_seq of ``cid`` (counts copied, not recounted)."""
+    conv = yield from lock_conversation(ns, cid, for_update=True)
+    at = conv.last_seq if at_seq is None else at_seq
+    if isinstance(at, bool) or not isinstance(at, int) or not 0 <= at <= conv.last_seq:
+        raise ValidationError(f"fork point must be a seq from 0 to {conv.last_seq}, got {at_seq!r}")
+    m, tc, c, p = t.messages, t.tool_calls, t.token_counts, t.counter_progress
+    new_id = uuid.uuid4().hex
+    now = _now()
+    prefix = min(conv.prefix_len, at)
+    with_images = 0
+    if conv.image_count:
+        with_images = (
+            yield Exec(
+                sa.select(sa.func.count())
+                .select_from(m)
+                .where(m.c.conversation_id == cid, m.c.seq <= at, m.c.content.contains(IMAGE_MARKER))
+            )
+        ).scalar_one()
+        with_images += (
+            yield Exec(
+                sa.select(sa.func.count())
+                .select_from(m)
+                .where(m.c.conversation_id == cid, m.c.seq <= at, m.c.content.contains('{"url":'))
+            )
+        ).scalar_one()
+    yield Exec(
+        sa.insert(t.conversations).values(
+            id=new_id,
+            namespace=ns,
+            title=conv.title if title is None else title,
+            metadata=conv.metadata,
+            last_seq=at,
+            prefix_len=prefix,
+            image_count=with_images,
+            forked_from=cid,
+            forked_at_seq=at,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    cols = [col for col in m.c if col.name not in ("id", "conversation_id")]
+    yield Exec(
+        sa.insert(m).from_select(
+            ["conversation_id", *[col.name for col in cols]],
+            sa.select(sa.literal(new_id, sa.String), *cols).where(m.c.conversation_id == cid, m.c.seq <= at),
+        )
+    )
+    yield Exec(
+        sa.insert(tc).from_select(
+            ["conversation_id", "call_id", "seq"],
+            sa.select(sa.literal(new_id, sa.String), tc.c.call_id, tc.c.seq).where(
+                tc.c.conversation_id == cid, tc.c.seq <= at
+            ),
+        )
+    )
+    yield Exec(
+        sa.insert(c).from_select(
+            ["conversation_id", "counter_id", "seq", "tokens"],
+            sa.select(sa.literal(new_id, sa.String), c.c.counter_id, c.c.seq, c.c.tokens).where(
+                c.c.conversation_id == cid, c.c.seq <= at
+            ),
+        )
+    )
+    yield Exec(
+        sa.insert(p).from_select(
+            ["conversation_id", "counter_id", "counted_seq"],
+            sa.select(
+                sa.literal(new_id, sa.String),
+                p.c.counter_id,
+                sa.case((p.c.counted_seq < at, p.c.counted_seq), else_=at),
+            ).where(p.c.conversation_id == cid),
+        )
+    )
+    if at:
+        # the unit cut by the fork point may owe its pinned flag to a message after it
+        u = (
+            yield Exec(sa.select(m.c.unit_seq).where(m.c.conversation_id == new_id, m.c.seq == at))
+        ).scalar_one()
+        rows = (
+            yield Exec(
+                sa.select(m.c.seq, m.c.pinned, m.c.keep).where(m.c.conversation_id == new_id, m.c.seq >= u)
+            )
+        ).all()
+        keep = any(r.pinned or r.seq <= prefix for r in rows)
+        if any(bool(r.keep) != keep for r in rows):
+            yield Exec(sa.update(m).where(m.c.conversation_id == new_id, m.c.seq >= u).values(keep=keep))
+    row = yield from lock_conversation(ns, new_id)
+    return _conv(row)

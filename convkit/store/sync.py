@@ -1,0 +1,204 @@
+"""``Store``: the synchronous conversation store (SQLite or PostgreSQL).
+
+A thin driver: every method checks its arguments, then runs one operation of
+:mod:`convkit.store.ops` inside one transaction on a ``Connection``. Its twin
+:class:`~convkit.store.aio.AsyncStore` has the same method names.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import IO, Any, TypeVar
+
+from sqlalchemy.engine import Connection, Engine
+
+from ..counting import ImagePolicy, TokenCounter
+from ..fitting import FitResult, Strategy, fit
+from ..messages import Message, MessageLike
+from ..models import ModelSpec
+from . import migrate, ops
+from ._base import BACKFILL_BATCH, StoreBase, check_id
+from .engine import DEFAULT_URL, create_sync, db_errors
+
+T = TypeVar("T")
+
+__all__ = ["Store", "drive"]
+
+
+def drive(conn: Connection, op: ops.Op[T]) -> T:
+    """Run a sans-I/O operation on a connection."""
+    result: Any = None
+    while True:
+        try:
+            req = op.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        result = conn.execute(req.stmt) if req.params is None else conn.execute(req.stmt, req.params)
+
+
+class Store(StoreBase):
+    """Conversations in a database, scoped to one namespace.
+
+    ``url``: ``sqlite:///path.db`` (created and upgraded on first use) or
+    ``postgresql+psycopg://...``. ``counters``: token counters that count
+    each message when it is written, so windows never re-tokenize.
+    ``upgrade``: ``True`` upgrades the schema to this version's head,
+    ``False`` only checks it, ``None`` (default) upgrades a new, empty SQLite
+    file and checks everything else.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        namespace: str = "default",
+        counters: Iterable[TokenCounter] = (),
+        upgrade: bool | None = None,
+        engine: Engine | None = None,
+    ) -> None:
+        self._init_common(str(engine.url) if engine is not None else url, namespace, counters)
+        self._owns_engine = engine is None
+        with db_errors("opening the database"):
+            self._engine = engine if engine is not None else create_sync(url)
+        self._dialect = self._engine.dialect.name
+        with db_errors("checking the schema"), self._engine.connect() as conn:
+            status = migrate.schema_status(conn)
+        if upgrade is None:
+            upgrade = self._dialect == "sqlite" and status == "empty"
+        migrate.ensure_schema(self._engine, upgrade=upgrade)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def close(self) -> None:
+        """Release the connection pool (when the store created the engine)."""
+        if self._owns_engine:
+            self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self, op: ops.Op[T], what: str, *, read: bool = False) -> T:
+        with db_errors(what), self._engine.connect() as conn:
+            if read:
+                conn.execution_options(convkit_read=True)
+            with conn.begin():
+                return drive(conn, op)
+
+    # -- conversations ---------------------------------------------------------------------
+    def create_conversation(
+        self, *, title: str | None = None, metadata: Mapping[str, Any] | None = None
+    ) -> ops.Conversation:
+        """A new, empty conversation in this namespace."""
+        return self._run(ops.create_conversation(self.namespace, title, metadata), "create_conversation")
+
+    def get_conversation(self, conversation_id: str) -> ops.Conversation:
+        return self._run(
+            ops.get_conversation(self.namespace, check_id(conversation_id)), "get_conversation", read=True
+        )
+
+    def list_conversations(self, *, limit: int = 100, after: str | None = None) -> list[ops.Conversation]:
+        """Conversations oldest first; pass the last id of a page as ``after`` for the next page."""
+        return self._run(
+            ops.list_conversations(self.namespace, limit, after), "list_conversations", read=True
+        )
+
+    def delete_conversation(self, conversation_id: str) -> None:
+        """Delete a conversation with its messages, counts, summaries and usage."""
+        self._run(ops.delete_conversation(self.namespace, check_id(conversation_id)), "delete_conversation")
+
+    # -- messages --------------------------------------------------------------------------
+    def append(self, conversation_id: str, message: MessageLike) -> int:
+        """Append one message; returns its seq."""
+        seqs = self.extend(conversation_id, [message])
+        return seqs[0]
+
+    def extend(self, conversation_id: str, messages: Iterable[MessageLike]) -> range:
+        """Append messages atomically (all or none); returns their seqs."""
+        cid = check_id(conversation_id)
+        batch = self._prepare(messages)
+        return self._run(ops.append(self.namespace, cid, batch, self._dialect), "extend")
+
+    def messages(
+        self, conversation_id: str, *, start: int | None = None, stop: int | None = None
+    ) -> list[Message]:
+        """Messages with ``start <= seq < stop`` (seqs start at 1), in order."""
+        return [m for _, m in self._seq_messages(conversation_id, start, stop)]
+
+    def _seq_messages(
+        self, conversation_id: str, start: int | None, stop: int | None
+    ) -> list[tuple[int, Message]]:
+        op = ops.read_messages(self.namespace, check_id(conversation_id), start, stop)
+        return self._run(op, "messages", read=True)
+
+    def fork(
+        self, conversation_id: str, at_seq: int | None = None, *, title: str | None = None
+    ) -> ops.Conversation:
+        """A new conversation with messages 1..at_seq (default: all) of this one."""
+        return self._run(ops.fork(self.namespace, check_id(conversation_id), at_seq, title), "fork")
+
+    def export_jsonl(
+        self, conversation_id: str, dest: str | os.PathLike[str] | IO[str] | None = None
+    ) -> str | None:
+        """The conversation as JSONL: returned as a string, or written to a path or file."""
+        return self._write_dest(self.messages(conversation_id), dest)
+
+    def import_jsonl(
+        self, source: str | os.PathLike[str] | IO[str], *, title: str | None = None
+    ) -> ops.Conversation:
+        """A new conversation from a JSONL path or file; all lines or nothing."""
+        batch = self._prepare(self._read_source(source))
+
+        def op() -> ops.Op[ops.Conversation]:
+            conv = yield from ops.create_conversation(self.namespace, title, None)
+            yield from ops.append(self.namespace, conv.id, batch, self._dialect)
+            return (yield from ops.get_conversation(self.namespace, conv.id))
+
+        return self._run(op(), "import_jsonl")
+
+    # -- windows ---------------------------------------------------------------------------
+    def window(
+        self,
+        conversation_id: str,
+        *,
+        model: str | ModelSpec,
+        counter: TokenCounter | None = None,
+        reserve: int = 0,
+        strategy: Strategy = "trim",
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        images: ImagePolicy = "error",
+        margin: float | None = None,
+    ) -> FitResult:
+        """The messages to send now: equal to ``convkit.fit`` over the stored messages.
+
+        Reads stored counts (back-filling a new counter once, in batches) and
+        only the bodies of the kept rows.
+        """
+        cid = check_id(conversation_id)
+        args = self._window_args(model, counter, reserve, strategy, tools, images, margin)
+        if not args.spec.supports_images and self._run(
+            ops.has_images(self.namespace, cid), "window", read=True
+        ):
+            return fit(
+                self.messages(cid),
+                model=args.spec,
+                counter=args.counter,
+                reserve=reserve,
+                tools=tools,
+                images=images,
+                margin=args.margin,
+            )
+        for _ in range(100):
+            try:
+                return self._run(args.trim_op(self.namespace, cid), "window", read=True)
+            except ops.NeedsBackfill:
+                while not self._run(
+                    ops.backfill(self.namespace, cid, args.counter, BACKFILL_BATCH, self._dialect), "backfill"
+                ):
+                    pass
+        raise RuntimeError("window: counts kept falling behind concurrent appends")  # pragma: no cover
