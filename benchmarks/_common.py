@@ -134,6 +134,7 @@ def machine_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "cpu_usable": usable,
         "cpu_model": _cpu_model(),
+        "loadavg_1_5_15min": [round(x, 2) for x in os.getloadavg()],
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "python_implementation": platform.python_implementation(),

@@ -36,8 +36,11 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
+import random
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,7 @@ import _data
 from langchain_core.messages import convert_to_messages, trim_messages
 
 import convkit
+from convkit.fitting import compute_budget
 from convkit.messages import Message
 
 MODELS = ("grok-2-1212", "grok-2-vision-1212")
@@ -93,6 +97,14 @@ class Structure:
                 a = call_owner[m.tool_call_id or ""]
                 self.owner[i] = a
                 self.results[a].append(i)
+
+    def must_keep(self) -> set[int]:
+        """Leading system messages, pinned messages (with their tool groups) and the last unit."""
+        keep = set(self.leading)
+        for i in self.pinned:
+            keep.update(self.unit(i))
+        keep.update(self.unit(self.n - 1))
+        return keep
 
     def unit(self, i: int) -> list[int]:
         a = self.owner.get(i, i)
@@ -204,17 +216,84 @@ def run_case(
     }
 
 
+def sweep(counter: convkit.BaseCounter, conversations: int, budgets: int) -> dict[str, Any]:
+    """Correctness over random tool-heavy conversations and budgets (log-uniform, 300 to 131072).
+
+    A convkit result is correct when it fits, keeps tool groups whole, keeps
+    pinned messages, the leading system prompt and the last message, and is
+    maximal; a ContextWindowError is correct when the must-keep part really
+    exceeds the budget. LangChain gets the same budget and counts.
+    """
+    model = "grok-2-1212"
+    spec = convkit.get_model(model)
+    rng = random.Random(20260101)
+    tally: dict[str, Counter[str]] = {k: Counter() for k in ("convkit", *LC_OPTIONS)}
+    for conv in range(conversations):
+        n = rng.randint(50, 3000)
+        msgs = _data.make_conversation(
+            n, seed=1000 + conv, images=False, tool_rate=0.5, pinned=rng.randint(0, 3)
+        )
+        history = convkit.History(msgs, counter=counter)
+        costs = [c + spec.message_overhead for c in history.content_counts]
+        st = Structure(msgs, costs)
+        must = spec.request_overhead + sum(costs[i] for i in st.must_keep())
+        lc_msgs = convert_to_messages([m.to_openai() for m in msgs])
+        count = lc_counter({id(lm): c for lm, c in zip(lc_msgs, costs, strict=True)})
+        index = {id(lm): i for i, lm in enumerate(lc_msgs)}
+        for _ in range(budgets):
+            target = int(math.exp(rng.uniform(math.log(300), math.log(spec.context_window))))
+            reserve = spec.context_window - target
+            budget = compute_budget(spec, reserve, counter.margin)
+            t = tally["convkit"]
+            t["runs"] += 1
+            try:
+                res = convkit.fit(history, model=model, counter=counter, reserve=reserve)
+            except convkit.ContextWindowError as exc:
+                t["raised"] += 1
+                t["correct"] += exc.available == budget and exc.required == must and must > budget
+            else:
+                ck = st.check(res.kept, budget, spec.request_overhead)
+                ok = ck["fits"] and ck["tool_groups_intact"] and not ck["pinned_dropped"]
+                ok = ok and ck["maximal"] and ck["last_kept"] and ck["leading_system_kept"]
+                t["correct"] += ok and must <= budget and res.prompt_tokens == ck["prompt_tokens"]
+            for name, opts in LC_OPTIONS.items():
+                t = tally[name]
+                t["runs"] += 1
+                out = trim_messages(
+                    lc_msgs, max_tokens=budget - spec.request_overhead, token_counter=count, **opts
+                )
+                c = st.check(sorted(index[id(m)] for m in out), budget, spec.request_overhead)
+                t["fits"] += c["fits"]
+                t["tool_groups_intact"] += c["tool_groups_intact"]
+                t["with_orphan_tool_results"] += c["orphan_tool_results"] > 0
+                t["pinned_kept"] += c["pinned_dropped"] == 0
+                t["last_kept"] += c["last_kept"]
+                t["maximal"] += c["maximal"]
+                t["must_keep_fits"] += must <= budget
+                ok = c["fits"] and c["tool_groups_intact"] and c["maximal"]
+                ok = ok and c["last_kept"] and c["leading_system_kept"] and must <= budget
+                t["correct_ignoring_pinned"] += ok
+                t["correct"] += ok and c["pinned_dropped"] == 0
+    out: dict[str, Any] = {"conversations": conversations, "budgets_each": budgets, "model": model}
+    for name, t in tally.items():
+        runs = t.pop("runs")
+        out[name] = {"runs": runs, **{k: round(v / runs, 4) for k, v in sorted(t.items())}}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="1000,10000,100000", help="comma-separated message counts")
     ap.add_argument("--runs", type=int, default=60, help="minimum timed runs of convkit's History path")
     ap.add_argument("--anchor-seconds", type=float, default=6.0, help="time cap per slow series")
     ap.add_argument("--counter", choices=("auto", "hf", "estimate"), default="auto")
+    ap.add_argument("--sweep", default="20x40", help="correctness sweep: CONVERSATIONSxBUDGETS (0 = off)")
     ap.add_argument("--quick", action="store_true", help="1k and 10k only, fewer runs; writes nothing")
     ap.add_argument("--no-write", action="store_true", help="do not write benchmarks/results/fit.json")
     args = ap.parse_args()
     if args.quick:
         args.sizes, args.runs, args.anchor_seconds, args.no_write = "1000,10000", 20, 1.0, True
+        args.sweep = "4x10"
     sizes = [int(s) for s in args.sizes.split(",")]
     counter, counter_desc = make_counter(args.counter)
     print(f"convkit {convkit.__version__}; counter: {counter_desc}; sizes: {sizes}")
@@ -289,7 +368,21 @@ def main() -> None:
                 f"calls_without_results={lcc['calls_without_results']} "
                 f"pinned_dropped={lcc['pinned_dropped']} maximal={lcc['maximal']}"
             )
+    sweep_result: dict[str, Any] | None = None
+    if args.sweep not in ("", "0"):
+        convs, per = (int(x) for x in args.sweep.split("x"))
+        t0 = time.perf_counter()
+        sweep_result = sweep(counter, convs, per)
+        print(
+            f"\ncorrectness sweep ({convs} tool-heavy conversations x {per} budgets, "
+            f"{time.perf_counter() - t0:.1f} s): share of results"
+        )
+        for name in ("convkit", *LC_OPTIONS):
+            r = sweep_result[name]
+            print(f"  {name:<9} " + ", ".join(f"{k}={v}" for k, v in r.items()))
     targets: dict[str, Any] = {"convkit_results_correct": all(checks)}
+    if sweep_result is not None:
+        targets["sweep_convkit_correct_share"] = sweep_result["convkit"]["correct"]
     big = [c for c in cases if c["messages"] == 100_000]
     for c in big:
         key = c["model"]
@@ -304,6 +397,7 @@ def main() -> None:
         all(checks)
         and bool(big)
         and all(t["median_le_1ms"] and t["ratio_ge_50x"] for t in (targets[c["model"]] for c in big))
+        and (sweep_result is None or sweep_result["convkit"]["correct"] == 1)
     )
     targets["all_met"] = met
     print(f"\nconvkit results correct (fits, tool groups, pinned, maximal): {all(checks)}")
@@ -322,6 +416,7 @@ def main() -> None:
                 "counter": counter_desc,
                 "method": "median of perf_counter_ns per call, gc disabled while timing, warm-up first",
                 "cases": cases,
+                "sweep": sweep_result,
                 "targets": targets,
             },
         )
