@@ -24,6 +24,7 @@ from .history import History
 from .images import image_tokens
 from .messages import ImagePart, Message, TextPart, ToolCall
 from .models import ModelRegistry, ModelSpec, get_model, list_models, override_model, register_model
+from .store.migrate import upgrade
 
 __all__ = [
     "BaseCounter",
@@ -54,4 +55,5 @@ __all__ = [
     "list_models",
     "override_model",
     "register_model",
+    "upgrade",
 ]

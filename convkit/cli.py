@@ -1,14 +1,18 @@
-"""The ``convkit`` command line: ``models`` and ``fit`` (more commands join later).
+"""The ``convkit`` command line: ``models``, ``fit`` and ``db`` (more commands join later).
 
-Exit codes: 0 success; 1 the conversation cannot fit (ContextWindowError);
-2 bad usage or bad input (unreadable file, invalid message, unknown model).
+Exit codes: 0 success; 1 the conversation cannot fit (ContextWindowError),
+or ``db check`` found the schema not at head; 2 bad usage or bad input
+(unreadable file, invalid message, unknown model, bad URL, database error).
 With ``--json`` the result (or the error) is one JSON object on stdout.
+``db`` commands take ``--url`` (default ``$CONVKIT_DATABASE_URL``, else
+``sqlite:///convkit.db``) and print URLs with the password hidden.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +20,7 @@ from typing import Any, TextIO
 
 from ._version import __version__
 from .counting import EstimateCounter, HFTokenCounter, TokenCounter
-from .errors import ContextWindowError, ConvkitError, InvalidMessageError, UnknownModelError
+from .errors import ContextWindowError, ConvkitError, InvalidMessageError, SchemaError, UnknownModelError
 from .fitting import fit
 from .messages import Message, as_message
 from .models import get_model, list_models
@@ -139,6 +143,51 @@ def _cmd_fit(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _db_url(args: argparse.Namespace) -> str:
+    return str(args.url or os.environ.get("CONVKIT_DATABASE_URL") or "sqlite:///convkit.db")
+
+
+def _cmd_db_upgrade(args: argparse.Namespace, out: TextIO) -> int:
+    from .store import engine, migrate
+
+    url = _db_url(args)
+    before = migrate.current_revision(url)
+    migrate.upgrade(url, args.revision)
+    after = migrate.current_revision(url)
+    where = engine.safe_url(url)
+    if before == after:
+        out.write(f"{where}: convkit schema already at {after or 'base'}\n")
+    else:
+        out.write(f"{where}: convkit schema upgraded from {before or 'base'} to {after or 'base'}\n")
+    return 0
+
+
+def _cmd_db_current(args: argparse.Namespace, out: TextIO) -> int:
+    from .store import engine, migrate
+
+    url = _db_url(args)
+    revision = migrate.current_revision(url)
+    status = migrate.schema_status(url)
+    out.write(
+        f"{engine.safe_url(url)}: revision {revision or 'none'} ({status}; "
+        f"this convkit's head is {migrate.head_revision()})\n"
+    )
+    return 0
+
+
+def _cmd_db_check(args: argparse.Namespace, out: TextIO) -> int:
+    from .store import engine, migrate
+
+    url = _db_url(args)
+    try:
+        migrate.ensure_schema(url, upgrade=False)
+    except SchemaError as exc:
+        out.write(f"{exc}\n")
+        return 1
+    out.write(f"{engine.safe_url(url)}: convkit schema is at head ({migrate.head_revision()})\n")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="convkit", description="Conversations that fit Grok's context window.")
     p.add_argument("--version", action="version", version=f"convkit {__version__}")
@@ -162,6 +211,20 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--margin", type=float, default=None, help="override the counter's safety margin")
     f.add_argument("--json", action="store_true", help="print one JSON object")
     f.set_defaults(func=_cmd_fit)
+
+    db = sub.add_parser("db", help="create, upgrade or check convkit's tables in a database")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    url_help = "database URL (default: $CONVKIT_DATABASE_URL, else sqlite:///convkit.db)"
+    up = db_sub.add_parser("upgrade", help="upgrade the schema (creates the tables in an empty database)")
+    up.add_argument("--url", help=url_help)
+    up.add_argument("--revision", default="head", help="target revision (default: head)")
+    up.set_defaults(func=_cmd_db_upgrade)
+    cur = db_sub.add_parser("current", help="print the database's schema revision and status")
+    cur.add_argument("--url", help=url_help)
+    cur.set_defaults(func=_cmd_db_current)
+    chk = db_sub.add_parser("check", help="exit 0 when the schema is at head, else 1 saying how to upgrade")
+    chk.add_argument("--url", help=url_help)
+    chk.set_defaults(func=_cmd_db_check)
     return p
 
 

@@ -38,11 +38,12 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import NullPool
 
 from .._version import __version__
-from ..errors import ConvkitError, DatabaseError, SchemaError, ValidationError
+from ..errors import ConvkitError, DatabaseError, SchemaError
+from .engine import sqlalchemy_url
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -73,12 +74,6 @@ SchemaStatus: TypeAlias = Literal["empty", "current", "behind", "ahead", "unknow
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 _SQLITE_TIMEOUT_S = 30.0
-_ASYNC_TO_SYNC = {
-    "sqlite+aiosqlite": "sqlite",
-    "postgresql": "postgresql+psycopg",
-    "postgresql+asyncpg": "postgresql+psycopg",
-    "postgresql+psycopg_async": "postgresql+psycopg",
-}
 
 
 # -- locating the scripts -------------------------------------------------------------------
@@ -161,18 +156,8 @@ def include_object(obj: Any, name: str | None, type_: str, reflected: bool, comp
 
 
 def _parse_url(url: str | URL) -> URL:
-    try:
-        u = make_url(url)
-    except (sa.exc.ArgumentError, ValueError):
-        raise ValidationError(
-            "not a database URL; expected e.g. sqlite:///convkit.db or postgresql+psycopg://user@host/db"
-        ) from None
-    u = u.set(drivername=_ASYNC_TO_SYNC.get(u.drivername, u.drivername))
-    if u.get_backend_name() not in ("sqlite", "postgresql"):
-        raise ValidationError(
-            f"convkit stores conversations in SQLite or PostgreSQL, not {u.get_backend_name()!r}"
-        )
-    return u
+    """Normalized sync URL (see :func:`convkit.store.engine.sqlalchemy_url`); ValidationError if bad."""
+    return sqlalchemy_url(url, is_async=False)
 
 
 def _sqlite_file(u: URL) -> Path | None:
