@@ -23,8 +23,9 @@ History is unchanged); appends are all-or-nothing.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
+from itertools import accumulate
 
 from .counting import BaseCounter, TokenCounter
 from .errors import InvalidConversationError
@@ -109,22 +110,7 @@ class History:
                 raise InvalidConversationError(
                     f"counts must give one non-negative count per message ({len(new)}), got {len(content)}"
                 )
-        # -- commit (nothing below raises) --
-        for k, m in enumerate(new):
-            i = base + k
-            self._messages.append(m)
-            self._content.append(content[k])
-            if m.role == "system" and self._prefix_len == i:
-                self._prefix_len = i + 1
-            self._images += sum(1 for p in m.content if isinstance(p, ImagePart))
-            pinned = m.pinned or i < self._prefix_len
-            if m.role == "tool":
-                owner = owners[k]
-                self._merge_from(owner, i, pinned)
-            else:
-                self._push_unit(i, i, pinned)
-            for c in m.tool_calls:
-                self._call_owner[c.id] = i
+        self._commit(new, content, owners)
 
     # -- internals --------------------------------------------------------------------
     def _check_links(self, new: list[Message], base: int) -> list[int]:
@@ -145,30 +131,70 @@ class History:
                 known[c.id] = base + k
         return owners
 
-    def _push_unit(self, start: int, end: int, pinned: bool) -> None:
-        """Add a unit covering messages [start, end]."""
-        tok = sum(self._content[start : end + 1])
-        n = end + 1 - start
-        u = len(self._unit_start)
-        self._unit_start.append(start)
-        self._cum_tok.append(self._cum_tok[-1] + tok)
-        self._cum_msg.append(self._cum_msg[-1] + n)
-        self._cum_drop_tok.append(self._cum_drop_tok[-1] + (0 if pinned else tok))
-        self._cum_drop_msg.append(self._cum_drop_msg[-1] + (0 if pinned else n))
-        if pinned:
-            self._pinned_units.append(u)
+    def _commit(self, new: list[Message], content: list[int], owners: list[int]) -> None:
+        """Append validated messages and update the units and prefix sums (never raises).
 
-    def _merge_from(self, owner: int, end: int, pinned: bool) -> None:
-        """Fold every unit from the one holding message ``owner`` up to message ``end`` into one."""
-        u0 = bisect_right(self._unit_start, owner) - 1
-        start = self._unit_start[u0]
-        units_pinned = bool(self._pinned_units) and self._pinned_units[-1] >= u0
-        del self._unit_start[u0:]
-        for arr in (self._cum_tok, self._cum_msg, self._cum_drop_tok, self._cum_drop_msg):
-            del arr[u0 + 1 :]
-        while self._pinned_units and self._pinned_units[-1] >= u0:
-            self._pinned_units.pop()
-        self._push_unit(start, end, pinned or units_pinned)
+        One pass assigns units (a tool message folds every unit from the one
+        holding its call up to itself into one, as ``_unit_start`` stays
+        sorted); then the prefix sums are recomputed from the first unit that
+        changed, in bulk.
+        """
+        msgs, cont = self._messages, self._content
+        base = len(msgs)
+        msgs.extend(new)
+        cont.extend(content)
+        prefix = self._prefix_len
+        if prefix == base:  # the leading system run may continue into the new messages
+            while prefix < len(msgs) and msgs[prefix].role == "system":
+                prefix += 1
+            self._prefix_len = prefix
+        self._images += sum(isinstance(p, ImagePart) for m in new for p in m.content)
+        starts, pinned_units, call_owner = self._unit_start, self._pinned_units, self._call_owner
+        dirty = len(starts)  # first unit whose prefix sums must be (re)computed
+        for k, (i, m) in enumerate(enumerate(new, base)):
+            pin = m.pinned or i < prefix
+            if m.role == "tool":
+                u0 = bisect_right(starts, owners[k]) - 1
+                del starts[u0 + 1 :]
+                while pinned_units and pinned_units[-1] >= u0:
+                    pinned_units.pop()
+                    pin = True
+                if pin:
+                    pinned_units.append(u0)
+                dirty = min(dirty, u0)
+            else:
+                if pin:
+                    pinned_units.append(len(starts))
+                starts.append(i)
+            for c in m.tool_calls:
+                call_owner[c.id] = i
+        # prefix sums after units [dirty, units): all units, then droppable ones only
+        cum_tok, cum_msg = self._cum_tok, self._cum_msg
+        drop_tok, drop_msg = self._cum_drop_tok, self._cum_drop_msg
+        for arr in (cum_tok, cum_msg, drop_tok, drop_msg):
+            del arr[dirty + 1 :]
+        units = len(starts)
+        if dirty == units:
+            return
+        s0, t0, m0 = starts[dirty], cum_tok[-1], cum_msg[-1]
+        ctok = list(accumulate(cont[s0:], initial=t0))  # ctok[j] = t0 + tokens of msgs [s0, s0 + j)
+        ends = [*starts[dirty + 1 :], len(msgs)]
+        all_tok = [ctok[e - s0] for e in ends]
+        all_msg = [m0 + e - s0 for e in ends]
+        # droppable sums = all sums - an offset that grows at each pinned unit
+        off_t, off_m = t0 - drop_tok[-1], m0 - drop_msg[-1]
+        lo = dirty
+        for p in [*pinned_units[bisect_left(pinned_units, dirty) :], units]:
+            drop_tok.extend([x - off_t for x in all_tok[lo - dirty : p - dirty]])
+            drop_msg.extend([x - off_m for x in all_msg[lo - dirty : p - dirty]])
+            if p == units:
+                break
+            drop_tok.append(drop_tok[-1])  # a pinned unit adds nothing droppable
+            drop_msg.append(drop_msg[-1])
+            off_t, off_m = all_tok[p - dirty] - drop_tok[-1], all_msg[p - dirty] - drop_msg[-1]
+            lo = p + 1
+        cum_tok.extend(all_tok)
+        cum_msg.extend(all_msg)
 
     # -- queries used by fit ---------------------------------------------------------
     def unit_bounds(self, u: int) -> tuple[int, int]:
