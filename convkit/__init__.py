@@ -1,19 +1,29 @@
 """convkit: conversations in SQLite/PostgreSQL that always fit a Grok model's window.
 
 The public API is what ``__all__`` lists (pinned by a test); everything else
-is internal. See README.md for a tour.
+is internal. The pure core (messages, models, counting, fitting) loads
+without SQLAlchemy; the store names (``Store``, ``AsyncStore``,
+``Conversation``, ``upgrade``) import the database layer on first use.
+See README.md for a tour.
 """
 
 from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .counting import BaseCounter, EstimateCounter, HFTokenCounter, TokenCounter
 from .errors import (
     ContextWindowError,
+    ConversationNotFoundError,
     ConvkitError,
+    DatabaseError,
     InvalidConversationError,
     InvalidImageError,
     InvalidMessageError,
+    SchemaError,
+    StoreError,
     TokenizerError,
     UnknownModelError,
     UnsupportedInputError,
@@ -22,14 +32,39 @@ from .errors import (
 from .fitting import FitResult, fit
 from .history import History
 from .images import image_tokens
+from .jsonl import dumps_jsonl, loads_jsonl, read_jsonl
 from .messages import ImagePart, Message, TextPart, ToolCall
 from .models import ModelRegistry, ModelSpec, get_model, list_models, override_model, register_model
-from .store.migrate import upgrade
+
+if TYPE_CHECKING:
+    from .store import AsyncStore, Conversation, Store
+    from .store.migrate import upgrade
+
+_LAZY = {
+    "AsyncStore": ".store",
+    "Conversation": ".store",
+    "Store": ".store",
+    "upgrade": ".store.migrate",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'convkit' has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
+    "AsyncStore",
     "BaseCounter",
     "ContextWindowError",
+    "Conversation",
+    "ConversationNotFoundError",
     "ConvkitError",
+    "DatabaseError",
     "EstimateCounter",
     "FitResult",
     "HFTokenCounter",
@@ -41,6 +76,9 @@ __all__ = [
     "Message",
     "ModelRegistry",
     "ModelSpec",
+    "SchemaError",
+    "Store",
+    "StoreError",
     "TextPart",
     "TokenCounter",
     "TokenizerError",
@@ -49,11 +87,14 @@ __all__ = [
     "UnsupportedInputError",
     "ValidationError",
     "__version__",
+    "dumps_jsonl",
     "fit",
     "get_model",
     "image_tokens",
     "list_models",
+    "loads_jsonl",
     "override_model",
+    "read_jsonl",
     "register_model",
     "upgrade",
 ]

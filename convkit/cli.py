@@ -15,41 +15,17 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, TextIO
 
 from ._version import __version__
 from .counting import EstimateCounter, HFTokenCounter, TokenCounter
-from .errors import ContextWindowError, ConvkitError, InvalidMessageError, SchemaError, UnknownModelError
+from .errors import ContextWindowError, ConvkitError, SchemaError, UnknownModelError
 from .fitting import fit
-from .messages import Message, as_message
+from .jsonl import read_jsonl
+from .messages import Message
 from .models import get_model, list_models
 
 __all__ = ["main", "read_jsonl"]
-
-
-def read_jsonl(path: str | Path) -> list[Message]:
-    """Messages from a JSONL file of OpenAI-shaped dicts; errors name the line."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidMessageError(f"cannot read {p}: {exc}") from None
-    out: list[Message] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError as exc:
-            raise InvalidMessageError(f"{p}:{lineno}: not valid JSON ({exc})") from None
-        try:
-            out.append(as_message(obj))
-        except InvalidMessageError as exc:
-            raise type(exc)(f"{p}:{lineno}: {exc}") from None
-    if not out:
-        raise InvalidMessageError(f"{p} holds no messages (one JSON object per line expected)")
-    return out
 
 
 def _counter(path: str | None) -> TokenCounter:
@@ -188,10 +164,23 @@ def _cmd_db_check(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
+    from .demo import run_demo
+
+    run_demo(args.db, out, tokenizer=args.tokenizer, reserve=args.reserve)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="convkit", description="Conversations that fit Grok's context window.")
     p.add_argument("--version", action="version", version=f"convkit {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="store a demo conversation in SQLite and show its windows")
+    d.add_argument("--db", default="convkit-demo.db", help="SQLite file to use (default: ./convkit-demo.db)")
+    d.add_argument("--tokenizer", help="tokenizer.json to count with (default: conservative estimate)")
+    d.add_argument("--reserve", type=int, default=1024, help="tokens kept free for the reply (default 1024)")
+    d.set_defaults(func=_cmd_demo)
 
     m = sub.add_parser("models", help="list the known models, aliases and prices")
     m.add_argument("--json", action="store_true", help="print JSON")
