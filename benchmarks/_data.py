@@ -37,7 +37,7 @@ from typing import Any
 
 from convkit import ImagePart, Message, ToolCall
 
-__all__ = ["conversation_stats", "iter_conversation", "make_conversation", "png_images"]
+__all__ = ["conversation_stats", "iter_conversation", "make_conversation", "png_images", "without_images"]
 
 _WORD_TEXT = (
     "the of and to in is that for it as with was on be by this are or at from but not have an "
@@ -254,6 +254,17 @@ def make_conversation(n: int, **kw: Any) -> list[Message]:
     out = list(iter_conversation(n, **kw))
     assert len(out) == n, (len(out), n)
     return out
+
+
+def without_images(msgs: list[Message]) -> list[Message]:
+    """The same conversation for a text-only model: image parts removed, every other
+    message the very same object (so a counter's cache hits by identity)."""
+    return [
+        Message(m.role, [p for p in m.content if not isinstance(p, ImagePart)], pinned=m.pinned)
+        if any(isinstance(p, ImagePart) for p in m.content)
+        else m
+        for m in msgs
+    ]
 
 
 def conversation_stats(msgs: list[Message]) -> dict[str, int]:
