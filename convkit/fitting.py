@@ -1,7 +1,9 @@
 """``fit``: choose the messages to send so the prompt fits the model's window.
 
 Strategy ``"trim"`` keeps the must-keep units (leading system messages,
-pinned messages, the newest message's unit; see :mod:`convkit.history`) and
+pinned messages, and the newest turn: the unit of the newest non-system
+message and everything after it, so a conversation ending with a system
+note never becomes a system-only prompt; see :mod:`convkit.history`) and
 then as many of the newest droppable units as fit, dropping the oldest first.
 The fit invariants of DESIGN section 3 hold for every result:
 
@@ -11,7 +13,9 @@ are kept; 4. the last message is kept; 5. tool calls and their results are
 kept or dropped together; 6. the next older droppable unit would not have
 fit; 7. ``fit(fit(x)) == fit(x)`` and a larger budget keeps a superset;
 8. when the must-keep part cannot fit, :class:`ContextWindowError` carries
-the required and available tokens.
+the required and available tokens; a conversation of system messages only is
+refused (:class:`~convkit.errors.InvalidConversationError`): a prompt is
+never empty or system-only.
 
 With a :class:`~convkit.history.History` whose counts are known, ``fit``
 does not touch the tokenizer and runs in O(log n + kept).
@@ -20,14 +24,14 @@ does not touch the tokenizer and runs in O(log n + kept).
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeAlias
 
 import attrs
 
 from .counting import EstimateCounter, ImagePolicy, TokenCounter, apply_image_policy
-from .errors import ContextWindowError, ValidationError
+from .errors import ContextWindowError, InvalidConversationError, ValidationError
 from .history import History
 from .messages import ImagePart, Message, MessageLike, as_messages
 from .models import ModelSpec, get_model
@@ -162,13 +166,23 @@ def _trim(
     cum_tok, cum_msg = h._cum_tok, h._cum_msg
     dtok, dmsg = h._cum_drop_tok, h._cum_drop_msg
     units = h.units
-    last = units - 1
+    msgs = h._messages
+    # the newest turn: from the unit of the newest non-system message to the end (trailing
+    # system messages are rare and few, so this backwards scan is short)
+    speaker = n - 1
+    while speaker >= 0 and msgs[speaker].role == "system":
+        speaker -= 1
+    if speaker < 0:
+        raise InvalidConversationError(
+            "the conversation has only system messages, so there is nothing to answer; "
+            "add the user message the model should reply to"
+        )
+    tail = bisect_right(h._unit_start, speaker) - 1
     tools_tok = counter.tools_tokens(tools)
 
     pinned_cost = (cum_tok[units] - dtok[units]) + ovh * (cum_msg[units] - dmsg[units])
-    last_droppable = dtok[units] != dtok[last] or dmsg[units] != dmsg[last]
-    last_cost = (dtok[units] - dtok[last]) + ovh * (dmsg[units] - dmsg[last]) if last_droppable else 0
-    fixed = spec.request_overhead + tools_tok + pinned_cost + last_cost
+    tail_cost = (dtok[units] - dtok[tail]) + ovh * (dmsg[units] - dmsg[tail])  # its droppable part
+    fixed = spec.request_overhead + tools_tok + pinned_cost + tail_cost
     if fixed > budget:
         raise ContextWindowError(
             required=fixed,
@@ -177,17 +191,16 @@ def _trim(
             context_window=spec.context_window,
             reserve=reserve,
             detail="the must-keep part is the leading system and pinned messages, the newest "
-            "message with its tool group, and the tool definitions",
+            "message with its tool group (and any system messages after it), and the tool definitions",
         )
-    # droppable units [0, last); cost of keeping units [u, last) is f(last) - f(u)
-    f_last = dtok[last] + ovh * dmsg[last]
-    target = f_last - (budget - fixed)
-    cut = bisect_left(range(last + 1), target, key=lambda u: dtok[u] + ovh * dmsg[u])
-    kept_drop = f_last - (dtok[cut] + ovh * dmsg[cut])
+    # droppable units [0, tail); cost of keeping units [u, tail) is f(tail) - f(u)
+    f_tail = dtok[tail] + ovh * dmsg[tail]
+    target = f_tail - (budget - fixed)
+    cut = bisect_left(range(tail + 1), target, key=lambda u: dtok[u] + ovh * dmsg[u])
+    kept_drop = f_tail - (dtok[cut] + ovh * dmsg[cut])
 
     # kept = pinned units before the cut, then everything from the cut on
     spans: list[tuple[int, int]] = []
-    msgs = h._messages
     pinned = h._pinned_units
     for u in pinned[: bisect_left(pinned, cut)]:
         a, b = h.unit_bounds(u)
