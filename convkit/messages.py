@@ -146,6 +146,10 @@ class ImagePart:
 Part: TypeAlias = TextPart | ImagePart
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
 @attrs.frozen
 class ToolCall:
     """A function call the assistant asked for; ``arguments`` is the JSON text, verbatim."""
@@ -166,11 +170,16 @@ class ToolCall:
                 f"{type(self.arguments).__name__}; pass json.dumps(arguments)"
             )
         try:
-            json.loads(self.arguments)
+            json.loads(self.arguments, parse_constant=_reject_constant)
         except json.JSONDecodeError as exc:
             raise InvalidMessageError(
                 f"tool call {self.id!r} ({self.name}): arguments are not valid JSON ({exc.msg} at "
                 f"position {exc.pos}); send the exact JSON text of the arguments"
+            ) from None
+        except ValueError as exc:  # NaN / Infinity: Python accepts them, JSON (RFC 8259) does not
+            raise InvalidMessageError(
+                f"tool call {self.id!r} ({self.name}): arguments are not valid JSON ({exc}); "
+                "send the exact JSON text of the arguments"
             ) from None
 
     def to_openai(self) -> dict[str, Any]:
