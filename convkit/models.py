@@ -225,18 +225,22 @@ class ModelRegistry:
                 modalities = entry.get("input_modalities")
                 if isinstance(modalities, list) and modalities:
                     changes["input_modalities"] = frozenset(str(m) for m in modalities)
-                image_price = entry.get("prompt_image_token_price")
-                supports_images = "image" in changes.get("input_modalities", ())
-                changes["price_image_in"] = _cents_per_100m(image_price) if supports_images else None
+                name = entry["id"]
+                current = self._specs.get(name)
+                if current is None:
+                    continue
+                # modalities or image price left out of the entry stay as they are
+                supports_images = "image" in changes.get("input_modalities", current.input_modalities)
+                image_price = _cents_per_100m(entry.get("prompt_image_token_price"))
+                if not supports_images:
+                    changes["price_image_in"] = None
+                elif image_price is not None:
+                    changes["price_image_in"] = image_price
                 aliases = entry.get("aliases")
                 if isinstance(aliases, list):
-                    changes["aliases"] = tuple(a for a in aliases if isinstance(a, str) and a != entry["id"])
+                    changes["aliases"] = tuple(a for a in aliases if isinstance(a, str) and a != name)
                 changes = {k: v for k, v in changes.items() if v is not None or k == "price_image_in"}
-                name = entry["id"]
-                if name in self._specs:
-                    spec = attrs.evolve(self._specs[name], **changes)
-                else:
-                    continue
+                spec = attrs.evolve(current, **changes)
                 for alias in spec.aliases:  # an alias moving between models follows the server
                     owner = self._alias.get(alias)
                     if owner is not None and owner != name:
