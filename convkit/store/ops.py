@@ -459,14 +459,25 @@ def window_trim(
     base = sa.select(m.c.seq, m.c.unit_seq, m.c.keep, c.c.tokens).select_from(joined)
     base = base.where(m.c.conversation_id == cid, c.c.counter_id == counter_id)
 
-    last_unit = (
-        yield Exec(sa.select(m.c.unit_seq).where(m.c.conversation_id == cid, m.c.seq == n))
-    ).scalar_one()
+    # the newest turn (as fit keeps it): the unit of the newest non-system message and all after it
+    speaker = (
+        yield Exec(
+            sa.select(m.c.seq, m.c.unit_seq)
+            .where(m.c.conversation_id == cid, m.c.role != "system")
+            .order_by(m.c.seq.desc())
+            .limit(1)
+        )
+    ).first()
+    if speaker is None:
+        raise InvalidConversationError(
+            "the conversation has only system messages, so there is nothing to answer; "
+            "add the user message the model should reply to"
+        )
+    last_unit = speaker.unit_seq
     keep_rows = (yield Exec(base.where(m.c.keep.is_(True)))).all()
     last_rows = (yield Exec(base.where(m.c.seq >= last_unit))).all()
     pinned_cost = sum(r.tokens + ovh for r in keep_rows)
-    last_keep = any(r.keep for r in last_rows)
-    last_cost = 0 if last_keep else sum(r.tokens + ovh for r in last_rows)
+    last_cost = sum(r.tokens + ovh for r in last_rows if not r.keep)  # keep rows are in pinned_cost
     fixed = spec.request_overhead + tools_tokens + pinned_cost + last_cost
     if fixed > budget:
         raise ContextWindowError(
@@ -476,7 +487,7 @@ def window_trim(
             context_window=spec.context_window,
             reserve=reserve,
             detail="the must-keep part is the leading system and pinned messages, the newest "
-            "message with its tool group, and the tool definitions",
+            "message with its tool group (and any system messages after it), and the tool definitions",
         )
     remaining = budget - fixed
     cut, cursor, unit_cost, chunk = last_unit, last_unit, 0, 256
