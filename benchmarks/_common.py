@@ -26,6 +26,10 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
+#: the modules the benchmarks exercise: "+dirty" in a result means one differed from the commit
+CORE_FILES = tuple(
+    f"convkit/{m}.py" for m in ("counting", "fitting", "history", "images", "messages", "models")
+)
 
 
 def shared_dir() -> Path:
@@ -112,7 +116,7 @@ def _git_commit() -> str | None:
             ["git", "-C", str(REPO_DIR), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
         )
         dirty = subprocess.run(
-            ["git", "-C", str(REPO_DIR), "status", "--porcelain", "--", "convkit"],
+            ["git", "-C", str(REPO_DIR), "status", "--porcelain", "--", *CORE_FILES],
             capture_output=True,
             text=True,
             check=True,
