@@ -22,7 +22,9 @@ __all__ = ["dumps_jsonl", "loads_jsonl", "read_jsonl"]
 def loads_jsonl(text: str, *, source: str = "<jsonl>", allow_empty: bool = False) -> list[Message]:
     """Messages from JSONL text; blank lines are skipped."""
     out: list[Message] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+    # lines end at "\n" only: str.splitlines() would also split inside JSON strings that hold
+    # U+0085, U+2028, U+2029 or other separators, which json.dumps(ensure_ascii=False) leaves raw
+    for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:

@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import DatabaseError
+from ..errors import DatabaseError, InvalidMessageError
 from ..messages import ImagePart, Message, Part, TextPart, ToolCall
 
 __all__ = ["IMAGE_MARKER", "decode_message", "encode_message", "image_row", "image_shas"]
@@ -50,7 +50,7 @@ def encode_message(m: Message) -> dict[str, Any]:
         if m.tool_calls
         else None
     )
-    return {
+    row: dict[str, Any] = {
         "role": m.role,
         "content": _dumps(parts),
         "tool_calls": calls,
@@ -59,6 +59,23 @@ def encode_message(m: Message) -> dict[str, Any]:
         "pinned": m.pinned,
         "metadata": _dumps(m.metadata) if m.metadata else None,
     }
+    for column in ("content", "tool_calls", "tool_call_id", "name", "metadata"):
+        _check_utf8(row[column], column, m.role)
+    return row
+
+
+def _check_utf8(value: str | None, column: str, role: str) -> None:
+    """Refuse text the database cannot hold: a lone surrogate has no UTF-8 encoding."""
+    if value is None:
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = value[exc.start : exc.end]
+        raise InvalidMessageError(
+            f"{role} message {column} holds {bad!r}, a lone surrogate that is not valid Unicode text; "
+            "decode the text correctly (or replace the surrogate) before storing it"
+        ) from None
 
 
 def image_shas(content_json: str) -> list[str]:

@@ -114,3 +114,10 @@ def db_errors(what: str) -> Iterator[None]:
         detail = str(orig if orig is not None else exc).strip().splitlines()
         first = detail[0] if detail else type(exc).__name__
         raise DatabaseError(f"{what} failed: {type(orig or exc).__name__}: {first}") from None
+    except UnicodeEncodeError as exc:  # e.g. a title with a lone surrogate: no UTF-8 encoding
+        raise ValidationError(
+            f"{what} failed: text holds {exc.object[exc.start : exc.end]!r}, a lone surrogate that is not "
+            "valid Unicode; decode the text correctly (or replace the surrogate) before storing it"
+        ) from None
+    except OSError as exc:  # drivers that let connection failures through unwrapped (asyncpg)
+        raise DatabaseError(f"{what} failed: {type(exc).__name__}: {exc}") from None

@@ -31,7 +31,13 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from ..counting import TokenCounter
-from ..errors import ContextWindowError, ConversationNotFoundError, InvalidConversationError, ValidationError
+from ..errors import (
+    ContextWindowError,
+    ConversationNotFoundError,
+    InvalidConversationError,
+    InvalidMessageError,
+    ValidationError,
+)
 from ..fitting import FitResult
 from ..messages import ImagePart, Message
 from ..models import ModelSpec
@@ -122,13 +128,22 @@ def lock_conversation(ns: str, cid: str, *, for_update: bool = False) -> Op[Any]
 def create_conversation(ns: str, title: str | None, metadata: Mapping[str, Any] | None) -> Op[Conversation]:
     if title is not None and not isinstance(title, str):
         raise ValidationError(f"title must be a string, got {type(title).__name__}")
+    meta = _metadata_json(metadata)
+    for what, text in (("title", title), ("metadata", meta)):
+        try:
+            (text or "").encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValidationError(
+                f"conversation {what} holds {exc.object[exc.start : exc.end]!r}, a lone surrogate that is "
+                "not valid Unicode; decode the text correctly (or replace the surrogate) before storing it"
+            ) from None
     now = _now()
     new_id = uuid.uuid4().hex
     values = {
         "id": new_id,
         "namespace": ns,
         "title": title,
-        "metadata": _metadata_json(metadata),
+        "metadata": meta,
         "last_seq": 0,
         "prefix_len": 0,
         "image_count": 0,
@@ -193,9 +208,15 @@ def prepare(messages: Sequence[Message], counters: Sequence[TokenCounter]) -> Pr
         for p in m.content:
             if isinstance(p, ImagePart) and p.data is not None and p.sha256 not in imgs:
                 imgs[p.sha256] = image_row(p)
+    encoded: list[dict[str, Any]] = []
+    for k, m in enumerate(messages):
+        try:
+            encoded.append(encode_message(m))
+        except InvalidMessageError as exc:
+            raise InvalidMessageError(f"message {k}: {exc}") from None
     return Prepared(
         messages=tuple(messages),
-        encoded=tuple(encode_message(m) for m in messages),
+        encoded=tuple(encoded),
         counts={c.identity: list(c.content_tokens(list(messages))) for c in counters},
         images=tuple(imgs.values()),
     )
@@ -623,17 +644,38 @@ def fork(ns: str, cid: str, at_seq: int | None, title: str | None) -> Op[Convers
         )
     )
     if at:
-        # the unit cut by the fork point may owe its pinned flag to a message after it
+        # The unit holding the fork point may owe its extent (and pinned flag) to tool results
+        # after the fork point: rebuild the units of [u, at] as History builds them from the prefix.
         u = (
             yield Exec(sa.select(m.c.unit_seq).where(m.c.conversation_id == new_id, m.c.seq == at))
         ).scalar_one()
         rows = (
             yield Exec(
-                sa.select(m.c.seq, m.c.pinned, m.c.keep).where(m.c.conversation_id == new_id, m.c.seq >= u)
+                sa.select(
+                    m.c.seq, m.c.role, m.c.tool_calls, m.c.tool_call_id, m.c.pinned, m.c.unit_seq, m.c.keep
+                )
+                .where(m.c.conversation_id == new_id, m.c.seq >= u)
+                .order_by(m.c.seq)
             )
         ).all()
-        keep = any(r.pinned or r.seq <= prefix for r in rows)
-        if any(bool(r.keep) != keep for r in rows):
-            yield Exec(sa.update(m).where(m.c.conversation_id == new_id, m.c.seq >= u).values(keep=keep))
+        owner: dict[str, int] = {}
+        starts: list[int] = []
+        for r in rows:
+            o = owner.get(r.tool_call_id) if r.role == "tool" else None
+            if o is None:
+                starts.append(r.seq)
+            else:
+                del starts[bisect_right(starts, o) :]
+            for call in json.loads(r.tool_calls) if r.tool_calls else ():
+                owner[call["id"]] = r.seq
+        by_seq = {r.seq: r for r in rows}
+        for a, b in pairwise([*starts, at + 1]):
+            keep = any(by_seq[s].pinned or s <= prefix for s in range(a, b))
+            if any(by_seq[s].unit_seq != a or bool(by_seq[s].keep) != keep for s in range(a, b)):
+                yield Exec(
+                    sa.update(m)
+                    .where(m.c.conversation_id == new_id, m.c.seq >= a, m.c.seq < b)
+                    .values(unit_seq=a, keep=keep)
+                )
     row = yield from lock_conversation(ns, new_id)
     return _conv(row)
