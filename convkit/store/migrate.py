@@ -18,7 +18,10 @@ Invariants:
   and rolled back on error.
 * Concurrent upgrades are safe: SQLite takes the write lock up front
   (``BEGIN IMMEDIATE`` on URL targets) and PostgreSQL a transaction-scoped
-  advisory lock (in ``env.py``) before the version is read.
+  advisory lock (in ``env.py``) before the version is read. Within one process
+  Alembic runs one at a time (its ``context``/``op`` proxies are global):
+  threads queue on a lock, and asyncio tasks (``run_sync``) first queue on a
+  per-event-loop asyncio lock so that waiting never blocks their loop.
 * SQLite files opened from a URL run in WAL mode. While a migration runs, SQLite
   foreign keys are switched off (when the connection allows it) so that batch
   table rebuilds cannot cascade deletes, then restored.
@@ -29,7 +32,10 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import shlex
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -40,6 +46,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import NullPool
+from sqlalchemy.util.concurrency import await_only, in_greenlet
 
 from .._version import __version__
 from ..errors import ConvkitError, DatabaseError, SchemaError
@@ -73,6 +80,9 @@ Target: TypeAlias = "str | URL | Engine | Connection"
 SchemaStatus: TypeAlias = Literal["empty", "current", "behind", "ahead", "unknown"]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
+_RUN_LOCK = threading.Lock()
+_LOOP_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+_LOOP_LOCKS_GUARD = threading.Lock()
 _SQLITE_TIMEOUT_S = 30.0
 
 
@@ -333,6 +343,24 @@ def _status_error(status: SchemaStatus, revision: str | None, url: URL) -> Schem
     return SchemaError(msg)
 
 
+@contextmanager
+def _one_alembic_run() -> Iterator[None]:
+    """Serialize Alembic runs in this process without ever blocking an event loop on itself."""
+    if not in_greenlet():
+        with _RUN_LOCK:
+            yield
+        return
+    loop = asyncio.get_running_loop()
+    with _LOOP_LOCKS_GUARD:
+        loop_lock = _LOOP_LOCKS.setdefault(loop, asyncio.Lock())
+    await_only(loop_lock.acquire())
+    try:
+        with _RUN_LOCK:  # only another thread can hold it, and it does not need this loop
+            yield
+    finally:
+        loop_lock.release()
+
+
 # -- reading the version --------------------------------------------------------------------
 
 
@@ -401,10 +429,11 @@ def _migrate(conn: Connection, direction: Literal["upgrade", "downgrade"], revis
     if status in ("ahead", "unknown"):
         raise _status_error(status, current, conn.engine.url)
     cfg = _config(conn)
-    if direction == "upgrade":
-        command.upgrade(cfg, revision)
-    else:
-        command.downgrade(cfg, revision)
+    with _one_alembic_run():
+        if direction == "upgrade":
+            command.upgrade(cfg, revision)
+        else:
+            command.downgrade(cfg, revision)
 
 
 def upgrade(target: Target, revision: str = "head") -> None:
