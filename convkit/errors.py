@@ -13,10 +13,21 @@ and httpx) are translated at the boundary and never escape the public API.
     ├── UnknownModelError            (also LookupError) a model name nobody registered
     ├── ContextWindowError           the must-keep messages cannot fit; carries the numbers
     ├── TokenizerError               a tokenizer could not be loaded or failed to encode
-    └── StoreError                   the conversation store
-        ├── ConversationNotFoundError  (also LookupError) no such conversation in this namespace
-        ├── SchemaError              the database schema is missing, behind or ahead of this code
-        └── DatabaseError            the database failed (connection, lock timeout, constraint)
+    ├── StoreError                   the conversation store
+    │   ├── ConversationNotFoundError  (also LookupError) no such conversation in this namespace
+    │   ├── SchemaError              the database schema is missing, behind or ahead of this code
+    │   └── DatabaseError            the database failed (connection, lock timeout, constraint)
+    └── APIError                     talking to xAI failed; ``status_code``/``code`` when it answered
+        ├── BadRequestError          400/422: the request was refused as invalid
+        │   └── PromptTooLongError   (also ContextWindowError) "maximum prompt length is N but ... M"
+        ├── AuthenticationError      401, or 400 "Incorrect API key provided", or no key configured
+        ├── PermissionDeniedError    403
+        ├── NotFoundError            404 (e.g. an unknown model)
+        ├── RateLimitError           429, after the retries ran out
+        ├── ServerError              5xx, after the retries ran out
+        ├── APITimeoutError          no answer within the timeout, after the retries ran out
+        ├── APIConnectionError       could not connect, or the connection broke
+        └── ResponseFormatError      an answer convkit cannot read (bad JSON, a stream cut off)
 
 Each message says what to fix, names the offending index or field, and never
 contains a secret.
@@ -27,6 +38,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 __all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
     "ContextWindowError",
     "ConversationNotFoundError",
     "ConvkitError",
@@ -34,7 +50,13 @@ __all__ = [
     "InvalidConversationError",
     "InvalidImageError",
     "InvalidMessageError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PromptTooLongError",
+    "RateLimitError",
+    "ResponseFormatError",
     "SchemaError",
+    "ServerError",
     "StoreError",
     "TokenizerError",
     "UnknownModelError",
@@ -161,3 +183,100 @@ class SchemaError(StoreError):
 
 class DatabaseError(StoreError):
     """The database failed; the operation was rolled back and nothing was written."""
+
+
+class APIError(ConvkitError):
+    """Talking to the xAI API failed.
+
+    ``status_code`` and ``code`` are set when the server answered; the
+    message never contains the API key.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None, code: str | None = None) -> None:
+        self.status_code = status_code
+        self.code = code
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_api_error, (type(self), str(self), self.status_code, self.code))
+
+
+def _rebuild_api_error(
+    cls: type[APIError], message: str, status_code: int | None, code: str | None
+) -> APIError:
+    err = APIError.__new__(cls)
+    APIError.__init__(err, message, status_code=status_code, code=code)
+    return err
+
+
+class BadRequestError(APIError):
+    """The request was refused as invalid (400, or 422 for a body xAI could not read)."""
+
+
+class PromptTooLongError(BadRequestError, ContextWindowError):
+    """xAI said the prompt is over the model's limit: ``limit`` (N) and ``requested`` (M) tokens."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: int,
+        requested: int,
+        model: str = "",
+        status_code: int = 400,
+        code: str | None = None,
+    ) -> None:
+        self.limit = limit
+        self.requested = requested
+        self.required = requested
+        self.available = limit
+        self.model = model
+        self.context_window = None
+        self.reserve = 0
+        APIError.__init__(self, message, status_code=status_code, code=code)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            _rebuild_ptl,
+            (str(self), self.limit, self.requested, self.model, self.status_code, self.code),
+        )
+
+
+def _rebuild_ptl(
+    message: str, limit: int, requested: int, model: str, status_code: int | None, code: str | None
+) -> PromptTooLongError:
+    return PromptTooLongError(
+        message, limit=limit, requested=requested, model=model, status_code=status_code or 400, code=code
+    )
+
+
+class AuthenticationError(APIError):
+    """The API key is missing, wrong or revoked."""
+
+
+class PermissionDeniedError(APIError):
+    """The key may not do this (403)."""
+
+
+class NotFoundError(APIError):
+    """The model or resource does not exist for this key (404)."""
+
+
+class RateLimitError(APIError):
+    """Too many requests (429), and the retries ran out."""
+
+
+class ServerError(APIError):
+    """xAI failed (5xx), and the retries ran out."""
+
+
+class APITimeoutError(APIError):
+    """No answer within the timeout, and the retries ran out."""
+
+
+class APIConnectionError(APIError):
+    """The connection could not be made or broke before an answer."""
+
+
+class ResponseFormatError(APIError):
+    """An answer convkit cannot read: not JSON, the wrong shape, or a stream cut off mid-way."""

@@ -43,7 +43,7 @@ from convkit.store.migrate import VERSION_TABLE
 from . import _pg
 
 REPO = Path(__file__).resolve().parents[1]
-HEAD = "0001_initial"
+HEAD = "0002_calibration"
 OUR_TABLES = {t.name for t in schema.metadata.sorted_tables}
 PASSWORD = "hunter2-not-shown"
 
@@ -124,12 +124,13 @@ def test_scripts_found_in_the_checkout() -> None:
     assert Path(migrate.script_location()) == REPO / "migrations"
 
 
-def test_initial_revision_does_not_use_create_all() -> None:
-    text = (REPO / "migrations" / "versions" / "0001_initial.py").read_text()
-    assert "create_all" not in text
-    assert "convkit.store" not in text  # frozen: must not follow later edits of schema.py
+def test_revisions_create_tables_explicitly() -> None:
+    texts = [p.read_text() for p in sorted((REPO / "migrations" / "versions").glob("*.py"))]
+    for text in texts:
+        assert "create_all" not in text
+        assert "convkit.store" not in text  # frozen: must not follow later edits of schema.py
     for name in OUR_TABLES:
-        assert f'op.create_table(\n        "{name}"' in text
+        assert any(f'op.create_table(\n        "{name}"' in text for text in texts), name
 
 
 # -- empty -> head, schema equality, down/up ------------------------------------------------
@@ -427,8 +428,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_test_rebuild"
-down_revision = "0001_initial"
+revision = "9999_test_rebuild"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -447,12 +448,14 @@ def downgrade() -> None:
 
 @pytest.fixture
 def two_revisions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The shipped history plus a test revision 0002 on top; migrate uses it."""
+    """The shipped history plus a test revision on top of its head; migrate uses it."""
     location = tmp_path / "migrations"
     shutil.copytree(REPO / "migrations", location, ignore=shutil.ignore_patterns("__pycache__"))
-    (location / "versions" / "0002_test_rebuild.py").write_text(textwrap.dedent(_SECOND))
+    (location / "versions" / "9999_test_rebuild.py").write_text(
+        textwrap.dedent(_SECOND).replace("{head}", HEAD)
+    )
     monkeypatch.setattr(migrate, "script_location", lambda: str(location))
-    return "0002_test_rebuild"
+    return "9999_test_rebuild"
 
 
 def _add_conversation_with_message(conn: sa.Connection) -> None:

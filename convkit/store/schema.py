@@ -21,8 +21,12 @@ host application's own; the Alembic version table is ``convkit_alembic_version``
 * ``convkit_token_counts``: content tokens per message per counter identity.
 * ``convkit_counter_progress``: per conversation and counter, the seq up to
   which every message has a count (a window back-fills past it in batches).
-* ``convkit_summaries`` and ``convkit_usage``: room for the summarize strategy
-  and per-turn usage (filled by later features).
+* ``convkit_summaries`` and ``convkit_usage``: summaries (summarize strategy)
+  and per-turn usage and cost as xAI reported them.
+* ``convkit_calibration``: per (model, counter), how xAI's prompt counts
+  compare with the local counts (largest and latest ratio); it widens the
+  safety margin of later windows. Not namespaced: it describes tokenizers,
+  not tenants' data.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ __all__ = [
     "messages",
     "metadata",
     "summaries",
+    "calibration",
     "token_counts",
     "tool_calls",
     "usage",
@@ -191,6 +196,17 @@ usage = sa.Table(
     sa.Column("cost_usd", sa.Float, nullable=False, server_default="0"),
     sa.Column("created_at", _ts, nullable=False),
     sa.Index("ix_convkit_usage_conv", "conversation_id", "id"),
+)
+
+calibration = sa.Table(
+    "convkit_calibration",
+    metadata,
+    sa.Column("model", sa.String(128), primary_key=True),
+    sa.Column("counter_id", sa.String(128), primary_key=True),
+    sa.Column("ratio_max", sa.Float, nullable=False),
+    sa.Column("ratio_last", sa.Float, nullable=False),
+    sa.Column("samples", sa.Integer, nullable=False),
+    sa.Column("updated_at", _ts, nullable=False),
 )
 
 sa.Index("ix_convkit_messages_keep", messages.c.conversation_id, messages.c.keep, messages.c.seq)
