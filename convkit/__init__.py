@@ -15,6 +15,11 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 from .counting import BaseCounter, EstimateCounter, HFTokenCounter, TokenCounter
 from .errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
     ContextWindowError,
     ConversationNotFoundError,
     ConvkitError,
@@ -22,7 +27,13 @@ from .errors import (
     InvalidConversationError,
     InvalidImageError,
     InvalidMessageError,
+    NotFoundError,
+    PermissionDeniedError,
+    PromptTooLongError,
+    RateLimitError,
+    ResponseFormatError,
     SchemaError,
+    ServerError,
     StoreError,
     TokenizerError,
     UnknownModelError,
@@ -37,11 +48,26 @@ from .messages import ImagePart, Message, TextPart, ToolCall
 from .models import ModelRegistry, ModelSpec, get_model, list_models, override_model, register_model
 
 if TYPE_CHECKING:
+    from .session import AsyncSession, Session
     from .store import AsyncStore, Conversation, Store
     from .store.migrate import upgrade
+    from .xai.client import AsyncXAIClient, Backoff, XAIClient
+    from .xai.counter import XAITokenCounter
+    from .xai.protocol import Completion, Done, TextDelta, ToolCallDelta, Usage
 
 _LAZY = {
+    "AsyncSession": ".session",
     "AsyncStore": ".store",
+    "AsyncXAIClient": ".xai.client",
+    "Backoff": ".xai.client",
+    "Completion": ".xai.protocol",
+    "Done": ".xai.protocol",
+    "Session": ".session",
+    "TextDelta": ".xai.protocol",
+    "ToolCallDelta": ".xai.protocol",
+    "Usage": ".xai.protocol",
+    "XAIClient": ".xai.client",
+    "XAITokenCounter": ".xai.counter",
     "Conversation": ".store",
     "Store": ".store",
     "upgrade": ".store.migrate",
@@ -58,13 +84,23 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AsyncSession",
     "AsyncStore",
+    "AsyncXAIClient",
+    "AuthenticationError",
+    "Backoff",
+    "BadRequestError",
     "BaseCounter",
+    "Completion",
     "ContextWindowError",
     "Conversation",
     "ConversationNotFoundError",
     "ConvkitError",
     "DatabaseError",
+    "Done",
     "EstimateCounter",
     "FitResult",
     "HFTokenCounter",
@@ -76,16 +112,28 @@ __all__ = [
     "Message",
     "ModelRegistry",
     "ModelSpec",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PromptTooLongError",
+    "RateLimitError",
+    "ResponseFormatError",
     "SchemaError",
+    "ServerError",
+    "Session",
     "Store",
     "StoreError",
+    "TextDelta",
     "TextPart",
     "TokenCounter",
     "TokenizerError",
     "ToolCall",
+    "ToolCallDelta",
     "UnknownModelError",
     "UnsupportedInputError",
+    "Usage",
     "ValidationError",
+    "XAIClient",
+    "XAITokenCounter",
     "__version__",
     "dumps_jsonl",
     "fit",

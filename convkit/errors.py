@@ -233,7 +233,9 @@ class PromptTooLongError(BadRequestError, ContextWindowError):
         self.model = model
         self.context_window = None
         self.reserve = 0
-        APIError.__init__(self, message, status_code=status_code, code=code)
+        self.status_code = status_code
+        self.code = code
+        Exception.__init__(self, message)  # both parents' __init__ take other arguments
 
     def __reduce__(self) -> tuple[object, ...]:
         return (

@@ -476,9 +476,16 @@ def window_trim(
     if done < n:
         raise NeedsBackfill
     ovh = spec.message_overhead
-    joined = m.join(c, sa.and_(c.c.conversation_id == m.c.conversation_id, c.c.seq == m.c.seq))
-    base = sa.select(m.c.seq, m.c.unit_seq, m.c.keep, c.c.tokens).select_from(joined)
-    base = base.where(m.c.conversation_id == cid, c.c.counter_id == counter_id)
+    # Each count is looked up per message row (a correlated primary-key lookup), so every query is
+    # driven by a range of the messages index whatever the planner's statistics say (a join let
+    # PostgreSQL walk all of the conversation's counts when its statistics were stale).
+    tokens = (
+        sa.select(c.c.tokens)
+        .where(c.c.conversation_id == m.c.conversation_id, c.c.counter_id == counter_id, c.c.seq == m.c.seq)
+        .scalar_subquery()
+        .label("tokens")
+    )
+    base = sa.select(m.c.seq, m.c.unit_seq, m.c.keep, tokens).where(m.c.conversation_id == cid)
 
     # the newest turn (as fit keeps it): the unit of the newest non-system message and all after it
     speaker = (
@@ -495,7 +502,12 @@ def window_trim(
             "add the user message the model should reply to"
         )
     last_unit = speaker.unit_seq
-    keep_rows = (yield Exec(base.where(m.c.keep.is_(True)))).all()
+    # keep rows are always in the window: read their bodies now
+    keep_rows = (
+        yield Exec(
+            sa.select(m, tokens).where(m.c.conversation_id == cid, m.c.keep.is_(True)).order_by(m.c.seq)
+        )
+    ).all()
     last_rows = (yield Exec(base.where(m.c.seq >= last_unit))).all()
     pinned_cost = sum(r.tokens + ovh for r in keep_rows)
     last_cost = sum(r.tokens + ovh for r in last_rows if not r.keep)  # keep rows are in pinned_cost
@@ -513,14 +525,14 @@ def window_trim(
     remaining = budget - fixed
     cut, cursor, unit_cost, chunk = last_unit, last_unit, 0, 256
     scanning = True
-    while scanning:
+    while scanning and cursor > 1:
+        # a closed seq range (seqs are contiguous), so no plan can read more than ``chunk`` rows
+        low = max(1, cursor - chunk)
         rows = (
             yield Exec(
-                base.where(m.c.seq < cursor, m.c.keep.is_(False)).order_by(m.c.seq.desc()).limit(chunk)
+                base.where(m.c.seq >= low, m.c.seq < cursor, m.c.keep.is_(False)).order_by(m.c.seq.desc())
             )
         ).all()
-        if not rows:
-            break
         for r in rows:
             unit_cost += r.tokens + ovh
             if r.seq == r.unit_seq:  # reached the first message of a unit: its cost is known
@@ -529,15 +541,13 @@ def window_trim(
                     break
                 remaining -= unit_cost
                 cut, unit_cost = r.seq, 0
-        cursor = rows[-1].seq
+        cursor = low
         chunk = min(chunk * 4, 65536)
-    body = (
-        yield Exec(
-            sa.select(m)
-            .where(m.c.conversation_id == cid, sa.or_(m.c.seq >= cut, m.c.keep.is_(True)))
-            .order_by(m.c.seq)
-        )
+    # two index ranges, not one OR (SQLite scanned the whole conversation for the OR)
+    tail = (
+        yield Exec(sa.select(m).where(m.c.conversation_id == cid, m.c.seq >= cut).order_by(m.c.seq))
     ).all()
+    body = [r for r in keep_rows if r.seq < cut] + list(tail)
     msgs = yield from _decode_rows(body)
     spans: list[tuple[int, int]] = []
     for r in body:
@@ -679,3 +689,117 @@ def fork(ns: str, cid: str, at_seq: int | None, title: str | None) -> Op[Convers
                 )
     row = yield from lock_conversation(ns, new_id)
     return _conv(row)
+
+
+# -- turns, usage and calibration ----------------------------------------------------------------
+
+USAGE_FIELDS = (
+    "model",
+    "counter_id",
+    "local_prompt_tokens",
+    "prompt_tokens",
+    "completion_tokens",
+    "image_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+)
+
+
+@attrs.frozen
+class UsageTotals:
+    """Usage and cost summed over a conversation's recorded turns."""
+
+    turns: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    image_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+@attrs.frozen
+class Calibration:
+    """How xAI's prompt counts compared with a counter's, for one model."""
+
+    model: str
+    counter_id: str
+    ratio_max: float
+    ratio_last: float
+    samples: int
+
+
+def record_turn(
+    ns: str, cid: str, batch: Prepared | None, usage_row: Mapping[str, Any], dialect: str
+) -> Op[int | None]:
+    """Append the reply (if any) and its usage row in one transaction; returns the reply's seq."""
+    seq: int | None = None
+    if batch is not None and batch.messages:
+        seqs = yield from append(ns, cid, batch, dialect)
+        seq = seqs[-1]
+    else:
+        yield from lock_conversation(ns, cid, for_update=True)
+    row = {k: usage_row.get(k) for k in USAGE_FIELDS}
+    if not isinstance(row["model"], str) or not row["model"]:
+        raise ValidationError("a usage row needs the model name")
+    for k in USAGE_FIELDS[3:8]:
+        row[k] = int(row[k] or 0)
+    row["cost_usd"] = float(row["cost_usd"] or 0.0)
+    yield Exec(sa.insert(t.usage).values(conversation_id=cid, seq=seq, created_at=_now(), **row))
+    return seq
+
+
+def usage_totals(ns: str, cid: str) -> Op[UsageTotals]:
+    yield from lock_conversation(ns, cid)
+    u = t.usage
+    row = (
+        yield Exec(
+            sa.select(
+                sa.func.count(),
+                sa.func.coalesce(sa.func.sum(u.c.prompt_tokens), 0),
+                sa.func.coalesce(sa.func.sum(u.c.completion_tokens), 0),
+                sa.func.coalesce(sa.func.sum(u.c.image_tokens), 0),
+                sa.func.coalesce(sa.func.sum(u.c.cached_tokens), 0),
+                sa.func.coalesce(sa.func.sum(u.c.reasoning_tokens), 0),
+                sa.func.coalesce(sa.func.sum(u.c.cost_usd), 0.0),
+            ).where(u.c.conversation_id == cid)
+        )
+    ).one()
+    return UsageTotals(
+        int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]), int(row[5]), float(row[6])
+    )
+
+
+def get_calibration(model: str, counter_id: str) -> Op[Calibration | None]:
+    c = t.calibration
+    row = (yield Exec(sa.select(c).where(c.c.model == model, c.c.counter_id == counter_id))).first()
+    if row is None:
+        return None
+    return Calibration(
+        row.model, row.counter_id, float(row.ratio_max), float(row.ratio_last), int(row.samples)
+    )
+
+
+def add_calibration(model: str, counter_id: str, ratio: float, dialect: str) -> Op[Calibration]:
+    """Record one observed ratio (xAI's prompt tokens / local count)."""
+    if not (isinstance(ratio, int | float) and 0 < ratio < 100):
+        raise ValidationError(f"a calibration ratio must be a positive number below 100, got {ratio!r}")
+    c = t.calibration
+    now = _now()
+    ins = _insert(dialect, c).values(
+        model=model, counter_id=counter_id, ratio_max=ratio, ratio_last=ratio, samples=1, updated_at=now
+    )
+    ins = ins.on_conflict_do_update(
+        index_elements=["model", "counter_id"],
+        set_={
+            "ratio_max": sa.case((c.c.ratio_max < ratio, ratio), else_=c.c.ratio_max),
+            "ratio_last": ratio,
+            "samples": c.c.samples + 1,
+            "updated_at": now,
+        },
+    )
+    yield Exec(ins)
+    got = yield from get_calibration(model, counter_id)
+    assert got is not None
+    return got

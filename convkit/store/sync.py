@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 from ..counting import ImagePolicy, TokenCounter
 from ..fitting import FitResult, Strategy, fit
 from ..messages import Message, MessageLike
-from ..models import ModelSpec
+from ..models import ModelSpec, get_model
 from . import migrate, ops
 from ._base import BACKFILL_BATCH, StoreBase, check_id
 from .engine import DEFAULT_URL, create_sync, db_errors
@@ -160,6 +160,34 @@ class Store(StoreBase):
             return (yield from ops.get_conversation(self.namespace, conv.id))
 
         return self._run(op(), "import_jsonl")
+
+    # -- turns, usage, calibration ---------------------------------------------------------
+    def record_turn(
+        self, conversation_id: str, reply: MessageLike | None, usage: Mapping[str, Any]
+    ) -> int | None:
+        """Append a model's reply and its usage row atomically; returns the reply's seq.
+
+        ``usage`` keys: ``model``, ``counter_id``, ``local_prompt_tokens``,
+        ``prompt_tokens``, ``completion_tokens``, ``image_tokens``,
+        ``cached_tokens``, ``reasoning_tokens``, ``cost_usd``.
+        """
+        cid = check_id(conversation_id)
+        batch = self._prepare([reply]) if reply is not None else None
+        return self._run(ops.record_turn(self.namespace, cid, batch, usage, self._dialect), "record_turn")
+
+    def usage(self, conversation_id: str) -> ops.UsageTotals:
+        """Tokens and cost summed over the conversation's recorded turns."""
+        return self._run(ops.usage_totals(self.namespace, check_id(conversation_id)), "usage", read=True)
+
+    def calibration(self, model: str | ModelSpec, counter: TokenCounter) -> ops.Calibration | None:
+        """What has been learned about ``counter`` against xAI's counts for ``model``."""
+        spec = get_model(model)
+        return self._run(ops.get_calibration(spec.name, counter.identity), "calibration", read=True)
+
+    def calibrate(self, model: str | ModelSpec, counter: TokenCounter, ratio: float) -> ops.Calibration:
+        """Record an observed ratio of xAI's prompt tokens to ``counter``'s count."""
+        spec = get_model(model)
+        return self._run(ops.add_calibration(spec.name, counter.identity, ratio, self._dialect), "calibrate")
 
     # -- windows ---------------------------------------------------------------------------
     def window(

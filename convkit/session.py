@@ -1,0 +1,356 @@
+"""``Session`` and ``AsyncSession``: fit, send and record every turn of a stored conversation.
+
+One turn: the user's message is appended to the store; the window is taken
+(``Store.window``, with the safety margin widened by calibration); the window
+is sent with the client; the reply (with any tool calls) and the turn's
+usage and cost are written in one transaction; the ratio of xAI's
+``usage.prompt_tokens`` to the local count is recorded per (model, counter)
+and widens later margins. When xAI still says the prompt is too long, the
+session recalibrates from the numbers in the error, re-fits and retries once.
+
+Failure keeps the data: the user's message stays stored, no assistant
+message is written, and sending the same message again (or :meth:`resume`)
+retries the turn without storing the message twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from .counting import EstimateCounter, ImagePolicy, TokenCounter
+from .errors import PromptTooLongError, ValidationError
+from .fitting import FitResult, Strategy
+from .messages import Message, MessageLike, Part, as_message
+from .models import ModelSpec, get_model
+from .store import AsyncStore, Store
+from .store.ops import Calibration, UsageTotals
+from .xai.client import AsyncXAIClient, XAIClient
+from .xai.protocol import Completion, Done, StreamEvent
+
+__all__ = ["AsyncSession", "Session"]
+
+#: The most a calibration may widen the margin (xAI counting 3x the local count).
+MAX_MARGIN = 2.0
+
+
+def _as_user(content_or_message: str | Sequence[Part | str] | MessageLike) -> Message:
+    if isinstance(content_or_message, Message):
+        return content_or_message
+    if isinstance(content_or_message, Mapping):
+        return as_message(content_or_message)
+    return Message.user(content_or_message)
+
+
+def _margin(counter: TokenCounter, calibration: Calibration | None) -> float:
+    learned = (calibration.ratio_max - 1.0) if calibration is not None else 0.0
+    return min(MAX_MARGIN, max(counter.margin, learned))
+
+
+class _SessionBase:
+    def __init__(
+        self,
+        conversation_id: str,
+        *,
+        model: str | ModelSpec,
+        counter: TokenCounter | None,
+        strategy: Strategy,
+        reserve: int,
+        tools: Sequence[Mapping[str, Any]] | None,
+        images: ImagePolicy,
+        calibrate: bool,
+        store_counters: tuple[TokenCounter, ...],
+    ) -> None:
+        if strategy != "trim":
+            raise ValidationError(f"Session supports strategy='trim' for now, got {strategy!r}")
+        if isinstance(reserve, bool) or not isinstance(reserve, int) or reserve < 0:
+            raise ValidationError(
+                f"reserve (the reply's max_tokens) must be a non-negative integer, got {reserve!r}"
+            )
+        self.conversation_id = conversation_id
+        self.spec = get_model(model)
+        self.counter = counter or (store_counters[0] if store_counters else EstimateCounter())
+        self.strategy = strategy
+        self.reserve = reserve
+        self.tools = list(tools) if tools else None
+        self.images = images
+        self.calibrate_enabled = calibrate
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.conversation_id!r}, model={self.spec.name!r})"
+
+    def _window_kw(self, margin: float) -> dict[str, Any]:
+        return {
+            "model": self.spec,
+            "counter": self.counter,
+            "reserve": self.reserve,
+            "tools": self.tools,
+            "images": self.images,
+            "margin": margin,
+        }
+
+    def _chat_kw(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        kw: dict[str, Any] = {"model": self.spec, "tools": self.tools, **options}
+        if self.reserve:
+            kw.setdefault("max_tokens", self.reserve)
+        return kw
+
+    def _usage_row(self, completion: Completion, window: FitResult) -> dict[str, Any]:
+        u = completion.usage
+        return {
+            "model": self.spec.name,
+            "counter_id": self.counter.identity,
+            "local_prompt_tokens": window.prompt_tokens,
+            "prompt_tokens": u.prompt_tokens,
+            "completion_tokens": u.completion_tokens,
+            "image_tokens": u.image_tokens,
+            "cached_tokens": u.cached_tokens,
+            "reasoning_tokens": u.reasoning_tokens,
+            "cost_usd": completion.cost_usd,
+        }
+
+    @staticmethod
+    def _observed_ratio(completion: Completion, window: FitResult) -> float | None:
+        if completion.usage.prompt_tokens <= 0 or window.prompt_tokens <= 0:
+            return None
+        return min(completion.usage.prompt_tokens / window.prompt_tokens, 1.0 + MAX_MARGIN)
+
+    @staticmethod
+    def _overflow_ratio(err: PromptTooLongError, window: FitResult) -> float:
+        # conservative: M may include the reply's reservation, which only widens the margin more
+        ratio = max(
+            1.0 + 1e-6, err.requested / max(1, window.prompt_tokens), err.requested / max(1, err.limit)
+        )
+        return min(ratio, 1.0 + MAX_MARGIN)
+
+
+class Session(_SessionBase):
+    """A conversation with Grok, stored turn by turn (synchronous)."""
+
+    def __init__(
+        self,
+        store: Store,
+        conversation_id: str,
+        *,
+        model: str | ModelSpec,
+        client: XAIClient,
+        counter: TokenCounter | None = None,
+        strategy: Strategy = "trim",
+        reserve: int = 1024,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        images: ImagePolicy = "error",
+        calibrate: bool = True,
+    ) -> None:
+        super().__init__(
+            conversation_id,
+            model=model,
+            counter=counter,
+            strategy=strategy,
+            reserve=reserve,
+            tools=tools,
+            images=images,
+            calibrate=calibrate,
+            store_counters=store.counters,
+        )
+        self.store = store
+        self.client = client
+        store.get_conversation(conversation_id)  # fail early on a wrong id or namespace
+
+    # -- turns -----------------------------------------------------------------------------
+    def send(
+        self, content_or_message: str | Sequence[Part | str] | MessageLike, **options: Any
+    ) -> Completion:
+        """Append the user's message (once, even when retried) and complete the turn."""
+        self._append_pending(_as_user(content_or_message))
+        return self.resume(**options)
+
+    def send_stream(
+        self, content_or_message: str | Sequence[Part | str] | MessageLike, **options: Any
+    ) -> Iterator[StreamEvent]:
+        """As :meth:`send`, streaming the reply's events; the reply is stored at the end."""
+        self._append_pending(_as_user(content_or_message))
+        yield from self.resume_stream(**options)
+
+    def add_tool_results(self, results: Mapping[str, str] | Iterable[MessageLike]) -> range:
+        """Store tool results (``{call_id: content}`` or tool messages); then :meth:`resume`."""
+        if isinstance(results, Mapping):
+            msgs: list[MessageLike] = [Message.tool(v, tool_call_id=k) for k, v in results.items()]
+        else:
+            msgs = list(results)
+        return self.store.extend(self.conversation_id, msgs)
+
+    def resume(self, **options: Any) -> Completion:
+        """Send the stored conversation as it is (after tool results, or to retry a failed turn)."""
+        window = self.window()
+        try:
+            completion = self.client.chat(window.messages, **self._chat_kw(options))
+        except PromptTooLongError as err:
+            self.store.calibrate(self.spec, self.counter, self._overflow_ratio(err, window))
+            window = self.window()
+            completion = self.client.chat(window.messages, **self._chat_kw(options))
+        self._record(completion, window)
+        return completion
+
+    def resume_stream(self, **options: Any) -> Iterator[StreamEvent]:
+        """As :meth:`resume`, streaming; the reply is stored after the stream's ``Done``."""
+        window = self.window()
+        stream = self.client.stream(window.messages, **self._chat_kw(options))
+        try:
+            first = next(stream, None)  # a refused request fails here, before any event
+        except PromptTooLongError as err:
+            self.store.calibrate(self.spec, self.counter, self._overflow_ratio(err, window))
+            window = self.window()
+            stream = self.client.stream(window.messages, **self._chat_kw(options))
+            first = next(stream, None)
+        done: Done | None = None
+        for event in [first] if first is not None else []:
+            done = event if isinstance(event, Done) else done
+            yield event
+        for event in stream:
+            done = event if isinstance(event, Done) else done
+            yield event
+        if done is not None:
+            self._record(done.completion, window)
+
+    # -- reading ---------------------------------------------------------------------------
+    def window(self) -> FitResult:
+        """The window the next request would send."""
+        return self.store.window(self.conversation_id, **self._window_kw(self.margin()))
+
+    def margin(self) -> float:
+        """The safety margin in force: the counter's, widened by calibration."""
+        calib = self.store.calibration(self.spec, self.counter) if self.calibrate_enabled else None
+        return _margin(self.counter, calib)
+
+    def usage(self) -> UsageTotals:
+        return self.store.usage(self.conversation_id)
+
+    def messages(self) -> list[Message]:
+        return self.store.messages(self.conversation_id)
+
+    # -- internals -------------------------------------------------------------------------
+    def _append_pending(self, message: Message) -> None:
+        count = self.store.get_conversation(self.conversation_id).message_count
+        if count:
+            (last,) = self.store.messages(self.conversation_id, start=count)
+            if last == message:  # the same message is waiting for its reply: a retry, not a new turn
+                return
+        self.store.append(self.conversation_id, message)
+
+    def _record(self, completion: Completion, window: FitResult) -> None:
+        self.store.record_turn(self.conversation_id, completion.message, self._usage_row(completion, window))
+        ratio = self._observed_ratio(completion, window)
+        if self.calibrate_enabled and ratio is not None:
+            self.store.calibrate(self.spec, self.counter, ratio)
+
+
+class AsyncSession(_SessionBase):
+    """The asyncio twin of :class:`Session` (same methods, awaitable)."""
+
+    def __init__(
+        self,
+        store: AsyncStore,
+        conversation_id: str,
+        *,
+        model: str | ModelSpec,
+        client: AsyncXAIClient,
+        counter: TokenCounter | None = None,
+        strategy: Strategy = "trim",
+        reserve: int = 1024,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        images: ImagePolicy = "error",
+        calibrate: bool = True,
+    ) -> None:
+        super().__init__(
+            conversation_id,
+            model=model,
+            counter=counter,
+            strategy=strategy,
+            reserve=reserve,
+            tools=tools,
+            images=images,
+            calibrate=calibrate,
+            store_counters=store.counters,
+        )
+        self.store = store
+        self.client = client
+
+    async def send(
+        self, content_or_message: str | Sequence[Part | str] | MessageLike, **options: Any
+    ) -> Completion:
+        await self._append_pending(_as_user(content_or_message))
+        return await self.resume(**options)
+
+    async def send_stream(
+        self, content_or_message: str | Sequence[Part | str] | MessageLike, **options: Any
+    ) -> AsyncIterator[StreamEvent]:
+        await self._append_pending(_as_user(content_or_message))
+        async for event in self.resume_stream(**options):
+            yield event
+
+    async def add_tool_results(self, results: Mapping[str, str] | Iterable[MessageLike]) -> range:
+        if isinstance(results, Mapping):
+            msgs: list[MessageLike] = [Message.tool(v, tool_call_id=k) for k, v in results.items()]
+        else:
+            msgs = list(results)
+        return await self.store.extend(self.conversation_id, msgs)
+
+    async def resume(self, **options: Any) -> Completion:
+        window = await self.window()
+        try:
+            completion = await self.client.chat(window.messages, **self._chat_kw(options))
+        except PromptTooLongError as err:
+            await self.store.calibrate(self.spec, self.counter, self._overflow_ratio(err, window))
+            window = await self.window()
+            completion = await self.client.chat(window.messages, **self._chat_kw(options))
+        await self._record(completion, window)
+        return completion
+
+    async def resume_stream(self, **options: Any) -> AsyncIterator[StreamEvent]:
+        window = await self.window()
+        stream = self.client.stream(window.messages, **self._chat_kw(options))
+        try:
+            first = await anext(stream, None)
+        except PromptTooLongError as err:
+            await self.store.calibrate(self.spec, self.counter, self._overflow_ratio(err, window))
+            window = await self.window()
+            stream = self.client.stream(window.messages, **self._chat_kw(options))
+            first = await anext(stream, None)
+        done: Done | None = None
+        if first is not None:
+            done = first if isinstance(first, Done) else done
+            yield first
+        async for event in stream:
+            done = event if isinstance(event, Done) else done
+            yield event
+        if done is not None:
+            await self._record(done.completion, window)
+
+    async def window(self) -> FitResult:
+        return await self.store.window(self.conversation_id, **self._window_kw(await self.margin()))
+
+    async def margin(self) -> float:
+        calib = await self.store.calibration(self.spec, self.counter) if self.calibrate_enabled else None
+        return _margin(self.counter, calib)
+
+    async def usage(self) -> UsageTotals:
+        return await self.store.usage(self.conversation_id)
+
+    async def messages(self) -> list[Message]:
+        return await self.store.messages(self.conversation_id)
+
+    async def _append_pending(self, message: Message) -> None:
+        count = (await self.store.get_conversation(self.conversation_id)).message_count
+        if count:
+            (last,) = await self.store.messages(self.conversation_id, start=count)
+            if last == message:
+                return
+        await self.store.append(self.conversation_id, message)
+
+    async def _record(self, completion: Completion, window: FitResult) -> None:
+        await self.store.record_turn(
+            self.conversation_id, completion.message, self._usage_row(completion, window)
+        )
+        ratio = self._observed_ratio(completion, window)
+        if self.calibrate_enabled and ratio is not None:
+            await self.store.calibrate(self.spec, self.counter, ratio)
