@@ -171,6 +171,21 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _cmd_chat(args: argparse.Namespace, out: TextIO) -> int:
+    from .chat import run_chat
+
+    return run_chat(
+        model=args.model,
+        db=args.db,
+        conversation=args.conversation,
+        base_url=args.base_url,
+        reserve=args.reserve,
+        tokenizer=args.tokenizer,
+        stdin=sys.stdin,
+        out=out,
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="convkit", description="Conversations that fit Grok's context window.")
     p.add_argument("--version", action="version", version=f"convkit {__version__}")
@@ -181,6 +196,15 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--tokenizer", help="tokenizer.json to count with (default: conservative estimate)")
     d.add_argument("--reserve", type=int, default=1024, help="tokens kept free for the reply (default 1024)")
     d.set_defaults(func=_cmd_demo)
+
+    c = sub.add_parser("chat", help="chat with Grok in the terminal; the conversation is stored")
+    c.add_argument("--model", default="grok-2-1212", help="model name or alias (default grok-2-1212)")
+    c.add_argument("--db", default="convkit-chat.db", help="SQLite file (default ./convkit-chat.db)")
+    c.add_argument("--conversation", help="continue this conversation id")
+    c.add_argument("--base-url", help="API base URL (default https://api.x.ai/v1)")
+    c.add_argument("--reserve", type=int, default=1024, help="max_tokens for each reply (default 1024)")
+    c.add_argument("--tokenizer", help="tokenizer.json to count with (default: conservative estimate)")
+    c.set_defaults(func=_cmd_chat)
 
     m = sub.add_parser("models", help="list the known models, aliases and prices")
     m.add_argument("--json", action="store_true", help="print JSON")

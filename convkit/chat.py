@@ -1,0 +1,99 @@
+"""``convkit chat``: an interactive terminal chat with Grok, stored in SQLite.
+
+Reads one user message per line from standard input (``/quit`` or end of
+input stops; ``/usage`` prints the conversation's totals), streams each reply,
+and prints the turn's tokens and cost. The conversation is persisted; pass
+``--conversation ID`` to continue one. Needs ``XAI_API_KEY`` (or
+``--base-url`` of a stand-in plus a key); without a key it says so and exits 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TextIO
+
+from .counting import EstimateCounter, HFTokenCounter, TokenCounter
+from .errors import APIError, ConvkitError
+
+__all__ = ["run_chat"]
+
+
+def run_chat(
+    *,
+    model: str,
+    db: str,
+    conversation: str | None,
+    base_url: str | None,
+    reserve: int,
+    tokenizer: str | None,
+    stdin: TextIO,
+    out: TextIO,
+) -> int:
+    """Run the chat loop; returns the exit code."""
+    from .models import get_model
+    from .session import Session
+    from .store import Store
+    from .xai.client import DEFAULT_BASE_URL, XAIClient
+    from .xai.protocol import Done, TextDelta, ToolCallDelta
+
+    spec = get_model(model)
+    if not os.environ.get("XAI_API_KEY"):
+        print(
+            "convkit: error: no API key. Set XAI_API_KEY (from https://console.x.ai) and run again.",
+            file=sys.stderr,
+        )
+        return 2
+    counter: TokenCounter = HFTokenCounter.from_file(tokenizer) if tokenizer else EstimateCounter()
+    interactive = stdin.isatty()
+    with (
+        Store(f"sqlite:///{os.path.abspath(db)}", counters=[counter]) as store,
+        XAIClient(base_url=base_url or DEFAULT_BASE_URL) as client,
+    ):
+        conv = (
+            store.get_conversation(conversation) if conversation else store.create_conversation(title="chat")
+        )
+        session = Session(store, conv.id, model=spec, client=client, counter=counter, reserve=reserve)
+        out.write(f"convkit chat: {spec.name}, conversation {conv.id} in {os.path.abspath(db)}\n")
+        out.write("Type a message; /usage for totals, /quit to leave.\n")
+        out.flush()
+        while True:
+            if interactive:
+                out.write("you> ")
+                out.flush()
+            line = stdin.readline()
+            if not line:
+                break
+            text = line.strip()
+            if not text:
+                continue
+            if text in ("/quit", "/exit"):
+                break
+            if text == "/usage":
+                totals = session.usage()
+                out.write(
+                    f"[{totals.turns} turns: {totals.prompt_tokens} prompt + {totals.completion_tokens} "
+                    f"completion tokens, ${totals.cost_usd:.6f}]\n"
+                )
+                continue
+            out.write("grok> ")
+            out.flush()
+            try:
+                for event in session.send_stream(text):
+                    if isinstance(event, TextDelta):
+                        out.write(event.text)
+                        out.flush()
+                    elif isinstance(event, ToolCallDelta) and event.name:
+                        out.write(f"[tool call: {event.name}]")
+                    elif isinstance(event, Done):
+                        u = event.completion.usage
+                        out.write(
+                            f"\n[{u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, "
+                            f"${event.completion.cost_usd:.6f}]\n"
+                        )
+                        out.flush()
+            except APIError as exc:
+                out.write(f"\n[error: {exc}; your message is kept, send it again to retry]\n")
+            except ConvkitError as exc:
+                out.write(f"\n[error: {exc}]\n")
+    return 0
