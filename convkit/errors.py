@@ -13,6 +13,7 @@ and httpx) are translated at the boundary and never escape the public API.
     ├── UnknownModelError            (also LookupError) a model name nobody registered
     ├── ContextWindowError           the must-keep messages cannot fit; carries the numbers
     ├── TokenizerError               a tokenizer could not be loaded or failed to encode
+    ├── SummarizerError              a summarizer failed, timed out or gave an empty summary
     ├── StoreError                   the conversation store
     │   ├── ConversationNotFoundError  (also LookupError) no such conversation in this namespace
     │   ├── SchemaError              the database schema is missing, behind or ahead of this code
@@ -58,6 +59,7 @@ __all__ = [
     "SchemaError",
     "ServerError",
     "StoreError",
+    "SummarizerError",
     "TokenizerError",
     "UnknownModelError",
     "UnsupportedInputError",
@@ -282,3 +284,7 @@ class APIConnectionError(APIError):
 
 class ResponseFormatError(APIError):
     """An answer convkit cannot read: not JSON, the wrong shape, or a stream cut off mid-way."""
+
+
+class SummarizerError(ConvkitError):
+    """The summarizer failed, timed out, or returned an empty summary; nothing was written."""

@@ -26,15 +26,24 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import attrs
 
 from .counting import EstimateCounter, ImagePolicy, TokenCounter, apply_image_policy
-from .errors import ContextWindowError, InvalidConversationError, ValidationError
+from .errors import (
+    ContextWindowError,
+    ConvkitError,
+    InvalidConversationError,
+    SummarizerError,
+    ValidationError,
+)
 from .history import History
 from .messages import ImagePart, Message, MessageLike, as_messages
 from .models import ModelSpec, get_model
+
+if TYPE_CHECKING:
+    from .summarize import FoldRequest, Summarizer, Summary
 
 __all__ = ["FitResult", "Strategy", "compute_budget", "fit"]
 
@@ -57,6 +66,10 @@ class FitResult:
     #: kept input indices as half-open ranges, in order
     kept_spans: tuple[tuple[int, int], ...] = attrs.field(repr=False)
     tools_tokens: int = 0
+    #: under strategy "summarize": the summary in ``messages`` (right after the leading system messages)
+    summary: Summary | None = None
+    #: True when ``summary`` was made for this result (store it), False when it was reused
+    summary_is_new: bool = False
 
     @property
     def kept(self) -> list[int]:
@@ -112,6 +125,11 @@ def fit(
     tools: Sequence[Mapping[str, Any]] | None = None,
     images: ImagePolicy = "error",
     margin: float | None = None,
+    summarizer: Summarizer | None = None,
+    summary: Summary | None = None,
+    fallback: Literal["error", "trim"] = "error",
+    low_water: float = 0.6,
+    summary_tokens: int | None = None,
 ) -> FitResult:
     """Fit a conversation into ``model``'s context window (see module docstring).
 
@@ -120,21 +138,106 @@ def fit(
     ``tools``: tool definitions sent with the request (they count too).
     ``images``: ``"error"`` (default) or ``"drop"`` for text-only models.
     ``margin``: override the counter's safety margin.
+
+    Strategy ``"summarize"`` (see :mod:`convkit.summarize`) needs a
+    ``summarizer``; ``summary`` is the previous one (reused while it
+    suffices); ``fallback="trim"`` returns the trimmed window when the
+    summarizer fails; ``low_water`` is the fraction of the budget a new
+    summary folds down to; ``summary_tokens`` bounds the summary's length.
     """
     spec = get_model(model)
-    if strategy != "trim":
-        if strategy == "summarize":
-            raise ValidationError(
-                "strategy='summarize' needs a summarizer; use Store.window or Session with a "
-                "summarizer, or strategy='trim'"
-            )
+    if strategy not in ("trim", "summarize"):
         raise ValidationError(f"unknown strategy {strategy!r}; use 'trim' or 'summarize'")
+    if strategy == "summarize" and summarizer is None and summary is None:
+        raise ValidationError(
+            "strategy='summarize' needs summarizer=... (e.g. convkit.ExtractiveSummarizer() offline, "
+            "or an XAISummarizer)"
+        )
+    if fallback not in ("error", "trim"):
+        raise ValidationError(f"fallback must be 'error' or 'trim', got {fallback!r}")
+    trimmed, step = plan_fit(
+        messages,
+        model=spec,
+        counter=counter,
+        reserve=reserve,
+        strategy=strategy,
+        tools=tools,
+        images=images,
+        margin=margin,
+        summary=summary,
+        low_water=low_water,
+        summary_tokens=summary_tokens,
+    )
+    if isinstance(step, FitResult):
+        return step
+    if summarizer is None:
+        raise ValidationError("the previous summary no longer suffices and no summarizer= was given")
+    try:
+        text = summarizer.summarize(list(step.messages), previous=step.previous, max_tokens=step.max_tokens)
+        return complete_fold(step, text)
+    except Exception as exc:
+        return fold_failed(exc, trimmed, fallback)
+
+
+def plan_fit(
+    messages: Iterable[MessageLike] | History,
+    *,
+    model: str | ModelSpec,
+    counter: TokenCounter | None,
+    reserve: int,
+    strategy: Strategy,
+    tools: Sequence[Mapping[str, Any]] | None,
+    images: ImagePolicy,
+    margin: float | None,
+    summary: Summary | None = None,
+    low_water: float = 0.6,
+    summary_tokens: int | None = None,
+) -> tuple[FitResult, FitResult | FoldRequest]:
+    """The trimmed window and, under "summarize", either the final window or what to fold."""
+    spec = get_model(model)
     if counter is None:
         counter = messages.counter if isinstance(messages, History) else EstimateCounter()
     used_margin = counter.margin if margin is None else margin
     budget = compute_budget(spec, reserve, used_margin)
     history = _as_history(messages, counter, spec, images)
-    return _trim(history, spec, counter, budget, reserve, used_margin, tools)
+    trimmed = _trim(history, spec, counter, budget, reserve, used_margin, tools)
+    if strategy == "trim":
+        return trimmed, trimmed
+    from . import summarize as sm
+
+    fr = frame(history, spec, counter, budget, reserve, tools)
+    step = sm.plan(
+        history,
+        spec,
+        counter,
+        budget,
+        reserve,
+        used_margin,
+        fr,
+        trimmed,
+        summary,
+        low_water=low_water,
+        summary_tokens=summary_tokens,
+    )
+    return trimmed, step
+
+
+def complete_fold(step: FoldRequest, text: object) -> FitResult:
+    """The window once the summarizer has answered ``step``."""
+    from . import summarize as sm
+
+    return sm.complete(step, text)
+
+
+def fold_failed(exc: Exception, trimmed: FitResult, fallback: str) -> FitResult:
+    """Fall back to ``trimmed`` when asked, else raise a typed error (nothing was written)."""
+    if fallback == "trim":
+        return trimmed
+    if isinstance(exc, ConvkitError):
+        raise exc
+    raise SummarizerError(
+        f"the summarizer failed ({type(exc).__name__}: {exc}); nothing was written"
+    ) from exc
 
 
 def _as_history(
@@ -150,15 +253,25 @@ def _as_history(
     return History(apply_image_policy(msgs, spec, images), counter=counter)
 
 
-def _trim(
+@attrs.frozen
+class Frame:
+    """The must-keep part of a History for one model and budget (internal to fit and summarize)."""
+
+    fixed: int  # tokens of the must-keep part, request overhead and tools included
+    tail: int  # first unit of the newest turn
+    tools_tokens: int
+    overhead: int  # per-message overhead of the model
+
+
+def frame(
     h: History,
     spec: ModelSpec,
     counter: TokenCounter,
     budget: int,
     reserve: int,
-    margin: float,
     tools: Sequence[Mapping[str, Any]] | None,
-) -> FitResult:
+) -> Frame:
+    """Find the newest turn and the must-keep cost; raise when they cannot fit."""
     n = len(h)
     if n == 0:
         raise ValidationError("nothing to fit: the conversation has no messages")
@@ -193,6 +306,23 @@ def _trim(
             detail="the must-keep part is the leading system and pinned messages, the newest "
             "message with its tool group (and any system messages after it), and the tool definitions",
         )
+    return Frame(fixed, tail, tools_tok, ovh)
+
+
+def _trim(
+    h: History,
+    spec: ModelSpec,
+    counter: TokenCounter,
+    budget: int,
+    reserve: int,
+    margin: float,
+    tools: Sequence[Mapping[str, Any]] | None,
+) -> FitResult:
+    fr = frame(h, spec, counter, budget, reserve, tools)
+    n = len(h)
+    msgs = h._messages
+    dtok, dmsg = h._cum_drop_tok, h._cum_drop_msg
+    fixed, tail, tools_tok, ovh = fr.fixed, fr.tail, fr.tools_tokens, fr.overhead
     # droppable units [0, tail); cost of keeping units [u, tail) is f(tail) - f(u)
     f_tail = dtok[tail] + ovh * dmsg[tail]
     target = f_tail - (budget - fixed)

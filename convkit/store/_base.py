@@ -13,10 +13,11 @@ from typing import IO, Any
 
 from ..counting import EstimateCounter, ImagePolicy, TokenCounter
 from ..errors import ValidationError
-from ..fitting import FitResult, Strategy, compute_budget
+from ..fitting import FitResult, Strategy, compute_budget, plan_fit
 from ..jsonl import dumps_jsonl, loads_jsonl, read_jsonl
 from ..messages import Message, MessageLike, as_messages
 from ..models import ModelSpec, get_model
+from ..summarize import FoldRequest, Summary, summary_message
 from . import ops
 from .engine import safe_url
 
@@ -40,10 +41,9 @@ class WindowArgs:
         images: ImagePolicy,
         margin: float | None,
     ) -> None:
-        if strategy != "trim":
-            if strategy == "summarize":
-                raise ValidationError("strategy='summarize' needs a summarizer; use strategy='trim' for now")
+        if strategy not in ("trim", "summarize"):
             raise ValidationError(f"unknown strategy {strategy!r}; use 'trim' or 'summarize'")
+        self.strategy = strategy
         self.spec = get_model(model)
         self.counter = counter
         self.reserve = reserve
@@ -52,6 +52,36 @@ class WindowArgs:
         self.tools = tools
         self.tools_tokens = counter.tools_tokens(tools)
         self.images = images
+
+    def summarize_plan(
+        self,
+        messages: list[Message],
+        stored: ops.StoredSummary | None,
+        low_water: float,
+        summary_tokens: int | None,
+    ) -> tuple[FitResult, FitResult | FoldRequest]:
+        previous = Summary(stored.text, stored.first_seq - 1, stored.last_seq - 1) if stored else None
+        return plan_fit(
+            messages,
+            model=self.spec,
+            counter=self.counter,
+            reserve=self.reserve,
+            strategy="summarize",
+            tools=self.tools,
+            images=self.images,
+            margin=self.margin,
+            summary=previous,
+            low_water=low_water,
+            summary_tokens=summary_tokens,
+        )
+
+    def stored_summary(self, result: FitResult) -> ops.StoredSummary:
+        assert result.summary is not None
+        s = result.summary
+        tokens = self.counter.content_tokens([summary_message(s)])[0]
+        return ops.StoredSummary(
+            s.first + 1, s.last + 1, s.text, self.spec.name, self.counter.identity, tokens
+        )
 
     def trim_op(self, ns: str, cid: str) -> ops.Op[FitResult]:
         return ops.window_trim(

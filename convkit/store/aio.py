@@ -8,18 +8,21 @@ PostgreSQL). The schema is checked (or upgraded) on first use.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Literal, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..counting import ImagePolicy, TokenCounter
-from ..fitting import FitResult, Strategy, fit
+from ..errors import ValidationError
+from ..fitting import FitResult, Strategy, complete_fold, fit, fold_failed
 from ..messages import Message, MessageLike
 from ..models import ModelSpec, get_model
+from ..summarize import AsyncSummarizer, Summarizer
 from . import migrate, ops
-from ._base import BACKFILL_BATCH, StoreBase, check_id
+from ._base import BACKFILL_BATCH, StoreBase, WindowArgs, check_id
 from .engine import DEFAULT_URL, create_async, db_errors
 
 T = TypeVar("T")
@@ -201,6 +204,44 @@ class AsyncStore(StoreBase):
             ops.add_calibration(spec.name, counter.identity, ratio, self._dialect), "calibrate"
         )
 
+    async def summaries(self, conversation_id: str) -> list[ops.StoredSummary]:
+        """Every stored summary of the conversation, oldest first (originals are never changed)."""
+        return await self._run(
+            ops.summaries(self.namespace, check_id(conversation_id)), "summaries", read=True
+        )
+
+    async def _summarized(
+        self,
+        cid: str,
+        args: WindowArgs,
+        summarizer: Summarizer | AsyncSummarizer | None,
+        fallback: Literal["error", "trim"],
+        low_water: float,
+        summary_tokens: int | None,
+    ) -> FitResult:
+        if summarizer is None:
+            raise ValidationError(
+                "strategy='summarize' needs summarizer=... (e.g. convkit.ExtractiveSummarizer())"
+            )
+        if fallback not in ("error", "trim"):
+            raise ValidationError(f"fallback must be 'error' or 'trim', got {fallback!r}")
+        messages = await self.messages(cid)
+        stored = await self._run(ops.latest_summary(self.namespace, cid), "window", read=True)
+        trimmed, step = args.summarize_plan(messages, stored, low_water, summary_tokens)
+        if isinstance(step, FitResult):
+            return step
+        try:
+            text: Any = summarizer.summarize(
+                list(step.messages), previous=step.previous, max_tokens=step.max_tokens
+            )
+            if inspect.isawaitable(text):
+                text = await text
+            result = complete_fold(step, text)
+        except Exception as exc:
+            return fold_failed(exc, trimmed, fallback)
+        await self._run(ops.save_summary(self.namespace, cid, args.stored_summary(result)), "save_summary")
+        return result
+
     # -- windows ---------------------------------------------------------------------------
     async def window(
         self,
@@ -213,9 +254,15 @@ class AsyncStore(StoreBase):
         tools: Sequence[Mapping[str, Any]] | None = None,
         images: ImagePolicy = "error",
         margin: float | None = None,
+        summarizer: Summarizer | AsyncSummarizer | None = None,
+        fallback: Literal["error", "trim"] = "error",
+        low_water: float = 0.6,
+        summary_tokens: int | None = None,
     ) -> FitResult:
         cid = check_id(conversation_id)
         args = self._window_args(model, counter, reserve, strategy, tools, images, margin)
+        if args.strategy == "summarize":
+            return await self._summarized(cid, args, summarizer, fallback, low_water, summary_tokens)
         if not args.spec.supports_images and await self._run(
             ops.has_images(self.namespace, cid), "window", read=True
         ):

@@ -803,3 +803,63 @@ def add_calibration(model: str, counter_id: str, ratio: float, dialect: str) -> 
     got = yield from get_calibration(model, counter_id)
     assert got is not None
     return got
+
+
+# -- summaries ---------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class StoredSummary:
+    """A summary row: the text and the exact seq range it covers."""
+
+    first_seq: int
+    last_seq: int
+    text: str
+    model: str
+    counter_id: str
+    tokens: int
+
+
+def latest_summary(ns: str, cid: str) -> Op[StoredSummary | None]:
+    yield from lock_conversation(ns, cid)
+    s = t.summaries
+    row = (
+        yield Exec(
+            sa.select(s)
+            .where(s.c.conversation_id == cid)
+            .order_by(s.c.last_seq.desc(), s.c.id.desc())
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        return None
+    return StoredSummary(row.first_seq, row.last_seq, row.content, row.model, row.counter_id, row.tokens)
+
+
+def save_summary(ns: str, cid: str, summary: StoredSummary) -> Op[None]:
+    conv = yield from lock_conversation(ns, cid, for_update=True)
+    if not 1 <= summary.first_seq <= summary.last_seq <= conv.last_seq:
+        raise ValidationError(
+            f"a summary must cover stored messages: seqs {summary.first_seq}-{summary.last_seq} "
+            f"of 1-{conv.last_seq}"
+        )
+    yield Exec(
+        sa.insert(t.summaries).values(
+            conversation_id=cid,
+            first_seq=summary.first_seq,
+            last_seq=summary.last_seq,
+            content=summary.text,
+            model=summary.model,
+            counter_id=summary.counter_id,
+            tokens=summary.tokens,
+            created_at=_now(),
+        )
+    )
+    return None
+
+
+def summaries(ns: str, cid: str) -> Op[list[StoredSummary]]:
+    yield from lock_conversation(ns, cid)
+    s = t.summaries
+    rows = (yield Exec(sa.select(s).where(s.c.conversation_id == cid).order_by(s.c.id))).all()
+    return [StoredSummary(r.first_seq, r.last_seq, r.content, r.model, r.counter_id, r.tokens) for r in rows]

@@ -7,18 +7,21 @@ A thin driver: every method checks its arguments, then runs one operation of
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Literal, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 
 from ..counting import ImagePolicy, TokenCounter
-from ..fitting import FitResult, Strategy, fit
+from ..errors import ValidationError
+from ..fitting import FitResult, Strategy, complete_fold, fit, fold_failed
 from ..messages import Message, MessageLike
 from ..models import ModelSpec, get_model
+from ..summarize import AsyncSummarizer, Summarizer
 from . import migrate, ops
-from ._base import BACKFILL_BATCH, StoreBase, check_id
+from ._base import BACKFILL_BATCH, StoreBase, WindowArgs, check_id
 from .engine import DEFAULT_URL, create_sync, db_errors
 
 T = TypeVar("T")
@@ -189,6 +192,44 @@ class Store(StoreBase):
         spec = get_model(model)
         return self._run(ops.add_calibration(spec.name, counter.identity, ratio, self._dialect), "calibrate")
 
+    def summaries(self, conversation_id: str) -> list[ops.StoredSummary]:
+        """Every stored summary of the conversation, oldest first (originals are never changed)."""
+        return self._run(ops.summaries(self.namespace, check_id(conversation_id)), "summaries", read=True)
+
+    def _summarized(
+        self,
+        cid: str,
+        args: WindowArgs,
+        summarizer: Summarizer | AsyncSummarizer | None,
+        fallback: Literal["error", "trim"],
+        low_water: float,
+        summary_tokens: int | None,
+    ) -> FitResult:
+        if summarizer is None:
+            raise ValidationError(
+                "strategy='summarize' needs summarizer=... (e.g. convkit.ExtractiveSummarizer())"
+            )
+        if fallback not in ("error", "trim"):
+            raise ValidationError(f"fallback must be 'error' or 'trim', got {fallback!r}")
+        messages = self.messages(cid)
+        stored = self._run(ops.latest_summary(self.namespace, cid), "window", read=True)
+        trimmed, step = args.summarize_plan(messages, stored, low_water, summary_tokens)
+        if isinstance(step, FitResult):
+            return step
+        try:
+            text: Any = summarizer.summarize(
+                list(step.messages), previous=step.previous, max_tokens=step.max_tokens
+            )
+            if inspect.isawaitable(text):
+                raise ValidationError(
+                    "Store takes a synchronous summarizer; use AsyncStore with an async one"
+                )
+            result = complete_fold(step, text)
+        except Exception as exc:
+            return fold_failed(exc, trimmed, fallback)
+        self._run(ops.save_summary(self.namespace, cid, args.stored_summary(result)), "save_summary")
+        return result
+
     # -- windows ---------------------------------------------------------------------------
     def window(
         self,
@@ -201,6 +242,10 @@ class Store(StoreBase):
         tools: Sequence[Mapping[str, Any]] | None = None,
         images: ImagePolicy = "error",
         margin: float | None = None,
+        summarizer: Summarizer | AsyncSummarizer | None = None,
+        fallback: Literal["error", "trim"] = "error",
+        low_water: float = 0.6,
+        summary_tokens: int | None = None,
     ) -> FitResult:
         """The messages to send now: equal to ``convkit.fit`` over the stored messages.
 
@@ -209,6 +254,8 @@ class Store(StoreBase):
         """
         cid = check_id(conversation_id)
         args = self._window_args(model, counter, reserve, strategy, tools, images, margin)
+        if args.strategy == "summarize":
+            return self._summarized(cid, args, summarizer, fallback, low_water, summary_tokens)
         if not args.spec.supports_images and self._run(
             ops.has_images(self.namespace, cid), "window", read=True
         ):
