@@ -35,6 +35,7 @@ from .errors import (
     SchemaError,
     ServerError,
     StoreError,
+    SummarizerError,
     TokenizerError,
     UnknownModelError,
     UnsupportedInputError,
@@ -46,6 +47,7 @@ from .images import image_tokens
 from .jsonl import dumps_jsonl, loads_jsonl, read_jsonl
 from .messages import ImagePart, Message, TextPart, ToolCall
 from .models import ModelRegistry, ModelSpec, get_model, list_models, override_model, register_model
+from .summarize import AsyncSummarizer, ExtractiveSummarizer, Summarizer, Summary
 
 if TYPE_CHECKING:
     from .session import AsyncSession, Session
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
     from .xai.client import AsyncXAIClient, Backoff, XAIClient
     from .xai.counter import XAITokenCounter
     from .xai.protocol import Completion, Done, TextDelta, ToolCallDelta, Usage
+    from .xai.summarizer import AsyncXAISummarizer, XAISummarizer
 
 _LAZY = {
     "AsyncSession": ".session",
@@ -68,6 +71,8 @@ _LAZY = {
     "Usage": ".xai.protocol",
     "XAIClient": ".xai.client",
     "XAITokenCounter": ".xai.counter",
+    "XAISummarizer": ".xai.summarizer",
+    "AsyncXAISummarizer": ".xai.summarizer",
     "Conversation": ".store",
     "Store": ".store",
     "upgrade": ".store.migrate",
@@ -89,7 +94,9 @@ __all__ = [
     "APITimeoutError",
     "AsyncSession",
     "AsyncStore",
+    "AsyncSummarizer",
     "AsyncXAIClient",
+    "AsyncXAISummarizer",
     "AuthenticationError",
     "Backoff",
     "BadRequestError",
@@ -102,6 +109,7 @@ __all__ = [
     "DatabaseError",
     "Done",
     "EstimateCounter",
+    "ExtractiveSummarizer",
     "FitResult",
     "HFTokenCounter",
     "History",
@@ -122,6 +130,9 @@ __all__ = [
     "Session",
     "Store",
     "StoreError",
+    "Summarizer",
+    "SummarizerError",
+    "Summary",
     "TextDelta",
     "TextPart",
     "TokenCounter",
@@ -133,6 +144,7 @@ __all__ = [
     "Usage",
     "ValidationError",
     "XAIClient",
+    "XAISummarizer",
     "XAITokenCounter",
     "__version__",
     "dumps_jsonl",

@@ -16,7 +16,7 @@ retries the turn without storing the message twice.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from .counting import EstimateCounter, ImagePolicy, TokenCounter
 from .errors import PromptTooLongError, ValidationError
@@ -25,8 +25,10 @@ from .messages import Message, MessageLike, Part, as_message
 from .models import ModelSpec, get_model
 from .store import AsyncStore, Store
 from .store.ops import Calibration, UsageTotals
+from .summarize import AsyncSummarizer, Summarizer
 from .xai.client import AsyncXAIClient, XAIClient
 from .xai.protocol import Completion, Done, StreamEvent
+from .xai.summarizer import AsyncXAISummarizer, XAISummarizer
 
 __all__ = ["AsyncSession", "Session"]
 
@@ -61,8 +63,8 @@ class _SessionBase:
         calibrate: bool,
         store_counters: tuple[TokenCounter, ...],
     ) -> None:
-        if strategy != "trim":
-            raise ValidationError(f"Session supports strategy='trim' for now, got {strategy!r}")
+        if strategy not in ("trim", "summarize"):
+            raise ValidationError(f"unknown strategy {strategy!r}; use 'trim' or 'summarize'")
         if isinstance(reserve, bool) or not isinstance(reserve, int) or reserve < 0:
             raise ValidationError(
                 f"reserve (the reply's max_tokens) must be a non-negative integer, got {reserve!r}"
@@ -79,14 +81,51 @@ class _SessionBase:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.conversation_id!r}, model={self.spec.name!r})"
 
+    summarizer: Summarizer | AsyncSummarizer
+    fallback: Literal["error", "trim"]
+    low_water: float
+    summary_tokens: int | None
+
     def _window_kw(self, margin: float) -> dict[str, Any]:
-        return {
+        kw: dict[str, Any] = {
             "model": self.spec,
             "counter": self.counter,
             "reserve": self.reserve,
             "tools": self.tools,
             "images": self.images,
             "margin": margin,
+        }
+        if self.strategy == "summarize":
+            kw.update(
+                strategy="summarize",
+                summarizer=self.summarizer,
+                fallback=self.fallback,
+                low_water=self.low_water,
+                summary_tokens=self.summary_tokens,
+            )
+        return kw
+
+    def _summarizer_snapshot(self) -> tuple[int, int, int, float]:
+        s = self.summarizer
+        return (
+            int(getattr(s, "calls", 0)),
+            int(getattr(s, "prompt_tokens", 0)),
+            int(getattr(s, "completion_tokens", 0)),
+            float(getattr(s, "cost_usd", 0.0)),
+        )
+
+    def _summarizer_usage(self, before: tuple[int, int, int, float]) -> dict[str, Any] | None:
+        after = self._summarizer_snapshot()
+        if after[0] == before[0]:
+            return None
+        spec = getattr(self.summarizer, "spec", None)
+        return {
+            "model": spec.name if isinstance(spec, ModelSpec) else "summarizer",
+            "counter_id": None,
+            "local_prompt_tokens": None,
+            "prompt_tokens": after[1] - before[1],
+            "completion_tokens": after[2] - before[2],
+            "cost_usd": after[3] - before[3],
         }
 
     def _chat_kw(self, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -140,6 +179,10 @@ class Session(_SessionBase):
         tools: Sequence[Mapping[str, Any]] | None = None,
         images: ImagePolicy = "error",
         calibrate: bool = True,
+        summarizer: Summarizer | AsyncSummarizer | None = None,
+        fallback: Literal["error", "trim"] = "error",
+        low_water: float = 0.6,
+        summary_tokens: int | None = None,
     ) -> None:
         super().__init__(
             conversation_id,
@@ -154,6 +197,10 @@ class Session(_SessionBase):
         )
         self.store = store
         self.client = client
+        self.summarizer = summarizer if summarizer is not None else XAISummarizer(client)
+        self.fallback = fallback
+        self.low_water = low_water
+        self.summary_tokens = summary_tokens
         store.get_conversation(conversation_id)  # fail early on a wrong id or namespace
 
     # -- turns -----------------------------------------------------------------------------
@@ -214,8 +261,13 @@ class Session(_SessionBase):
 
     # -- reading ---------------------------------------------------------------------------
     def window(self) -> FitResult:
-        """The window the next request would send."""
-        return self.store.window(self.conversation_id, **self._window_kw(self.margin()))
+        """The window the next request would send (folding a new summary when needed)."""
+        before = self._summarizer_snapshot()
+        result = self.store.window(self.conversation_id, **self._window_kw(self.margin()))
+        spent = self._summarizer_usage(before)
+        if spent is not None:
+            self.store.record_turn(self.conversation_id, None, spent)
+        return result
 
     def margin(self) -> float:
         """The safety margin in force: the counter's, widened by calibration."""
@@ -260,6 +312,10 @@ class AsyncSession(_SessionBase):
         tools: Sequence[Mapping[str, Any]] | None = None,
         images: ImagePolicy = "error",
         calibrate: bool = True,
+        summarizer: Summarizer | AsyncSummarizer | None = None,
+        fallback: Literal["error", "trim"] = "error",
+        low_water: float = 0.6,
+        summary_tokens: int | None = None,
     ) -> None:
         super().__init__(
             conversation_id,
@@ -274,6 +330,10 @@ class AsyncSession(_SessionBase):
         )
         self.store = store
         self.client = client
+        self.summarizer = summarizer if summarizer is not None else AsyncXAISummarizer(client)
+        self.fallback = fallback
+        self.low_water = low_water
+        self.summary_tokens = summary_tokens
 
     async def send(
         self, content_or_message: str | Sequence[Part | str] | MessageLike, **options: Any
@@ -327,7 +387,12 @@ class AsyncSession(_SessionBase):
             await self._record(done.completion, window)
 
     async def window(self) -> FitResult:
-        return await self.store.window(self.conversation_id, **self._window_kw(await self.margin()))
+        before = self._summarizer_snapshot()
+        result = await self.store.window(self.conversation_id, **self._window_kw(await self.margin()))
+        spent = self._summarizer_usage(before)
+        if spent is not None:
+            await self.store.record_turn(self.conversation_id, None, spent)
+        return result
 
     async def margin(self) -> float:
         calib = await self.store.calibration(self.spec, self.counter) if self.calibrate_enabled else None

@@ -1,0 +1,174 @@
+"""Summarizers that ask a Grok model: ``XAISummarizer`` and ``AsyncXAISummarizer``.
+
+The prompt asks for a summary that keeps facts, decisions, names, numbers,
+dates, commitments, the user's preferences and open questions, merged into
+the previous summary. The summarizer's own input must fit its model's
+window: a long range is cut into chunks that fit, each chunk is summarized,
+and the partial summaries are summarized again until one remains
+(hierarchical summarization). Each instance counts its calls and tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..counting import EstimateCounter, TokenCounter
+from ..errors import SummarizerError
+from ..messages import Message
+from ..models import ModelSpec, get_model
+from .client import AsyncXAIClient, XAIClient
+from .protocol import Completion
+
+__all__ = ["AsyncXAISummarizer", "XAISummarizer", "render_transcript"]
+
+SYSTEM_PROMPT = (
+    "You maintain the running summary of a conversation between a user and an assistant. "
+    "Merge the previous summary (if any) and the new messages into one updated summary. Keep every "
+    "fact, decision, name, number, date, identifier, commitment, user preference and open question; "
+    "drop pleasantries and repetition. Write plain sentences or short bullet points in the language "
+    "of the conversation, at most {words} words. Reply with the summary only."
+)
+
+
+def render_transcript(messages: Sequence[Message]) -> list[str]:
+    """One line per message: role, text, tool calls and results, image markers."""
+    lines = []
+    for m in messages:
+        parts = [m.text] if m.text else []
+        if m.images:
+            parts.insert(0, f"[{len(m.images)} image(s)]")
+        for c in m.tool_calls:
+            parts.append(f"[calls {c.name}({c.arguments})]")
+        who = f"tool result for {m.tool_call_id}" if m.role == "tool" else m.role
+        lines.append(f"{who}: {' '.join(parts)}")
+    return lines
+
+
+class _Planner:
+    """Shared sizing: how much transcript fits one summarizer call."""
+
+    def __init__(self, model: str | ModelSpec, counter: TokenCounter | None, reply_tokens: int) -> None:
+        self.spec = get_model(model)
+        self.counter = counter or EstimateCounter()
+        self.reply_tokens = reply_tokens
+        self.calls = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.cost_usd = 0.0
+
+    def input_budget(self, max_tokens: int) -> int:
+        reserve = max_tokens + 256  # the instructions, the previous summary's frame, formatting
+        budget = int((self.spec.context_window - reserve) / (1 + self.counter.margin)) - 64
+        if budget < 256:
+            raise SummarizerError(
+                f"{self.spec.name}'s window is too small to summarize into {max_tokens} tokens"
+            )
+        return budget
+
+    def chunks(self, lines: list[str], budget: int) -> list[list[str]]:
+        counts = self.counter.count_texts(lines)
+        out: list[list[str]] = [[]]
+        used = 0
+        for raw, count in zip(lines, counts, strict=True):
+            line, n = raw, count
+            if n > budget:  # one enormous message: cut its text
+                line = raw[: max(1, len(raw) * budget // (count + 1))]
+                n = budget
+            if out[-1] and used + n > budget:
+                out.append([])
+                used = 0
+            out[-1].append(line)
+            used += n + 1
+        return out
+
+    def request(self, previous: str | None, lines: list[str], max_tokens: int) -> list[Message]:
+        words = max(20, int(max_tokens * 0.6))
+        body = ""
+        if previous:
+            body += f"Previous summary:\n{previous}\n\n"
+        body += "New messages:\n" + "\n".join(lines)
+        return [Message.system(SYSTEM_PROMPT.format(words=words)), Message.user(body)]
+
+    def take(self, completion: Completion) -> str:
+        self.calls += 1
+        self.prompt_tokens += completion.usage.prompt_tokens
+        self.completion_tokens += completion.usage.completion_tokens
+        self.cost_usd += completion.cost_usd
+        text = completion.text.strip()
+        if not text:
+            raise SummarizerError("the summarizer model returned an empty summary")
+        return text
+
+
+class XAISummarizer(_Planner):
+    """Summarizes with a Grok model through an :class:`XAIClient` (default grok-2-1212)."""
+
+    def __init__(
+        self,
+        client: XAIClient,
+        *,
+        model: str | ModelSpec = "grok-2-1212",
+        counter: TokenCounter | None = None,
+        reply_tokens: int = 1024,
+    ) -> None:
+        super().__init__(model, counter, reply_tokens)
+        self.client = client
+
+    def summarize(self, messages: Sequence[Message], *, previous: str | None, max_tokens: int) -> str:
+        budget = self.input_budget(max_tokens)
+        lines = render_transcript(messages)
+        carry = previous
+        while True:
+            parts = self.chunks(lines, budget)
+            if len(parts) == 1:
+                return self._call(carry, parts[0], max_tokens)
+            if len(parts) >= len(lines):
+                raise SummarizerError(
+                    "the partial summaries do not get shorter than the parts; use a summarizer model with a "
+                    "larger window or ask for shorter summaries (summary_tokens=)"
+                )
+            lines = [self._call(carry if i == 0 else None, p, max_tokens) for i, p in enumerate(parts)]
+            carry = None
+
+    def _call(self, previous: str | None, lines: list[str], max_tokens: int) -> str:
+        completion = self.client.chat(
+            self.request(previous, lines, max_tokens), model=self.spec, max_tokens=max_tokens, temperature=0
+        )
+        return self.take(completion)
+
+
+class AsyncXAISummarizer(_Planner):
+    """The asyncio twin of :class:`XAISummarizer`."""
+
+    def __init__(
+        self,
+        client: AsyncXAIClient,
+        *,
+        model: str | ModelSpec = "grok-2-1212",
+        counter: TokenCounter | None = None,
+        reply_tokens: int = 1024,
+    ) -> None:
+        super().__init__(model, counter, reply_tokens)
+        self.client = client
+
+    async def summarize(self, messages: Sequence[Message], *, previous: str | None, max_tokens: int) -> str:
+        budget = self.input_budget(max_tokens)
+        lines = render_transcript(messages)
+        carry = previous
+        while True:
+            parts = self.chunks(lines, budget)
+            if len(parts) == 1:
+                return await self._call(carry, parts[0], max_tokens)
+            if len(parts) >= len(lines):
+                raise SummarizerError(
+                    "the partial summaries do not get shorter than the parts; use a summarizer model with a "
+                    "larger window or ask for shorter summaries (summary_tokens=)"
+                )
+            lines = [await self._call(carry if i == 0 else None, p, max_tokens) for i, p in enumerate(parts)]
+            carry = None
+
+    async def _call(self, previous: str | None, lines: list[str], max_tokens: int) -> str:
+        completion = await self.client.chat(
+            self.request(previous, lines, max_tokens), model=self.spec, max_tokens=max_tokens, temperature=0
+        )
+        return self.take(completion)
