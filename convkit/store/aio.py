@@ -170,6 +170,18 @@ class AsyncStore(StoreBase):
 
         return await self._run(op(), "import_jsonl")
 
+    async def truncate(self, conversation_id: str, keep: int) -> list[Message]:
+        """Delete every message after seq ``keep`` (0 empties the conversation); returns them.
+
+        Later appends continue at ``keep + 1``; a window afterwards equals
+        ``fit`` over the remaining messages.
+        """
+        return await self._run(ops.truncate(self.namespace, check_id(conversation_id), keep), "truncate")
+
+    async def pop(self, conversation_id: str) -> Message | None:
+        """Remove and return the newest message (None when the conversation is empty)."""
+        return await self._run(ops.pop(self.namespace, check_id(conversation_id)), "pop")
+
     # -- turns, usage, calibration ---------------------------------------------------------
     async def record_turn(
         self, conversation_id: str, reply: MessageLike | None, usage: Mapping[str, Any]

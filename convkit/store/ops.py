@@ -863,3 +863,83 @@ def summaries(ns: str, cid: str) -> Op[list[StoredSummary]]:
     s = t.summaries
     rows = (yield Exec(sa.select(s).where(s.c.conversation_id == cid).order_by(s.c.id))).all()
     return [StoredSummary(r.first_seq, r.last_seq, r.content, r.model, r.counter_id, r.tokens) for r in rows]
+
+
+# -- truncation ----------------------------------------------------------------------------------
+
+
+def truncate(ns: str, cid: str, keep: int) -> Op[list[Message]]:
+    """Delete the messages after seq ``keep``; returns them (oldest first).
+
+    The one unit the cut may split is rebuilt from its remaining messages,
+    exactly as an append would have built it; summaries reaching past the
+    cut are deleted; usage rows stay (they record what was spent).
+    """
+    conv = yield from lock_conversation(ns, cid, for_update=True)
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 0 <= keep <= conv.last_seq:
+        raise ValidationError(
+            f"truncate keeps messages 1..keep with keep from 0 to {conv.last_seq}, got {keep!r}"
+        )
+    m, tc, c, p, s = t.messages, t.tool_calls, t.token_counts, t.counter_progress, t.summaries
+    if keep == conv.last_seq:
+        return []
+    gone_rows = (
+        yield Exec(sa.select(m).where(m.c.conversation_id == cid, m.c.seq > keep).order_by(m.c.seq))
+    ).all()
+    gone = yield from _decode_rows(gone_rows)
+    for table in (c, tc, m):
+        yield Exec(sa.delete(table).where(table.c.conversation_id == cid, table.c.seq > keep))
+    yield Exec(sa.delete(s).where(s.c.conversation_id == cid, s.c.last_seq > keep))
+    yield Exec(
+        sa.update(p).where(p.c.conversation_id == cid, p.c.counted_seq > keep).values(counted_seq=keep)
+    )
+    prefix = min(conv.prefix_len, keep)
+    if keep:
+        u0 = (
+            yield Exec(sa.select(m.c.unit_seq).where(m.c.conversation_id == cid, m.c.seq == keep))
+        ).scalar_one()
+        rows = (
+            yield Exec(
+                sa.select(
+                    m.c.seq, m.c.role, m.c.tool_call_id, m.c.tool_calls, m.c.pinned, m.c.unit_seq, m.c.keep
+                )
+                .where(m.c.conversation_id == cid, m.c.seq >= u0)
+                .order_by(m.c.seq)
+            )
+        ).all()
+        owner: dict[str, int] = {}
+        starts: list[int] = []
+        for r in rows:
+            o = owner.get(r.tool_call_id, 0) if r.role == "tool" else 0
+            if o:
+                del starts[bisect_right(starts, o) :]
+            else:
+                starts.append(r.seq)
+            for call in json.loads(r.tool_calls) if r.tool_calls else ():
+                owner[call["id"]] = r.seq
+        bounds = [*starts, keep + 1]
+        pinned = {r.seq: bool(r.pinned) or r.seq <= prefix for r in rows}
+        for a, b in pairwise(bounds):
+            flag = any(pinned[q] for q in range(a, b))
+            for r in rows:
+                if a <= r.seq < b and (r.unit_seq != a or bool(r.keep) != flag):
+                    yield Exec(
+                        sa.update(m)
+                        .where(m.c.conversation_id == cid, m.c.seq == r.seq)
+                        .values(unit_seq=a, keep=flag)
+                    )
+    yield Exec(
+        sa.update(t.conversations)
+        .where(t.conversations.c.id == cid)
+        .values(last_seq=keep, prefix_len=prefix, updated_at=_now())
+    )
+    return gone
+
+
+def pop(ns: str, cid: str) -> Op[Message | None]:
+    """Remove and return the newest message, in one transaction."""
+    conv = yield from lock_conversation(ns, cid, for_update=True)
+    if conv.last_seq == 0:
+        return None
+    gone = yield from truncate(ns, cid, conv.last_seq - 1)
+    return gone[-1]
