@@ -70,6 +70,8 @@ class FitResult:
     summary: Summary | None = None
     #: True when ``summary`` was made for this result (store it), False when it was reused
     summary_is_new: bool = False
+    #: the spec fitted against (prices for :meth:`estimate_cost`, even for an unregistered spec)
+    spec: ModelSpec | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def kept(self) -> list[int]:
@@ -97,9 +99,8 @@ class FitResult:
 
     def estimate_cost(self, completion_tokens: int = 0) -> float:
         """US dollars for sending this prompt (and ``completion_tokens`` back)."""
-        return get_model(self.model).estimate_cost(
-            self.prompt_tokens, completion_tokens, image_tokens=self.image_tokens
-        )
+        spec = self.spec if self.spec is not None else get_model(self.model)
+        return spec.estimate_cost(self.prompt_tokens, completion_tokens, image_tokens=self.image_tokens)
 
     def to_openai(self) -> list[dict[str, Any]]:
         """The messages as OpenAI/xAI dicts, ready for the request body."""
@@ -362,4 +363,5 @@ def _trim(
         input_length=n,
         kept_spans=tuple(spans),
         tools_tokens=tools_tok,
+        spec=spec,
     )
