@@ -102,10 +102,10 @@ def apply_image_policy(messages: Sequence[Message], spec: ModelSpec, images: Ima
     The note is ordinary text (so it is counted and the model sees that an
     image was there). Raises :class:`UnsupportedInputError` otherwise.
     """
+    if images not in ("error", "drop"):  # checked for every model, so a typo never passes silently
+        raise ValidationError(f"images= must be 'error' or 'drop', got {images!r}")
     if spec.supports_images:
         return list(messages)
-    if images not in ("error", "drop"):
-        raise ValidationError(f"images= must be 'error' or 'drop', got {images!r}")
     out: list[Message] = []
     for i, m in enumerate(messages):
         if not any(isinstance(p, ImagePart) for p in m.content):

@@ -244,6 +244,8 @@ def fold_failed(exc: Exception, trimmed: FitResult, fallback: str) -> FitResult:
 def _as_history(
     messages: Iterable[MessageLike] | History, counter: TokenCounter, spec: ModelSpec, images: ImagePolicy
 ) -> History:
+    if images not in ("error", "drop"):  # also when a History is used as it is
+        raise ValidationError(f"images= must be 'error' or 'drop', got {images!r}")
     if isinstance(messages, History):
         same = messages.counter is counter or messages.counter.identity == counter.identity
         if same and (spec.supports_images or not messages.has_images):

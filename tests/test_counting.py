@@ -352,3 +352,14 @@ def test_bytes_per_token_is_validated(bpt: Any) -> None:
 def test_estimate_is_bytes_over_rate() -> None:
     assert EstimateCounter().count_texts(["", "a", "abc", "日本"]) == [0, 1, 2, 3]  # ceil(bytes / 2.5)
     assert EstimateCounter.upper_bound().count_texts(["", "a", "日本"]) == [0, 2, 7]  # bytes + 1
+
+
+@pytest.mark.parametrize("model", ["grok-2-vision-1212", "grok-2-1212"])
+def test_image_policy_is_validated_for_every_model(model: str, tiny_counter: HFTokenCounter) -> None:
+    conv = [Message.user("hi")]
+    with pytest.raises(ValidationError, match="images= must be 'error' or 'drop', got 'keep'"):
+        fit(conv, model=model, images="keep")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="images= must be"):
+        fit(History(conv), model=model, images="keep")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="images= must be"):
+        tiny_counter.count_messages(conv, model=model, images="skip")  # type: ignore[arg-type]
