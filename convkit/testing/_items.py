@@ -80,7 +80,7 @@ class Reply:
     reasoning_content: str | None = None
     usage: Mapping[str, Any] | None = attrs.field(default=None, converter=_frozen_mapping)
     body: Any = None
-    tool_call_chunks: int = 2
+    tool_call_chunks: int = attrs.field(default=2, validator=attrs.validators.ge(1))
     endpoint: Endpoint = attrs.field(default="chat", validator=_check_endpoint)
 
 

@@ -303,6 +303,7 @@ def split_words(text: str) -> list[str]:
 
 
 def _split_chars(text: str, n: int) -> list[str]:
+    """``text`` in ``n`` non-empty pieces (fewer when it is shorter; ``[""]`` for empty text)."""
     n = max(1, min(n, len(text)))
     size, extra = divmod(len(text), n)
     out, start = [], 0
@@ -342,9 +343,7 @@ def chat_chunks(
     deltas.extend({"reasoning_content": p} for p in split_words(reasoning_content or ""))
     deltas.extend({"content": p} for p in split_words(text or ""))
     for index, call in enumerate(calls):
-        pieces = _split_chars(call["arguments"], tool_call_chunks) if call["arguments"] else [""]
-        if tool_call_chunks <= 1:
-            pieces = [call["arguments"]]
+        pieces = _split_chars(call["arguments"], tool_call_chunks)
         first = {"index": index, **_openai_call(call)}
         first["function"] = {"name": call["name"], "arguments": pieces[0]}
         deltas.append({"tool_calls": [first]})

@@ -113,6 +113,7 @@ class XAIStandIn:
         self.error_style: ErrorStyle = error_style
         self.team_id = team_id
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._queue: list[Reply | Fault] = []
         self._requests: list[RecordedRequest] = []
         self._errors: list[BaseException] = []
@@ -137,7 +138,7 @@ class XAIStandIn:
         server.standin = self
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, name="xai-standin", kwargs={"poll_interval": 0.05}, daemon=True
+            target=server.serve_forever, name="xai-standin", kwargs={"poll_interval": 0.01}, daemon=True
         )
         self._thread.start()
         return self
@@ -210,6 +211,15 @@ class XAIStandIn:
         with self._lock:
             return list(self._requests)
 
+    def wait_for_requests(self, count: int, timeout: float = 10.0) -> bool:
+        """Block until ``count`` requests have arrived (in total); False on timeout.
+
+        Lets a test act while a request is in flight (for example stop the
+        stand-in while a slow response is held) without sleeping or polling.
+        """
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self._requests) >= count, timeout)
+
     @property
     def chat_requests(self) -> list[dict[str, Any]]:
         """The JSON bodies of the chat completion requests received."""
@@ -256,6 +266,7 @@ class XAIStandIn:
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
             self._requests.append(request)
+            self._arrived.notify_all()
 
     def _record_error(self, exc: BaseException) -> None:
         with self._lock:
