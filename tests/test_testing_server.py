@@ -19,6 +19,8 @@ import io
 import json
 import math
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -178,6 +180,20 @@ def test_stop_closes_idle_keep_alive_connections(xai: XAIStandIn, client: httpx.
     xai.stop()  # must not wait for the idle connection's client to go away
     with pytest.raises(httpx.TransportError):
         chat(client)
+
+
+def test_importing_the_stand_in_loads_no_test_only_dependency() -> None:
+    code = (
+        "import sys\n"
+        "from convkit.testing import XAIStandIn, Reply, Fault, RecordedRequest\n"
+        "import convkit.testing.openapi\n"
+        "bad = sorted(m for m in ('hypothesis', 'jsonschema', 'httpx') if m in sys.modules)\n"
+        "print(','.join(bad))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert proc.stdout.strip() == ""
 
 
 def test_constructor_checks() -> None:
