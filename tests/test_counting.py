@@ -267,6 +267,7 @@ def test_identity_tells_tokenizers_apart(tiny_tokenizer: Any, tmp_path: Path) ->
     assert mine.identity not in ids
 
 
+@pytest.mark.shared
 def test_grok_identity_is_stable(grok_counter: HFTokenCounter) -> None:
     assert grok_counter.identity == HFTokenCounter(grok_counter.tokenizer).identity
     assert grok_counter.identity.startswith("hf:")
@@ -305,11 +306,13 @@ def test_upper_bound_never_undercounts_byte_level_bpe(text: str, tiny_counter: H
     assert EstimateCounter.upper_bound().count_texts([text]) >= tiny_counter.count_texts([text])
 
 
+@pytest.mark.shared
 @given(text=texts(min_size=0, max_size=300, non_blank=False))
 def test_upper_bound_never_undercounts_grok1(text: str, grok_counter: HFTokenCounter) -> None:
     assert EstimateCounter.upper_bound().count_texts([text]) >= grok_counter.count_texts([text])
 
 
+@pytest.mark.shared
 def test_default_estimate_overcounts_english_prose_against_grok1(grok_counter: HFTokenCounter) -> None:
     prose = (
         "Our nightly export job to the analytics bucket has been failing since Monday. The logs show "

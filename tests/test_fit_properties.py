@@ -64,7 +64,7 @@ TOOLS: list[dict[str, Any]] = [
 ]
 
 
-@pytest.fixture(scope="module", params=["in-code", "grok-1"])
+@pytest.fixture(scope="module", params=["in-code", pytest.param("grok-1", marks=pytest.mark.shared)])
 def counters(request: pytest.FixtureRequest, tiny_counter: TokenCounter) -> list[TokenCounter]:
     """The counters one parametrization draws from."""
     if request.param == "grok-1":
