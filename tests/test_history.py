@@ -233,3 +233,18 @@ def test_messages_is_a_copy() -> None:
     h = History([Message.user("a")])
     h.messages.append(Message.user("b"))
     assert len(h) == 1
+
+
+def test_a_reused_call_id_links_to_the_latest_call() -> None:
+    # some providers number calls per turn ("call_0" again and again)
+    conv = [
+        Message.user("q1"),
+        Message.assistant(tool_calls=[call("call_0")]),
+        Message.tool("r1", tool_call_id="call_0"),
+        Message.user("q2"),
+        Message.assistant(tool_calls=[call("call_0")]),
+        Message.tool("r2", tool_call_id="call_0"),
+    ]
+    h = History(conv)
+    assert [h.unit_bounds(u) for u in range(h.units)] == [(0, 1), (1, 3), (3, 4), (4, 6)]
+    assert [h.unit_bounds(u) for u in range(h.units)] == expected_units(conv)
