@@ -18,6 +18,7 @@ from .counting import EstimateCounter, HFTokenCounter, TokenCounter
 from .fitting import FitResult
 from .messages import ImagePart, Message, TextPart, ToolCall
 from .models import get_model
+from .summarize import ExtractiveSummarizer
 
 __all__ = ["demo_conversation", "run_demo"]
 
@@ -121,7 +122,10 @@ def _print_window(out: TextIO, title: str, result: FitResult, messages: list[Mes
             j = i
             while j + 1 < len(messages) and j + 1 not in kept:
                 j += 1
-            out.write(f"   {'':>3}  dropped   messages {i + 1}-{j + 1} ({j - i + 1} messages)\n")
+            what = "dropped"
+            if result.summary is not None and result.summary.first <= i <= result.summary.last:
+                what = "summarized"
+            out.write(f"   {'':>3}  {what:<9} messages {i + 1}-{j + 1} ({j - i + 1} messages)\n")
             i = j + 1
             continue
         m = messages[i]
@@ -161,6 +165,27 @@ def run_demo(db_path: str, out: TextIO, *, tokenizer: str | None = None, reserve
         _print_window(
             out, "grok-2-1212 (131072-token window, text only: the image becomes a note)", text, messages
         )
+        summarized = store.window(
+            conv.id,
+            model="grok-2-vision-1212",
+            counter=counter,
+            reserve=reserve,
+            strategy="summarize",
+            summarizer=ExtractiveSummarizer(),
+        )
+        _print_window(
+            out,
+            "grok-2-vision-1212, strategy='summarize' (offline extractive summarizer: it quotes, it does "
+            "not write)",
+            summarized,
+            messages,
+        )
+        if summarized.summary is not None:
+            first, last = summarized.summary.first + 1, summarized.summary.last + 1
+            out.write(
+                f"   the summary (stored with its range, messages {first}-{last}) starts:\n"
+                + "".join(f"     | {line[:90]}\n" for line in summarized.summary.text.splitlines()[:4])
+            )
         out.write(
             f"\nAll {store.get_conversation(conv.id).message_count} originals stay in the database "
             f"{os.path.abspath(db_path)} (* = pinned).\nRead them back with "
