@@ -9,11 +9,15 @@
   is the only part of convkit that imports hypothesis; install it with the
   ``test`` extra;
 * :mod:`convkit.testing.openapi` -- validates bodies against xAI's official
-  OpenAPI document (needs ``jsonschema``, in the ``test`` extra).
+  OpenAPI document (needs ``jsonschema``, in the ``test`` extra);
+* :mod:`convkit.testing.invariants` -- :func:`assert_fits` and
+  :func:`assert_cannot_fit`, checkers of the fit invariants 1-8 for your own
+  property tests (re-exported here; no pytest or hypothesis needed).
 """
 
 from __future__ import annotations
 
+from .invariants import assert_cannot_fit, assert_fits
 from .server import Fault, RecordedRequest, Reply, XAIStandIn
 
-__all__ = ["Fault", "RecordedRequest", "Reply", "XAIStandIn"]
+__all__ = ["Fault", "RecordedRequest", "Reply", "XAIStandIn", "assert_cannot_fit", "assert_fits"]

@@ -1,0 +1,437 @@
+"""The OpenAI Agents SDK adapter, against the real ``openai-agents``.
+
+* ``ConvkitSession`` satisfies the SDK's runtime-checkable ``Session``
+  protocol and runs a multi-turn, tool-calling conversation through the
+  SDK's own ``Runner`` (a scripted model, tracing off, no network) on SQLite
+  and PostgreSQL, with an ``AsyncStore`` and with a ``Store``.
+* Items round-trip exactly (property test): ``get_items`` returns what
+  ``add_items`` stored, for messages, function calls and outputs, images,
+  and items convkit does not know; ``limit``, ``pop_item``,
+  ``clear_session``.
+* The window option: on a long session, the model sees only the window that
+  fits the chosen model, with tool calls and their outputs together.
+* The README's Agents SDK example runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agents import Agent, Runner, function_tool, set_tracing_disabled
+from agents.items import ModelResponse
+from agents.memory import Session
+from agents.models.interface import Model
+from agents.usage import Usage
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage, ResponseOutputText
+
+import convkit
+from convkit import ContextWindowError, ModelSpec, ValidationError
+from convkit.integrations.agents import ITEM_KEY, ConvkitSession, item_to_message, message_to_items
+from convkit.testing.strategies import image_bytes, json_values, texts
+
+from ._integrations import BACKENDS, database_url, png, readme_block
+
+set_tracing_disabled(True)  # the SDK would otherwise export traces over the network
+
+
+# -- a scripted model for the SDK's Runner --------------------------------------------------------
+
+
+def say(text: str, n: int) -> ResponseOutputMessage:
+    return ResponseOutputMessage(
+        id=f"msg_{n}",
+        type="message",
+        role="assistant",
+        status="completed",
+        content=[ResponseOutputText(type="output_text", text=text, annotations=[])],
+    )
+
+
+def call(call_id: str, name: str, arguments: str) -> ResponseFunctionToolCall:
+    return ResponseFunctionToolCall(
+        type="function_call",
+        call_id=call_id,
+        name=name,
+        arguments=arguments,
+        id=f"fc_{call_id}",
+        status="completed",
+    )
+
+
+class ScriptedModel(Model):
+    """Answers each request with the next scripted output; records the input it was given."""
+
+    def __init__(self, turns: list[list[Any]]) -> None:
+        self.turns = list(turns)
+        self.inputs: list[list[dict[str, Any]]] = []
+
+    async def get_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[Any],
+        model_settings: Any,
+        tools: list[Any],
+        output_schema: Any,
+        handoffs: list[Any],
+        tracing: Any,
+        **kwargs: Any,
+    ) -> ModelResponse:
+        self.inputs.append(json.loads(json.dumps(input, default=str)))
+        return ModelResponse(output=self.turns.pop(0), usage=Usage(), response_id=None)
+
+    def stream_response(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - not used
+        raise NotImplementedError
+
+
+@function_tool
+def get_weather(city: str) -> str:
+    """The weather in a city."""
+    return f"18C and sunny in {city}"
+
+
+@function_tool
+def get_time(tz: str) -> str:
+    """The time in a time zone."""
+    return f"14:00 in {tz}"
+
+
+EXACT = '{"city":  "Paris"}'
+
+
+def script() -> list[list[Any]]:
+    return [
+        [call("call_1", "get_weather", EXACT)],
+        [say("It is 18C in Paris.", 1)],
+        [
+            call("call_2", "get_weather", '{"city": "Oslo"}'),
+            call("call_3", "get_time", '{"tz": "Europe/Oslo"}'),
+        ],
+        [say("Oslo: 18C, 14:00.", 2)],
+        [say("You asked about Paris and Oslo.", 3)],
+    ]
+
+
+async def run_conversation(session: Session) -> ScriptedModel:
+    model = ScriptedModel(script())
+    agent = Agent(name="weather", instructions="Be terse.", model=model, tools=[get_weather, get_time])
+    for question in ("Weather in Paris?", "And Oslo, with the time?", "What did I ask about?"):
+        await Runner.run(agent, question, session=session)
+    return model
+
+
+def check_conversation(model: ScriptedModel, items: list[dict[str, Any]]) -> None:
+    kinds = [i.get("type", "message") for i in items]
+    assert kinds == [
+        "message",
+        "function_call",
+        "function_call_output",
+        "message",
+        "message",
+        "function_call",
+        "function_call",
+        "function_call_output",
+        "function_call_output",
+        "message",
+        "message",
+        "message",
+    ]
+    assert items[1]["arguments"] == EXACT  # the exact text
+    assert items[2] == {
+        "call_id": "call_1",
+        "output": "18C and sunny in Paris",
+        "type": "function_call_output",
+    }
+    # the last turn's model input is the whole stored history plus the new question
+    assert model.inputs[-1] == [*items[:-2], items[-2]]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def test_session_is_an_agents_session() -> None:
+    store = convkit.Store("sqlite://")
+    session = ConvkitSession(store, "some-conversation")
+    assert isinstance(session, Session)
+    assert session.session_id == "some-conversation"
+    assert ConvkitSession(store, "c", session_id="s").session_id == "s"
+    with pytest.raises(ValidationError, match="Store"):
+        ConvkitSession(object(), "c")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="conversation_id"):
+        ConvkitSession(store, "")
+    store.close()
+
+
+def test_runner_multi_turn_tool_calling_on_an_async_store(backend: str, tmp_path: Path) -> None:
+    async def main(url: str) -> None:
+        store = convkit.AsyncStore(url, upgrade=True)
+        try:
+            session = await ConvkitSession.create(store, title="weather")
+            model = await run_conversation(session)
+            items = await session.get_items()
+            check_conversation(model, items)
+            stored = await store.messages(session.conversation_id)
+            assert [m.role for m in stored[:4]] == ["user", "assistant", "tool", "assistant"]
+            assert stored[1].tool_calls[0].arguments == EXACT
+            assert stored[2].tool_call_id == "call_1"
+            # limit, pop_item, clear_session
+            assert await session.get_items(limit=3) == items[-3:]
+            assert await session.get_items(limit=0) == []
+            assert await session.pop_item() == items[-1]
+            assert await session.get_items() == items[:-1]
+            await session.clear_session()
+            assert await session.get_items() == []
+            assert await session.pop_item() is None
+        finally:
+            await store.close()
+
+    with database_url(backend, tmp_path, "async") as url:
+        asyncio.run(main(url))
+
+
+def test_runner_on_a_sync_store(backend: str, tmp_path: Path) -> None:
+    with database_url(backend, tmp_path) as url:
+        store = convkit.Store(url, upgrade=True)
+        try:
+            session = asyncio.run(ConvkitSession.create(store))
+            model = asyncio.run(run_conversation(session))
+            items = asyncio.run(session.get_items())
+            check_conversation(model, items)
+            assert [m.role for m in store.messages(session.conversation_id)][-2:] == ["user", "assistant"]
+        finally:
+            store.close()
+
+
+def test_window_option_keeps_tool_pairs_and_the_system_prompt(tmp_path: Path) -> None:
+    small = ModelSpec("agents-small", 400, {"text", "image"}, message_overhead=5, request_overhead=2)
+    counter = convkit.EstimateCounter(margin=0)
+
+    async def main() -> None:
+        store = convkit.AsyncStore(f"sqlite:///{tmp_path / 'w.db'}", counters=[counter])
+        try:
+            conv = await store.create_conversation()
+            full = ConvkitSession(store, conv.id)
+            windowed = ConvkitSession(store, conv.id, window_model=small, counter=counter, reserve=50)
+            items: list[dict[str, Any]] = [{"role": "developer", "content": "Be terse."}]
+            for n in range(12):
+                items += [
+                    {"role": "user", "content": f"Question {n}: " + "what is the weather like? " * 3},
+                    {
+                        "type": "function_call",
+                        "call_id": f"c{n}",
+                        "name": "get_weather",
+                        "arguments": json.dumps({"n": n}),
+                    },
+                    {"type": "function_call_output", "call_id": f"c{n}", "output": "sunny " * 10},
+                    {
+                        "type": "message",
+                        "role": "assistant",
+                        "content": [{"type": "output_text", "text": f"Answer {n}."}],
+                    },
+                ]
+            await full.add_items(items)  # type: ignore[arg-type]
+            assert await full.get_items() == items
+            window = await windowed.get_items()
+            assert window[0] == items[0]  # the system prompt stays
+            assert window[-1] == items[-1]  # the newest item stays
+            assert 2 < len(window) < len(items)
+            ids = [i.get("call_id") for i in window if i.get("type") == "function_call"]
+            outs = [i.get("call_id") for i in window if i.get("type") == "function_call_output"]
+            assert ids == outs  # every call with its output, no orphan output
+            result = await store.window(conv.id, model=small, counter=counter, reserve=50)
+            assert window == [i for m in result.messages for i in message_to_items(m)]
+            assert await windowed.get_items(limit=2) == window[-2:]
+
+            # the Runner sees only the window
+            model = ScriptedModel([[say("Fine.", 99)]])
+            agent = Agent(name="w", model=model)
+            await Runner.run(agent, "And now?", session=windowed)
+            assert model.inputs[0][0] == items[0]
+            assert len(model.inputs[0]) < len(items)
+
+            # when even the newest turn cannot fit: a typed error, not a silent overflow
+            tight = ConvkitSession(store, conv.id, window_model=small, counter=counter, reserve=390)
+            with pytest.raises(ContextWindowError):
+                await tight.get_items()
+            empty = ConvkitSession(store, (await store.create_conversation()).id, window_model=small)
+            assert await empty.get_items() == []
+            await empty.add_items([{"role": "system", "content": "only rules"}])
+            assert await empty.get_items() == [{"role": "system", "content": "only rules"}]
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+# -- item mapping -------------------------------------------------------------------------------
+
+_TEXT = texts(max_size=40)
+_DATA_URL = image_bytes(max_side=32).map(
+    lambda b: (
+        ("data:image/png;base64," if b.startswith(b"\x89PNG") else "data:image/jpeg;base64,")
+        + base64.b64encode(b).decode()
+    )
+)
+_CONTENT_PARTS = st.one_of(
+    _TEXT.map(lambda t: {"type": "input_text", "text": t}),
+    st.builds(
+        lambda u, d: {"type": "input_image", "image_url": u, "detail": d},
+        _DATA_URL,
+        st.sampled_from(["auto", "low", "high"]),
+    ),
+    st.just({"type": "input_image", "image_url": "https://img.example.com/a.png", "detail": "auto"}),
+    st.just({"type": "input_file", "file_id": "file-123"}),
+)
+_MESSAGE_ITEMS = st.one_of(
+    st.builds(
+        lambda r, c: {"role": r, "content": c},
+        st.sampled_from(["user", "system", "developer", "assistant"]),
+        _TEXT,
+    ),
+    st.builds(lambda c: {"role": "user", "content": c}, st.lists(_CONTENT_PARTS, min_size=1, max_size=3)),
+    st.builds(
+        lambda t, n: {
+            "id": f"msg_{n}",
+            "type": "message",
+            "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": t, "annotations": []}],
+        },
+        _TEXT,
+        st.integers(0, 99),
+    ),
+    st.just({"role": "user", "content": ""}),  # empty: kept as its JSON text
+)
+_ARGUMENTS = st.one_of(
+    st.dictionaries(texts(max_size=6), json_values(max_leaves=3), max_size=3).map(json.dumps),
+    st.just('{"city": "Par'),  # not JSON: kept, counted as text
+)
+_OTHER_ITEMS = st.one_of(
+    st.builds(lambda n: {"type": "reasoning", "id": f"rs_{n}", "summary": []}, st.integers(0, 9)),
+    st.builds(lambda n: {"type": "item_reference", "id": f"msg_{n}"}, st.integers(0, 9)),
+    st.builds(lambda t: {"type": "custom_tool_call_output", "call_id": "nope", "output": t}, _TEXT),
+)
+
+
+@st.composite
+def item_lists(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Items as the SDK adds them: messages, calls with their outputs (or not), other items."""
+    out: list[dict[str, Any]] = []
+    for n in range(draw(st.integers(1, 8))):
+        kind = draw(st.sampled_from(["message", "message", "call", "other"]))
+        if kind == "message":
+            out.append(draw(_MESSAGE_ITEMS))
+        elif kind == "other":
+            out.append(draw(_OTHER_ITEMS))
+        else:
+            cid = f"call_{n}"
+            out.append(
+                {
+                    "type": "function_call",
+                    "call_id": cid,
+                    "name": "f",
+                    "arguments": draw(_ARGUMENTS),
+                    "id": f"fc_{n}",
+                }
+            )
+            if draw(st.booleans()):
+                output: Any = draw(
+                    st.one_of(_TEXT, st.just(""), st.lists(_CONTENT_PARTS, min_size=1, max_size=2))
+                )
+                out.append({"type": "function_call_output", "call_id": cid, "output": output})
+    return out
+
+
+@given(item_lists())
+def test_items_round_trip_through_messages(items: list[dict[str, Any]]) -> None:
+    for item in items:
+        m = item_to_message(item)
+        assert message_to_items(m) == [item]
+        for part in m.images:
+            if part.data is not None:  # image bytes are kept in the part, not in the stored item
+                assert base64.b64encode(part.data).decode() not in json.dumps(m.metadata)
+
+
+@pytest.fixture(scope="module")
+def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[convkit.Store]:
+    store = convkit.Store(f"sqlite:///{tmp_path_factory.mktemp('agents') / 'items.db'}")
+    yield store
+    store.close()
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(item_lists(), min_size=1, max_size=3))
+def test_items_round_trip_through_a_store(
+    sqlite_store: convkit.Store, batches: list[list[dict[str, Any]]]
+) -> None:
+    async def main() -> list[Any]:
+        session = await ConvkitSession.create(sqlite_store)
+        for batch in batches:
+            await session.add_items(batch)  # type: ignore[arg-type]
+        return await session.get_items()
+
+    assert asyncio.run(main()) == [item for batch in batches for item in batch]
+
+
+def test_item_mapping_examples() -> None:
+    m = item_to_message({"role": "developer", "content": "rules"})
+    assert (m.role, m.text) == ("system", "rules")
+    data_url = "data:image/png;base64," + base64.b64encode(png()).decode()
+    m = item_to_message(
+        {"role": "user", "content": [{"type": "input_image", "image_url": data_url, "detail": "low"}]}
+    )
+    assert m.images[0].data == png()
+    assert m.images[0].tokens == 512
+    m = item_to_message({"type": "function_call", "call_id": "c", "name": "f", "arguments": '{"a" : 1}'})
+    assert m.tool_calls == (convkit.ToolCall("c", "f", '{"a" : 1}'),)
+    m = item_to_message({"type": "function_call_output", "call_id": "c", "output": "r"})
+    assert (m.role, m.tool_call_id, m.text) == ("tool", "c", "r")
+    m = item_to_message({"type": "reasoning", "id": "rs_1", "summary": []})
+    assert m.role == "assistant"
+    assert json.loads(m.text) == {"type": "reasoning", "id": "rs_1", "summary": []}
+    # messages written by other means come back as the items their OpenAI form describes
+    foreign = convkit.Message.assistant("ok", tool_calls=[convkit.ToolCall("x", "g", "{}")])
+    assert ITEM_KEY not in foreign.metadata
+    assert message_to_items(foreign) == [
+        {"role": "assistant", "content": "ok"},
+        {"type": "function_call", "call_id": "x", "name": "g", "arguments": "{}"},
+    ]
+    assert message_to_items(convkit.Message.tool("r", tool_call_id="x")) == [
+        {"type": "function_call_output", "call_id": "x", "output": "r"}
+    ]
+
+
+def test_an_output_without_its_call_is_stored_as_a_user_message(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = convkit.AsyncStore(f"sqlite:///{tmp_path / 'o.db'}")
+        try:
+            session = await ConvkitSession.create(store)
+            await session.add_items(
+                [{"type": "function_call", "call_id": "a", "name": "f", "arguments": "{}"}]
+            )
+            later = [
+                {"type": "function_call_output", "call_id": "a", "output": "for a"},  # its call is stored
+                {"type": "function_call_output", "call_id": "gone", "output": "orphan"},
+            ]
+            await session.add_items(later)  # type: ignore[arg-type]
+            stored = await store.messages(session.conversation_id)
+            assert [m.role for m in stored] == ["assistant", "tool", "user"]
+            assert (await session.get_items())[1:] == later
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_readme_agents_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    exec(compile(readme_block("agents"), "README.md:agents", "exec"), {})
