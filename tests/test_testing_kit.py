@@ -264,6 +264,19 @@ def test_readme_testing_kit_example(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     namespace["test_task_stays_pinned"]()  # runs the hypothesis property (the active profile's examples)
 
 
+def test_docstring_example_runs() -> None:
+    import textwrap
+
+    from hypothesis import settings
+
+    import convkit.testing.invariants as module
+
+    doc = module.__doc__ or ""
+    namespace: dict[str, Any] = {}
+    exec(textwrap.dedent(doc[doc.index("    import attrs") :]), namespace)
+    settings(max_examples=25)(namespace["test_pinned_task_survives"])()
+
+
 def test_module_imports_neither_pytest_nor_hypothesis() -> None:
     import subprocess
     import sys
