@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from ._version import __version__
-from .counting import EstimateCounter, HFTokenCounter, TokenCounter
+from .counting import EstimateCounter, HFTokenCounter, TokenCounter, apply_image_policy
 from .errors import ContextWindowError, ConvkitError, SchemaError, UnknownModelError
 from .fitting import fit
 from .jsonl import read_jsonl
@@ -103,7 +103,7 @@ def _cmd_fit(args: argparse.Namespace, out: TextIO) -> int:
         out.write("\n")
         return 0
     kept = set(result.kept)
-    counts = counter.content_tokens(messages)
+    counts = counter.content_tokens(apply_image_policy(messages, spec, args.images))  # what is sent
     out.write(f"{'#':>4}  {'role':<9} {'tokens':>6}  {'':<7} preview\n")
     for i, (m, c) in enumerate(zip(messages, counts, strict=True)):
         state = "kept" if i in kept else "dropped"

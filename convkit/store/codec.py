@@ -11,11 +11,13 @@ exact text received. Decoding an encoded message gives an equal Message.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+
+import attrs
 
 from ..errors import DatabaseError, InvalidMessageError
-from ..messages import ImagePart, Message, Part, TextPart, ToolCall
+from ..messages import ROLES, ImagePart, Message, Part, TextPart, ToolCall
 
 __all__ = ["IMAGE_MARKER", "decode_message", "encode_message", "image_row", "image_shas"]
 
@@ -98,35 +100,110 @@ def image_row(p: ImagePart) -> dict[str, Any]:
     }
 
 
-def decode_message(row: Mapping[str, Any], images: Mapping[str, bytes]) -> Message:
-    """The Message a ``convkit_messages`` row holds; ``images`` maps sha256 to bytes."""
+_new, _put = object.__new__, object.__setattr__
+
+
+def _text_fast(text: str) -> TextPart:
+    part = _new(TextPart)
+    _put(part, "text", text)
+    return part
+
+
+def _call_fast(id: str, name: str, arguments: str, type: str) -> ToolCall:
+    call = _new(ToolCall)
+    _put(call, "id", id)
+    _put(call, "name", name)
+    _put(call, "arguments", arguments)
+    _put(call, "type", type)
+    return call
+
+
+def _message_fast(
+    role: str,
+    content: tuple[Part, ...],
+    tool_calls: tuple[ToolCall, ...],
+    tool_call_id: str | None,
+    name: str | None,
+    pinned: bool,
+    metadata: dict[str, Any],
+) -> Message:
+    msg = _new(Message)
+    _put(msg, "role", role)
+    _put(msg, "content", content)
+    _put(msg, "tool_calls", tool_calls)
+    _put(msg, "tool_call_id", tool_call_id)
+    _put(msg, "name", name)
+    _put(msg, "pinned", pinned)
+    _put(msg, "metadata", metadata)
+    _put(msg, "_attrs_cached_hash", None)  # attrs' hash cache: not computed yet
+    return msg
+
+
+def _fields(cls: type) -> tuple[str, ...]:
+    return tuple(a.name for a in attrs.fields(cast(Any, cls)))
+
+
+# Rows were validated when written, so decoding rebuilds text parts, tool calls and messages
+# without re-running their checks (re-validating was most of a window's cost), as long as the
+# classes have the layout the builders above set; otherwise it uses the checked constructors.
+_FAST = (
+    _fields(TextPart) == ("text",)
+    and _fields(ToolCall) == ("id", "name", "arguments", "type")
+    and _fields(Message) == ("role", "content", "tool_calls", "tool_call_id", "name", "pinned", "metadata")
+    and set(getattr(Message, "__slots__", ())) == {*_fields(Message), "__weakref__", "_attrs_cached_hash"}
+)
+_text: Callable[[str], TextPart] = _text_fast if _FAST else TextPart
+_call: Callable[[str, str, str, str], ToolCall] = _call_fast if _FAST else ToolCall
+_message: Callable[..., Message] = _message_fast if _FAST else Message
+
+
+def decode_message(
+    row: Mapping[str, Any], images: Mapping[str, bytes], cache: dict[Any, ImagePart] | None = None
+) -> Message:
+    """The Message a ``convkit_messages`` row holds; ``images`` maps sha256 to bytes.
+
+    Rows were validated when written, so text parts, tool calls and the message are rebuilt
+    without re-running their checks (image parts are rebuilt normally, once per image and
+    detail in ``cache`` when given). A row that does not decode raises DatabaseError.
+    """
     try:
         parts: list[Part] = []
         for p in json.loads(row["content"]):
             if "text" in p:
-                parts.append(TextPart(p["text"]))
-            elif "image" in p:
-                parts.append(ImagePart(data=images[p["image"]], detail=p.get("detail")))
+                text = p["text"]
+                if not isinstance(text, str):
+                    raise TypeError("text part without a string")
+                parts.append(_text(text))
             else:
-                parts.append(
-                    ImagePart(
-                        url=p["url"], width=p.get("width"), height=p.get("height"), detail=p.get("detail")
-                    )
-                )
+                key = (p.get("image"), p.get("url"), p.get("width"), p.get("height"), p.get("detail"))
+                part = cache.get(key) if cache is not None else None
+                if part is None:
+                    if "image" in p:
+                        part = ImagePart(data=images[p["image"]], detail=p.get("detail"))
+                    else:
+                        part = ImagePart(
+                            url=p["url"], width=p.get("width"), height=p.get("height"), detail=p.get("detail")
+                        )
+                    if cache is not None:
+                        cache[key] = part
+                parts.append(part)
         calls = tuple(
-            ToolCall(id=c["id"], name=c["name"], arguments=c["arguments"], type=c.get("type", "function"))
+            _call(c["id"], c["name"], c["arguments"], c.get("type", "function"))
             for c in (json.loads(row["tool_calls"]) if row["tool_calls"] else ())
         )
-        return Message(
-            role=row["role"],
-            content=tuple(parts),
-            tool_calls=calls,
-            tool_call_id=row["tool_call_id"],
-            name=row["name"],
-            pinned=bool(row["pinned"]),
-            metadata=json.loads(row["metadata"]) if row["metadata"] else None,
+        role = row["role"]
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        return _message(
+            role,
+            tuple(parts),
+            calls,
+            row["tool_call_id"],
+            row["name"],
+            bool(row["pinned"]),
+            json.loads(row["metadata"]) if row["metadata"] else {},
         )
-    except (KeyError, ValueError, TypeError) as exc:
+    except (KeyError, ValueError, TypeError) as exc:  # ValidationError is a ValueError
         raise DatabaseError(
             f"stored message seq {row.get('seq')} cannot be decoded ({type(exc).__name__}: {exc})"
         ) from None

@@ -18,6 +18,7 @@ does, so a stored window equals :func:`convkit.fit` over the same messages.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import uuid
 from bisect import bisect_right
@@ -404,7 +405,8 @@ def _load_images(shas: set[str]) -> Op[dict[str, bytes]]:
 def _decode_rows(rows: Sequence[Any]) -> Op[list[Message]]:
     shas = {s for r in rows for s in image_shas(r.content)}
     imgs: dict[str, bytes] = (yield from _load_images(shas)) if shas else {}
-    return [decode_message(r._mapping, imgs) for r in rows]
+    cache: dict[Any, ImagePart] = {}
+    return [decode_message(r._mapping, imgs, cache) for r in rows]
 
 
 def read_messages(ns: str, cid: str, start: int | None, stop: int | None) -> Op[list[tuple[int, Message]]]:
@@ -451,6 +453,73 @@ class NeedsBackfill(Exception):
     """Internal: the window found messages its counter has not counted yet."""
 
 
+class NeedsFullFit(Exception):
+    """Internal: a text-only model's window over a conversation holding images (fit reads it all)."""
+
+
+#: Bounds of the window's first look at the newest rows' counts (budget / 128 rows within them);
+#: later ranges are sized from the counts seen so far.
+WINDOW_FIRST_ROWS = (32, 256)
+#: The columns a window reads for the rows it keeps (what decoding a Message needs).
+_BODY_COLUMNS = ("seq", "role", "content", "tool_calls", "tool_call_id", "name", "pinned", "metadata")
+
+
+@attrs.frozen
+class _WindowSQL:
+    head: sa.Select[Any]
+    first: sa.CompoundSelect[Any]
+    older: sa.Select[Any]
+    tail: sa.Select[Any]
+    keep_and_tail: sa.CompoundSelect[Any]
+
+
+@functools.cache
+def _window_sql() -> _WindowSQL:
+    """The window's statements, built once (building SQL expressions costs more than running them).
+
+    Parameters: ``cid``, ``ns``, ``counter_id``, and seq bounds ``low``, ``n``, ``lo``, ``hi``, ``cut``.
+    """
+    m, c, p, cv = t.messages, t.token_counts, t.counter_progress, t.conversations
+    cid, counter_id = sa.bindparam("cid", type_=sa.String), sa.bindparam("counter_id", type_=sa.String)
+    counted = (
+        sa.select(p.c.counted_seq)
+        .where(p.c.conversation_id == cv.c.id, p.c.counter_id == counter_id)
+        .scalar_subquery()
+        .label("counted")
+    )
+    head = sa.select(cv.c.last_seq, cv.c.image_count, counted).where(
+        cv.c.id == cid, cv.c.namespace == sa.bindparam("ns", type_=sa.String)
+    )
+    # Each count is looked up per message row (a correlated primary-key lookup), so every query is
+    # driven by a range of the messages index whatever the planner's statistics say (a join let
+    # PostgreSQL walk all of the conversation's counts when its statistics were stale).
+    tokens = (
+        sa.select(c.c.tokens)
+        .where(c.c.conversation_id == m.c.conversation_id, c.c.counter_id == counter_id, c.c.seq == m.c.seq)
+        .scalar_subquery()
+        .label("tokens")
+    )
+    light = sa.select(m.c.seq, m.c.role, m.c.unit_seq, m.c.keep, tokens).where(m.c.conversation_id == cid)
+    low, n, cut = (sa.bindparam(name, type_=sa.Integer) for name in ("low", "n", "cut"))
+    cols = [m.c[name] for name in _BODY_COLUMNS]
+    tail = sa.select(*cols).where(m.c.conversation_id == cid, m.c.seq >= cut, m.c.seq <= n)
+    return _WindowSQL(
+        # keep rows (always in the window: leading system, pinned units) and the newest rows
+        head=head,
+        first=sa.union_all(
+            light.where(m.c.keep.is_(True), m.c.seq < low), light.where(m.c.seq >= low, m.c.seq <= n)
+        ),
+        older=light.where(
+            m.c.seq >= sa.bindparam("lo", type_=sa.Integer), m.c.seq < sa.bindparam("hi", type_=sa.Integer)
+        ).order_by(m.c.seq.desc()),
+        tail=tail.order_by(m.c.seq),
+        # two index ranges, not one OR (SQLite scanned the whole conversation for the OR)
+        keep_and_tail=sa.union_all(
+            sa.select(*cols).where(m.c.conversation_id == cid, m.c.keep.is_(True), m.c.seq < cut), tail
+        ),
+    )
+
+
 def window_trim(
     ns: str,
     cid: str,
@@ -463,55 +532,63 @@ def window_trim(
 ) -> Op[FitResult]:
     """The trim window of a stored conversation, reading counts and only the kept bodies.
 
-    Cost: O(kept rows + pinned rows), independent of the conversation's length.
+    Cost: O(kept rows + pinned rows), independent of the conversation's length. Usually three
+    statements: the conversation with its count watermark; the counts of the pinned rows and of
+    the newest rows (more ranges only when the budget reaches further back, each sized from the
+    counts seen so far); the kept bodies. Every range is closed (seqs are contiguous), so no
+    query plan can read more rows than asked for, and nothing past the conversation's length at
+    the first statement is read (a concurrent append does not leak into this window).
     """
-    conv = yield from lock_conversation(ns, cid)
+    sql = _window_sql()
+    conv = (yield Exec(sql.head, {"cid": cid, "ns": ns, "counter_id": counter_id})).first()
+    if conv is None:
+        raise ConversationNotFoundError(cid, ns)
     n = conv.last_seq
     if n == 0:
         raise ValidationError("nothing to fit: the conversation has no messages")
-    m, c, p = t.messages, t.token_counts, t.counter_progress
-    done = (
-        yield Exec(sa.select(p.c.counted_seq).where(p.c.conversation_id == cid, p.c.counter_id == counter_id))
-    ).scalar_one_or_none() or 0
-    if done < n:
+    if not spec.supports_images and conv.image_count > 0:
+        raise NeedsFullFit
+    if (conv.counted or 0) < n:
         raise NeedsBackfill
     ovh = spec.message_overhead
-    # Each count is looked up per message row (a correlated primary-key lookup), so every query is
-    # driven by a range of the messages index whatever the planner's statistics say (a join let
-    # PostgreSQL walk all of the conversation's counts when its statistics were stale).
-    tokens = (
-        sa.select(c.c.tokens)
-        .where(c.c.conversation_id == m.c.conversation_id, c.c.counter_id == counter_id, c.c.seq == m.c.seq)
-        .scalar_subquery()
-        .label("tokens")
-    )
-    base = sa.select(m.c.seq, m.c.unit_seq, m.c.keep, tokens).where(m.c.conversation_id == cid)
+    got: dict[int, Any] = {}  # seq -> (seq, role, unit_seq, keep, tokens) of every row in [low, n]
+    keep_cost: dict[int, int] = {}  # seq -> cost of every keep row
+    step = min(max(budget // 128, WINDOW_FIRST_ROWS[0]), WINDOW_FIRST_ROWS[1])
+    low = max(1, n - step + 1)
+    params = {"cid": cid, "counter_id": counter_id}
+    for r in (yield Exec(sql.first, {**params, "low": low, "n": n})).all():
+        if r.keep:
+            keep_cost[r.seq] = r.tokens + ovh
+        if r.seq >= low:
+            got[r.seq] = r
+
+    def older(lo: int) -> Op[list[Any]]:
+        """Read the rows lo <= seq < low (newest first) into ``got``."""
+        rows = (yield Exec(sql.older, {**params, "lo": lo, "hi": low})).all()
+        for r in rows:
+            got[r.seq] = r
+        return list(rows)
 
     # the newest turn (as fit keeps it): the unit of the newest non-system message and all after it
-    speaker = (
-        yield Exec(
-            sa.select(m.c.seq, m.c.unit_seq)
-            .where(m.c.conversation_id == cid, m.c.role != "system")
-            .order_by(m.c.seq.desc())
-            .limit(1)
-        )
-    ).first()
+    speaker = next((got[s] for s in range(n, low - 1, -1) if got[s].role != "system"), None)
+    while speaker is None and low > 1:
+        step = min(step * 4, 65536)
+        lo = max(1, low - step)
+        rows = yield from older(lo)
+        low = lo
+        speaker = next((r for r in rows if r.role != "system"), None)
     if speaker is None:
         raise InvalidConversationError(
             "the conversation has only system messages, so there is nothing to answer; "
             "add the user message the model should reply to"
         )
     last_unit = speaker.unit_seq
-    # keep rows are always in the window: read their bodies now
-    keep_rows = (
-        yield Exec(
-            sa.select(m, tokens).where(m.c.conversation_id == cid, m.c.keep.is_(True)).order_by(m.c.seq)
-        )
-    ).all()
-    last_rows = (yield Exec(base.where(m.c.seq >= last_unit))).all()
-    pinned_cost = sum(r.tokens + ovh for r in keep_rows)
-    last_cost = sum(r.tokens + ovh for r in last_rows if not r.keep)  # keep rows are in pinned_cost
-    fixed = spec.request_overhead + tools_tokens + pinned_cost + last_cost
+    if last_unit < low:  # a tool group longer than the first look
+        yield from older(last_unit)
+        low = last_unit
+    last = [got[s].tokens + ovh for s in range(last_unit, n + 1) if not got[s].keep]  # keep: in keep_cost
+    last_cost = sum(last)
+    fixed = spec.request_overhead + tools_tokens + sum(keep_cost.values()) + last_cost
     if fixed > budget:
         raise ContextWindowError(
             required=fixed,
@@ -523,31 +600,34 @@ def window_trim(
             "message with its tool group (and any system messages after it), and the tool definitions",
         )
     remaining = budget - fixed
-    cut, cursor, unit_cost, chunk = last_unit, last_unit, 0, 256
-    scanning = True
-    while scanning and cursor > 1:
-        # a closed seq range (seqs are contiguous), so no plan can read more than ``chunk`` rows
-        low = max(1, cursor - chunk)
-        rows = (
-            yield Exec(
-                base.where(m.c.seq >= low, m.c.seq < cursor, m.c.keep.is_(False)).order_by(m.c.seq.desc())
-            )
-        ).all()
-        for r in rows:
-            unit_cost += r.tokens + ovh
-            if r.seq == r.unit_seq:  # reached the first message of a unit: its cost is known
-                if unit_cost > remaining:
-                    scanning = False
-                    break
-                remaining -= unit_cost
-                cut, unit_cost = r.seq, 0
-        cursor = low
-        chunk = min(chunk * 4, 65536)
-    # two index ranges, not one OR (SQLite scanned the whole conversation for the OR)
-    tail = (
-        yield Exec(sa.select(m).where(m.c.conversation_id == cid, m.c.seq >= cut).order_by(m.c.seq))
-    ).all()
-    body = [r for r in keep_rows if r.seq < cut] + list(tail)
+    cut, unit_cost = last_unit, 0
+    seen_rows, seen_cost = len(last), last_cost  # rows counted so far and their cost: size the next range
+    s = last_unit - 1
+    while s >= 1:
+        if s < low:
+            avg = max(1.0, seen_cost / max(1, seen_rows))
+            want = int((remaining - unit_cost) / avg * 1.1) + 16
+            lo = max(1, low - min(max(want, 64), 65536))
+            yield from older(lo)
+            low = lo
+        r = got[s]
+        s -= 1
+        if r.keep:  # keep units are whole: never part of a unit being scanned
+            continue
+        cost = r.tokens + ovh
+        unit_cost += cost
+        seen_rows += 1
+        seen_cost += cost
+        if r.seq == r.unit_seq:  # reached the first message of a unit: its cost is known
+            if unit_cost > remaining:
+                break
+            remaining -= unit_cost
+            cut, unit_cost = r.seq, 0
+    bounds = {"cid": cid, "cut": cut, "n": n}
+    if any(seq < cut for seq in keep_cost):
+        body = sorted((yield Exec(sql.keep_and_tail, bounds)).all(), key=lambda r: r.seq)
+    else:
+        body = list((yield Exec(sql.tail, bounds)).all())
     msgs = yield from _decode_rows(body)
     spans: list[tuple[int, int]] = []
     for r in body:

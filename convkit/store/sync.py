@@ -268,21 +268,19 @@ class Store(StoreBase):
         args = self._window_args(model, counter, reserve, strategy, tools, images, margin)
         if args.strategy == "summarize":
             return self._summarized(cid, args, summarizer, fallback, low_water, summary_tokens)
-        if not args.spec.supports_images and self._run(
-            ops.has_images(self.namespace, cid), "window", read=True
-        ):
-            return fit(
-                self.messages(cid),
-                model=args.spec,
-                counter=args.counter,
-                reserve=reserve,
-                tools=tools,
-                images=images,
-                margin=args.margin,
-            )
         for _ in range(100):
             try:
                 return self._run(args.trim_op(self.namespace, cid), "window", read=True)
+            except ops.NeedsFullFit:  # a text-only model, a conversation holding images
+                return fit(
+                    self.messages(cid),
+                    model=args.spec,
+                    counter=args.counter,
+                    reserve=reserve,
+                    tools=tools,
+                    images=images,
+                    margin=args.margin,
+                )
             except ops.NeedsBackfill:
                 while not self._run(
                     ops.backfill(self.namespace, cid, args.counter, BACKFILL_BATCH, self._dialect), "backfill"
