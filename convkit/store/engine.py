@@ -59,6 +59,33 @@ def _is_memory(u: URL) -> bool:
     return u.get_backend_name() == "sqlite" and u.database in (None, "", ":memory:")
 
 
+def ensure_wal(dbapi_conn: Any) -> None:
+    """Put an SQLite file in WAL mode; tolerate other connections doing the same at once.
+
+    Changing the journal mode needs a lock that SQLite's busy handler does not
+    always wait for, so a new file opened by many processes at once can answer
+    "database is locked": retry briefly (bounded), and skip when already WAL.
+    """
+    import time
+
+    cur = dbapi_conn.cursor()
+    try:
+        for attempt in range(50):
+            try:
+                cur.execute("PRAGMA journal_mode")
+                mode = cur.fetchone()
+                if mode and str(mode[0]).lower() in ("wal", "memory"):
+                    return
+                cur.execute("PRAGMA journal_mode = WAL")
+                return
+            except Exception as exc:  # sqlite3's, or the async adapter's OperationalError
+                if "locked" not in str(exc) or attempt == 49:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+    finally:
+        cur.close()
+
+
 def _sqlite_setup(sync_engine: Engine) -> None:
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -67,9 +94,9 @@ def _sqlite_setup(sync_engine: Engine) -> None:
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
         cur.execute("PRAGMA foreign_keys = ON")
-        cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA synchronous = NORMAL")
         cur.close()
+        ensure_wal(dbapi_conn)
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:

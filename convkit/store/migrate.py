@@ -50,7 +50,7 @@ from sqlalchemy.util.concurrency import await_only, in_greenlet
 
 from .._version import __version__
 from ..errors import ConvkitError, DatabaseError, SchemaError
-from .engine import sqlalchemy_url
+from .engine import ensure_wal, sqlalchemy_url
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -205,11 +205,7 @@ def migration_engine(url: str | URL, *, write: bool = True) -> Engine:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # SQLAlchemy's "begin" event below starts transactions
         if wal:
-            cur = dbapi_conn.cursor()
-            try:
-                cur.execute("PRAGMA journal_mode=WAL")
-            finally:
-                cur.close()
+            ensure_wal(dbapi_conn)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
