@@ -23,6 +23,7 @@ does not touch the tokenizer and runs in O(log n + kept).
 
 from __future__ import annotations
 
+import inspect
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
@@ -174,10 +175,16 @@ def fit(
     if summarizer is None:
         raise ValidationError("the previous summary no longer suffices and no summarizer= was given")
     try:
-        text = summarizer.summarize(list(step.messages), previous=step.previous, max_tokens=step.max_tokens)
-        return complete_fold(step, text)
+        text: object = summarizer.summarize(
+            list(step.messages), previous=step.previous, max_tokens=step.max_tokens
+        )
     except Exception as exc:
         return fold_failed(exc, trimmed, fallback)
+    text = sync_answer(text, "fit")  # a usage error, raised whatever the fallback
+    try:
+        return complete_fold(step, text)
+    except ConvkitError as exc:
+        return fold_failed(exc, trimmed, fallback, answer=True)
 
 
 def plan_fit(
@@ -230,15 +237,37 @@ def complete_fold(step: FoldRequest, text: object) -> FitResult:
     return sm.complete(step, text)
 
 
-def fold_failed(exc: Exception, trimmed: FitResult, fallback: str) -> FitResult:
-    """Fall back to ``trimmed`` when asked, else raise a typed error (nothing was written)."""
+def fold_failed(exc: Exception, trimmed: FitResult, fallback: str, *, answer: bool = False) -> FitResult:
+    """Fall back to ``trimmed`` when asked, else raise a typed error (nothing was written).
+
+    ``exc`` is what the summarizer raised: any error (a timeout, an API error...) becomes a
+    :class:`~convkit.errors.SummarizerError` with the cause chained, so a caller can tell the
+    summarizer's failure from the chat request's. With ``answer=True`` it is what
+    :func:`complete_fold` raised for the summarizer's answer (a SummarizerError for an empty one,
+    a :class:`~convkit.errors.ContextWindowError` when the summary itself does not fit), raised as is.
+    """
     if fallback == "trim":
         return trimmed
-    if isinstance(exc, ConvkitError):
+    if answer or isinstance(exc, SummarizerError):
         raise exc
     raise SummarizerError(
         f"the summarizer failed ({type(exc).__name__}: {exc}); nothing was written"
     ) from exc
+
+
+def sync_answer(text: object, where: str) -> object:
+    """Refuse an awaitable answer (an async summarizer given to a synchronous caller).
+
+    A usage error, so it is raised whatever the fallback; the coroutine is closed unawaited.
+    """
+    if inspect.isawaitable(text):
+        close = getattr(text, "close", None)
+        if callable(close):
+            close()
+        raise ValidationError(
+            f"{where} takes a synchronous summarizer; an async one needs AsyncStore.window or AsyncSession"
+        )
+    return text
 
 
 def _as_history(

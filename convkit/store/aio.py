@@ -16,7 +16,7 @@ from typing import IO, Any, Literal, TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..counting import ImagePolicy, TokenCounter
-from ..errors import ValidationError
+from ..errors import ConvkitError, ValidationError
 from ..fitting import FitResult, Strategy, complete_fold, fit, fold_failed
 from ..messages import Message, MessageLike
 from ..models import ModelSpec, get_model
@@ -248,9 +248,12 @@ class AsyncStore(StoreBase):
             )
             if inspect.isawaitable(text):
                 text = await text
-            result = complete_fold(step, text)
         except Exception as exc:
             return fold_failed(exc, trimmed, fallback)
+        try:
+            result = complete_fold(step, text)
+        except ConvkitError as exc:
+            return fold_failed(exc, trimmed, fallback, answer=True)
         await self._run(ops.save_summary(self.namespace, cid, args.stored_summary(result)), "save_summary")
         return result
 

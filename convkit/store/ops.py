@@ -901,15 +901,15 @@ class StoredSummary:
 
 
 def latest_summary(ns: str, cid: str) -> Op[StoredSummary | None]:
+    """The summary written last: the one the last window used and the next one starts from.
+
+    Not the one covering the most: a tool result arriving after its call was summarized joins
+    the call to the newest turn, so the next summary covers less than the one before it.
+    """
     yield from lock_conversation(ns, cid)
     s = t.summaries
     row = (
-        yield Exec(
-            sa.select(s)
-            .where(s.c.conversation_id == cid)
-            .order_by(s.c.last_seq.desc(), s.c.id.desc())
-            .limit(1)
-        )
+        yield Exec(sa.select(s).where(s.c.conversation_id == cid).order_by(s.c.id.desc()).limit(1))
     ).first()
     if row is None:
         return None

@@ -7,7 +7,6 @@ A thin driver: every method checks its arguments, then runs one operation of
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any, Literal, TypeVar
@@ -15,8 +14,8 @@ from typing import IO, Any, Literal, TypeVar
 from sqlalchemy.engine import Connection, Engine
 
 from ..counting import ImagePolicy, TokenCounter
-from ..errors import ValidationError
-from ..fitting import FitResult, Strategy, complete_fold, fit, fold_failed
+from ..errors import ConvkitError, ValidationError
+from ..fitting import FitResult, Strategy, complete_fold, fit, fold_failed, sync_answer
 from ..messages import Message, MessageLike
 from ..models import ModelSpec, get_model
 from ..summarize import AsyncSummarizer, Summarizer
@@ -232,13 +231,13 @@ class Store(StoreBase):
             text: Any = summarizer.summarize(
                 list(step.messages), previous=step.previous, max_tokens=step.max_tokens
             )
-            if inspect.isawaitable(text):
-                raise ValidationError(
-                    "Store takes a synchronous summarizer; use AsyncStore with an async one"
-                )
-            result = complete_fold(step, text)
         except Exception as exc:
             return fold_failed(exc, trimmed, fallback)
+        text = sync_answer(text, "Store.window")
+        try:
+            result = complete_fold(step, text)
+        except ConvkitError as exc:
+            return fold_failed(exc, trimmed, fallback, answer=True)
         self._run(ops.save_summary(self.namespace, cid, args.stored_summary(result)), "save_summary")
         return result
 

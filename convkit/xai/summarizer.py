@@ -10,6 +10,7 @@ and the partial summaries are summarized again until one remains
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from ..counting import EstimateCounter, TokenCounter
@@ -20,6 +21,9 @@ from .client import AsyncXAIClient, XAIClient
 from .protocol import Completion
 
 __all__ = ["AsyncXAISummarizer", "XAISummarizer", "render_transcript"]
+
+#: The fewest transcript tokens a call must be able to take.
+MIN_INPUT = 256
 
 SYSTEM_PROMPT = (
     "You maintain the running summary of a conversation between a user and an assistant. "
@@ -56,30 +60,49 @@ class _Planner:
         self.completion_tokens = 0
         self.cost_usd = 0.0
 
-    def input_budget(self, max_tokens: int) -> int:
-        reserve = max_tokens + 256  # the instructions, the previous summary's frame, formatting
-        budget = int((self.spec.context_window - reserve) / (1 + self.counter.margin)) - 64
-        if budget < 256:
-            raise SummarizerError(
-                f"{self.spec.name}'s window is too small to summarize into {max_tokens} tokens"
-            )
-        return budget
+    def input_budget(self, max_tokens: int, previous: str | None = None) -> int:
+        """Tokens of transcript lines one call can take next to the instructions and ``previous``.
 
-    def chunks(self, lines: list[str], budget: int) -> list[list[str]]:
+        The whole request must fit the model's window less the reply's ``max_tokens``, with the
+        counter's safety margin: the instructions and the previous summary are counted, not guessed.
+        """
+        limit = math.floor((self.spec.context_window - max_tokens) / (1 + self.counter.margin))
+        frame = self.counter.count_messages(self.request(previous, [], max_tokens), model=self.spec)
+        return limit - frame - 64  # slack: lines are counted one by one, then joined
+
+    def chunks(self, lines: list[str], budget: int, first: int | None = None) -> list[list[str]]:
+        """Consecutive lines in chunks of at most ``budget`` tokens (``first`` for the first chunk)."""
         counts = self.counter.count_texts(lines)
         out: list[list[str]] = [[]]
         used = 0
+        cap = budget if first is None else first
         for raw, count in zip(lines, counts, strict=True):
             line, n = raw, count
-            if n > budget:  # one enormous message: cut its text
-                line = raw[: max(1, len(raw) * budget // (count + 1))]
-                n = budget
-            if out[-1] and used + n > budget:
+            if out[-1] and used + n > cap:
                 out.append([])
                 used = 0
+                cap = budget
+            if n > cap:  # one enormous message: cut its text
+                line = raw[: max(1, len(raw) * cap // (count + 1))]
+                n = cap
             out[-1].append(line)
             used += n + 1
         return out
+
+    def plan(self, lines: list[str], previous: str | None, max_tokens: int) -> tuple[list[str], str | None]:
+        """The lines and the previous summary to send, checking the window can take a call at all.
+
+        A previous summary too long to leave room for new lines in the first call becomes a line
+        of its own, summarized like the messages.
+        """
+        budget = self.input_budget(max_tokens)
+        if budget < MIN_INPUT:
+            raise SummarizerError(
+                f"{self.spec.name}'s window is too small to summarize into {max_tokens} tokens"
+            )
+        if previous and self.input_budget(max_tokens, previous) < MIN_INPUT:
+            return [f"(previous summary) {previous}", *lines], None
+        return lines, previous
 
     def request(self, previous: str | None, lines: list[str], max_tokens: int) -> list[Message]:
         words = max(20, int(max_tokens * 0.6))
@@ -115,11 +138,11 @@ class XAISummarizer(_Planner):
         self.client = client
 
     def summarize(self, messages: Sequence[Message], *, previous: str | None, max_tokens: int) -> str:
+        lines, carry = self.plan(render_transcript(messages), previous, max_tokens)
         budget = self.input_budget(max_tokens)
-        lines = render_transcript(messages)
-        carry = previous
         while True:
-            parts = self.chunks(lines, budget)
+            first = self.input_budget(max_tokens, carry) if carry else budget
+            parts = self.chunks(lines, budget, first)
             if len(parts) == 1:
                 return self._call(carry, parts[0], max_tokens)
             if len(parts) >= len(lines):
@@ -152,11 +175,11 @@ class AsyncXAISummarizer(_Planner):
         self.client = client
 
     async def summarize(self, messages: Sequence[Message], *, previous: str | None, max_tokens: int) -> str:
+        lines, carry = self.plan(render_transcript(messages), previous, max_tokens)
         budget = self.input_budget(max_tokens)
-        lines = render_transcript(messages)
-        carry = previous
         while True:
-            parts = self.chunks(lines, budget)
+            first = self.input_budget(max_tokens, carry) if carry else budget
+            parts = self.chunks(lines, budget, first)
             if len(parts) == 1:
                 return await self._call(carry, parts[0], max_tokens)
             if len(parts) >= len(lines):
