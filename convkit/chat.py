@@ -5,16 +5,21 @@ input stops; ``/usage`` prints the conversation's totals), streams each reply,
 and prints the turn's tokens and cost. The conversation is persisted; pass
 ``--conversation ID`` to continue one. Needs ``XAI_API_KEY`` (or
 ``--base-url`` of a stand-in plus a key); without a key it says so and exits 2.
+A failed turn keeps the message (send it again to retry); Ctrl-C leaves
+(exit 130) without storing a reply cut short.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from .counting import EstimateCounter, HFTokenCounter, TokenCounter
 from .errors import APIError, ConvkitError
+
+if TYPE_CHECKING:
+    from .session import Session
 
 __all__ = ["run_chat"]
 
@@ -35,10 +40,9 @@ def run_chat(
     from .session import Session
     from .store import Store
     from .xai.client import DEFAULT_BASE_URL, XAIClient
-    from .xai.protocol import Done, TextDelta, ToolCallDelta
 
     spec = get_model(model)
-    if not os.environ.get("XAI_API_KEY"):
+    if not os.environ.get("XAI_API_KEY", "").strip():
         print(
             "convkit: error: no API key. Set XAI_API_KEY (from https://console.x.ai) and run again.",
             file=sys.stderr,
@@ -57,43 +61,58 @@ def run_chat(
         out.write(f"convkit chat: {spec.name}, conversation {conv.id} in {os.path.abspath(db)}\n")
         out.write("Type a message; /usage for totals, /quit to leave.\n")
         out.flush()
-        while True:
-            if interactive:
-                out.write("you> ")
-                out.flush()
-            line = stdin.readline()
-            if not line:
-                break
-            text = line.strip()
-            if not text:
-                continue
-            if text in ("/quit", "/exit"):
-                break
-            if text == "/usage":
-                totals = session.usage()
-                out.write(
-                    f"[{totals.turns} turns: {totals.prompt_tokens} prompt + {totals.completion_tokens} "
-                    f"completion tokens, ${totals.cost_usd:.6f}]\n"
-                )
-                continue
-            out.write("grok> ")
+        try:
+            _loop(session, stdin, out, interactive)
+        except KeyboardInterrupt:  # Ctrl-C: leave quietly; a reply cut short was not stored
+            out.write("\n")
             out.flush()
-            try:
-                for event in session.send_stream(text):
-                    if isinstance(event, TextDelta):
-                        out.write(event.text)
-                        out.flush()
-                    elif isinstance(event, ToolCallDelta) and event.name:
-                        out.write(f"[tool call: {event.name}]")
-                    elif isinstance(event, Done):
-                        u = event.completion.usage
-                        out.write(
-                            f"\n[{u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, "
-                            f"${event.completion.cost_usd:.6f}]\n"
-                        )
-                        out.flush()
-            except APIError as exc:
-                out.write(f"\n[error: {exc}; your message is kept, send it again to retry]\n")
-            except ConvkitError as exc:
-                out.write(f"\n[error: {exc}]\n")
+            return 130
     return 0
+
+
+def _loop(session: Session, stdin: TextIO, out: TextIO, interactive: bool) -> None:
+    """One user message per line until /quit or end of input."""
+    from .xai.protocol import Done, TextDelta, ToolCallDelta
+
+    while True:
+        if interactive:
+            out.write("you> ")
+            out.flush()
+        line = stdin.readline()
+        if not line:
+            if interactive:  # Ctrl-D: end the prompt's line
+                out.write("\n")
+                out.flush()
+            break
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/quit", "/exit"):
+            break
+        if text == "/usage":
+            totals = session.usage()
+            out.write(
+                f"[{totals.turns} turns: {totals.prompt_tokens} prompt + {totals.completion_tokens} "
+                f"completion tokens, ${totals.cost_usd:.6f}]\n"
+            )
+            continue
+        out.write("grok> ")
+        out.flush()
+        try:
+            for event in session.send_stream(text):
+                if isinstance(event, TextDelta):
+                    out.write(event.text)
+                    out.flush()
+                elif isinstance(event, ToolCallDelta) and event.name:
+                    out.write(f"[tool call: {event.name}]")
+                elif isinstance(event, Done):
+                    u = event.completion.usage
+                    out.write(
+                        f"\n[{u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, "
+                        f"${event.completion.cost_usd:.6f}]\n"
+                    )
+                    out.flush()
+        except APIError as exc:
+            out.write(f"\n[error: {exc}; your message is kept, send it again to retry]\n")
+        except ConvkitError as exc:
+            out.write(f"\n[error: {exc}]\n")

@@ -71,6 +71,16 @@ class Backoff:
         return (rng or random).uniform(0, cap) if self.jitter else cap
 
 
+def _check_base_url(base_url: str) -> str:
+    try:
+        url = httpx.URL(base_url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise ValidationError(f"base_url {base_url!r} is not a valid URL ({exc})") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValidationError(f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL}, got {base_url!r}")
+    return base_url.rstrip("/")
+
+
 def _retryable(err: APIError) -> bool:
     return isinstance(err, RateLimitError | ServerError | APITimeoutError | APIConnectionError)
 
@@ -87,15 +97,21 @@ class _Base:
         backoff: Backoff | None,
         registry: ModelRegistry | None,
     ) -> None:
-        key = api_key if api_key is not None else os.environ.get("XAI_API_KEY")
+        key = (api_key if api_key is not None else os.environ.get("XAI_API_KEY") or "").strip()
         if not key:
             raise AuthenticationError(
                 "no xAI API key: set the XAI_API_KEY environment variable or pass api_key=..."
             )
+        if not (key.isascii() and key.isprintable()) or any(ch.isspace() for ch in key):
+            # an HTTP header cannot carry it; httpx would fail later with the key in its message
+            raise AuthenticationError(
+                "the xAI API key contains spaces, control or non-ASCII characters; check the value "
+                "of XAI_API_KEY (or api_key=...)"
+            )
         if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
             raise ValidationError(f"max_retries must be a non-negative integer, got {max_retries!r}")
         self.__key = key
-        self.base_url = base_url.rstrip("/")
+        self.base_url = _check_base_url(base_url)
         self.timeout = (
             timeout
             if isinstance(timeout, httpx.Timeout)

@@ -1,0 +1,308 @@
+"""``convkit chat`` as a user runs it: a subprocess talking to the local xAI stand-in.
+
+``python -m convkit chat --model grok-2 --db <tmp> --base-url <stand-in>`` is
+fed lines on its standard input (a pipe, and once a pseudo-terminal from the
+stdlib ``pty`` module, where it shows its ``you>`` prompt); the tests check
+the transcript (the streamed reply, the tokens and cost line), the
+conversation stored in the SQLite file, that the API key shows up nowhere
+(output, database), that every request body validates against the official
+``ChatRequest`` schema, and that without ``XAI_API_KEY`` it exits 2 saying
+so. Output is read as it arrives with ``select`` and a deadline; no sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from convkit import EstimateCounter, Message, Store
+from convkit.testing import Fault, Reply, XAIStandIn
+
+from . import _xai_support as xs
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+KEY = xs.new_key()
+TIMEOUT = 60.0
+STANDIN_COUNTER = EstimateCounter(4.0, margin=0.0)
+TOKENS_LINE = re.compile(r"^\[(\d+) prompt \+ (\d+) completion tokens, \$(\d+\.\d{6})\]$", re.M)
+HEADER = re.compile(r"^convkit chat: grok-2-1212, conversation ([0-9a-f]{32}) in (.+)$", re.M)
+
+
+@pytest.fixture
+def xai() -> Iterator[XAIStandIn]:
+    with XAIStandIn(api_key=KEY) as server:
+        yield server
+        assert server.errors == [], "the stand-in raised internally"
+        xs.check_requests(server)
+
+
+def _env(key: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "XAI_API_KEY"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    env["PYTHONUNBUFFERED"] = "1"
+    if key is not None:
+        env["XAI_API_KEY"] = key
+    return env
+
+
+def _args(db: Path, xai: XAIStandIn | None, *extra: str) -> list[str]:
+    base = ["--base-url", xai.base_url] if xai is not None else []
+    return [sys.executable, "-m", "convkit", "chat", "--model", "grok-2", "--db", str(db), *base, *extra]
+
+
+def run_chat(
+    db: Path, xai: XAIStandIn | None, lines: list[str], *extra: str, key: str | None = KEY
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _args(db, xai, *extra),
+        input="".join(f"{line}\n" for line in lines),
+        capture_output=True,
+        text=True,
+        env=_env(key),
+        cwd=db.parent,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def stored(db: Path, conversation_id: str) -> tuple[list[Message], Any]:
+    with Store(f"sqlite:///{db}") as store:
+        return store.messages(conversation_id), store.usage(conversation_id)
+
+
+def turn_cost(prompt: int, completion: int) -> str:
+    return f"${(prompt * 2.0 + completion * 10.0) / 1e6:.6f}"
+
+
+def test_chat_over_stdin(xai: XAIStandIn, tmp_path: Path) -> None:
+    db = tmp_path / "chat.db"
+    xai.queue(Reply(text="Hi! I am Grok, streamed word by word."))
+    proc = run_chat(db, xai, ["hello grok", "", "/usage", "what did I say?", "/quit", "never sent"])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    out = proc.stdout
+    header = HEADER.search(out)
+    assert header is not None, out
+    conversation_id = header.group(1)
+    assert header.group(2) == str(db)
+    assert "you> " not in out  # not a terminal: no prompt
+
+    # the transcript: each reply after "grok> ", then its tokens and cost
+    assert "grok> Hi! I am Grok, streamed word by word.\n" in out
+    assert "grok> You said: what did I say?\n" in out
+    first_prompt = STANDIN_COUNTER.count_messages([Message.user("hello grok")], model="grok-2")
+    tokens = [tuple(int(g) for g in m.groups()[:2]) for m in TOKENS_LINE.finditer(out)]
+    assert len(tokens) == 2
+    assert tokens[0][0] == first_prompt
+    costs = [m.group(3) for m in TOKENS_LINE.finditer(out)]
+    assert [f"${c}" for c in costs] == [turn_cost(*t) for t in tokens]
+    assert (
+        f"[1 turns: {tokens[0][0]} prompt + {tokens[0][1]} completion tokens, {turn_cost(*tokens[0])}]" in out
+    )
+    assert "never sent" not in out
+
+    # streamed: the requests asked for a stream, and the second carried the whole conversation
+    bodies = xai.chat_requests
+    assert len(bodies) == 2
+    assert all(b["stream"] is True for b in bodies)
+    assert [m["role"] for m in bodies[1]["messages"]] == ["user", "assistant", "user"]
+
+    messages, usage = stored(db, conversation_id)
+    assert messages == [
+        Message.user("hello grok"),
+        Message.assistant("Hi! I am Grok, streamed word by word."),
+        Message.user("what did I say?"),
+        Message.assistant("You said: what did I say?"),
+    ]
+    assert usage.turns == 2
+    assert (usage.prompt_tokens, usage.completion_tokens) == tuple(map(sum, zip(*tokens, strict=True)))
+    assert KEY not in out
+    assert KEY not in xs.dump_database(f"sqlite:///{db}")
+
+
+def test_chat_continues_a_conversation_and_keeps_a_failed_message_once(
+    xai: XAIStandIn, tmp_path: Path
+) -> None:
+    db = tmp_path / "chat.db"
+    first = run_chat(db, xai, ["remember the number 42"])
+    assert first.returncode == 0, first.stderr
+    header = HEADER.search(first.stdout)
+    assert header is not None
+    conversation_id = header.group(1)
+
+    xai.queue(Fault.wrong_key())
+    again = run_chat(db, xai, ["what number?", "what number?"], "--conversation", conversation_id)
+    assert again.returncode == 0, again.stderr
+    assert f"conversation {conversation_id}" in again.stdout
+    assert "[error: xAI answered 400: Incorrect API key provided" in again.stdout
+    assert "your message is kept, send it again to retry]" in again.stdout
+    assert "grok> You said: what number?" in again.stdout
+    assert KEY not in again.stdout + again.stderr
+    assert [m["content"] for m in xai.chat_requests[-1]["messages"]] == [
+        "remember the number 42",
+        "You said: remember the number 42",
+        "what number?",
+    ]
+    messages, usage = stored(db, conversation_id)
+    assert [m.text for m in messages] == [
+        "remember the number 42",
+        "You said: remember the number 42",
+        "what number?",
+        "You said: what number?",
+    ]
+    assert usage.turns == 2
+
+
+def test_chat_unknown_conversation_exits_2(xai: XAIStandIn, tmp_path: Path) -> None:
+    proc = run_chat(tmp_path / "chat.db", xai, ["hi"], "--conversation", "nope")
+    assert proc.returncode == 2
+    assert "no conversation 'nope'" in proc.stderr
+    assert xai.requests == []
+
+
+@pytest.mark.parametrize("key", [None, "   "])
+def test_chat_without_a_key_exits_2_with_a_clear_message(tmp_path: Path, key: str | None) -> None:
+    db = tmp_path / "chat.db"
+    proc = run_chat(db, None, ["hello"], key=key)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.strip() == (
+        "convkit: error: no API key. Set XAI_API_KEY (from https://console.x.ai) and run again."
+    )
+    assert not db.exists(), "nothing is created without a key"
+
+
+# -- through a pseudo-terminal ------------------------------------------------------------------------------
+
+
+class Terminal:
+    """A child process on a pseudo-terminal: type lines, read what it shows (CR LF -> LF)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
+        import pty
+
+        self.master, slave = pty.openpty()
+        try:
+            self.proc = subprocess.Popen(
+                args, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd, close_fds=True
+            )
+        finally:
+            os.close(slave)
+        self.seen = ""
+
+    def read_until(self, text: str) -> str:
+        """Read until ``text`` has appeared after what was already consumed; returns everything read."""
+        deadline = time.monotonic() + TIMEOUT
+        while text not in self.seen:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out waiting for {text!r}; the terminal shows:\n{self.seen}")
+            ready, _, _ = select.select([self.master], [], [], left)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(self.master, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                chunk = b""
+            if not chunk:
+                raise AssertionError(f"the terminal closed before {text!r}; it shows:\n{self.seen}")
+            self.seen += chunk.decode("utf-8", "replace").replace("\r\n", "\n")
+        return self.seen
+
+    def type(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def finish(self) -> int:
+        """Read to the end (EIO) and wait for the exit code."""
+        while True:
+            ready, _, _ = select.select([self.master], [], [], TIMEOUT)
+            if not ready:
+                self.proc.kill()
+                raise AssertionError(f"the chat did not exit; the terminal shows:\n{self.seen}")
+            try:
+                chunk = os.read(self.master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.seen += chunk.decode("utf-8", "replace").replace("\r\n", "\n")
+        os.close(self.master)
+        return self.proc.wait(TIMEOUT)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="pty needs a POSIX system")
+def test_chat_through_a_pseudo_terminal(xai: XAIStandIn, tmp_path: Path) -> None:
+    db = tmp_path / "chat.db"
+    xai.queue(Reply(text="Streaming to your terminal."))
+    term = Terminal(_args(db, xai), _env(KEY), tmp_path)
+    try:
+        term.read_until("you> ")
+        term.type("hello from a tty\r")  # Enter sends CR; the terminal turns it into a newline
+        term.read_until("completion tokens, $")
+        term.read_until("you> hello from a tty\n")  # the echo
+        shown = term.read_until("]\nyou> ")
+        term.type("/usage\n")
+        shown = term.read_until("1 turns:")
+        term.read_until("]\nyou> ")
+        term.type("\x04")  # Ctrl-D on an empty line: end of input
+        code = term.finish()
+    finally:
+        if term.proc.poll() is None:
+            term.proc.kill()
+            term.proc.wait()
+    shown = term.seen
+    assert code == 0, shown
+    assert "grok> Streaming to your terminal.\n[" in shown
+    m = TOKENS_LINE.search(shown)
+    assert m is not None
+    assert int(m.group(1)) == STANDIN_COUNTER.count_messages(
+        [Message.user("hello from a tty")], model="grok-2"
+    )
+    assert shown.endswith("you> \n"), shown[-80:]  # Ctrl-D ends the prompt's line
+    assert KEY not in shown
+    header = HEADER.search(shown)
+    assert header is not None
+    messages, usage = stored(db, header.group(1))
+    assert messages == [Message.user("hello from a tty"), Message.assistant("Streaming to your terminal.")]
+    assert usage.turns == 1
+    assert KEY not in xs.dump_database(f"sqlite:///{db}")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="pty needs a POSIX system")
+def test_ctrl_c_while_waiting_leaves_quietly(xai: XAIStandIn, tmp_path: Path) -> None:
+    db = tmp_path / "chat.db"
+    release = threading.Event()
+    xai.queue(Fault.slow(release))
+    term = Terminal(_args(db, xai), _env(KEY), tmp_path)
+    try:
+        term.read_until("you> ")
+        term.type("a slow question\n")
+        term.read_until("grok> ")
+        assert xai.wait_for_requests(1, TIMEOUT)  # the message is stored and the request is held
+        # Ctrl-C: the terminal sends SIGINT to its foreground process (this pty is not the child's
+        # controlling terminal, so send the signal as the terminal would)
+        term.proc.send_signal(signal.SIGINT)
+        code = term.finish()
+    finally:
+        release.set()
+        if term.proc.poll() is None:
+            term.proc.kill()
+            term.proc.wait()
+    assert code == 130, term.seen
+    assert "Traceback" not in term.seen
+    header = HEADER.search(term.seen)
+    assert header is not None
+    messages, usage = stored(db, header.group(1))
+    assert messages == [Message.user("a slow question")]  # kept for a retry; no partial reply
+    assert usage.turns == 0
