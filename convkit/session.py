@@ -15,6 +15,7 @@ retries the turn without storing the message twice.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
@@ -239,7 +240,7 @@ class Session(_SessionBase):
         return completion
 
     def resume_stream(self, **options: Any) -> Iterator[StreamEvent]:
-        """As :meth:`resume`, streaming; the reply is stored after the stream's ``Done``."""
+        """As :meth:`resume`, streaming; the reply is stored when ``Done`` arrives, before it is yielded."""
         window = self.window()
         stream = self.client.stream(window.messages, **self._chat_kw(options))
         try:
@@ -249,15 +250,12 @@ class Session(_SessionBase):
             window = self.window()
             stream = self.client.stream(window.messages, **self._chat_kw(options))
             first = next(stream, None)
-        done: Done | None = None
-        for event in [first] if first is not None else []:
-            done = event if isinstance(event, Done) else done
+        # the reply is stored before its Done is handed out, so a consumer that stops at Done (or reads
+        # usage() there) finds the turn complete
+        for event in itertools.chain([first] if first is not None else [], stream):
+            if isinstance(event, Done):
+                self._record(event.completion, window)
             yield event
-        for event in stream:
-            done = event if isinstance(event, Done) else done
-            yield event
-        if done is not None:
-            self._record(done.completion, window)
 
     # -- reading ---------------------------------------------------------------------------
     def window(self) -> FitResult:
@@ -376,15 +374,14 @@ class AsyncSession(_SessionBase):
             window = await self.window()
             stream = self.client.stream(window.messages, **self._chat_kw(options))
             first = await anext(stream, None)
-        done: Done | None = None
         if first is not None:
-            done = first if isinstance(first, Done) else done
+            if isinstance(first, Done):
+                await self._record(first.completion, window)
             yield first
         async for event in stream:
-            done = event if isinstance(event, Done) else done
+            if isinstance(event, Done):  # stored before it is handed out (see Session.resume_stream)
+                await self._record(event.completion, window)
             yield event
-        if done is not None:
-            await self._record(done.completion, window)
 
     async def window(self) -> FitResult:
         before = self._summarizer_snapshot()

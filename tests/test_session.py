@@ -41,6 +41,7 @@ from convkit import (
     Done,
     EstimateCounter,
     ExtractiveSummarizer,
+    ImagePart,
     Message,
     ModelRegistry,
     ModelSpec,
@@ -240,6 +241,55 @@ def test_tool_loop(env: Env, mode: str) -> None:
         "arguments": '{"city":"Paris"}',
     }
     assert [m.get("tool_call_id") for m in sent["messages"][2:]] == ["call_1", "call_2"]
+
+
+def test_a_stream_is_stored_by_the_time_its_done_arrives(env: Env) -> None:
+    """A consumer may stop at Done (or read usage() there): the turn is already complete."""
+    xai = env.standin()
+    s = env.session(xai)
+
+    def sync_stop_at_done() -> Any:
+        for e in s.session.send_stream("stop at done"):
+            if isinstance(e, Done):
+                return s.usage().turns, roles(s)
+        raise AssertionError("no Done")
+
+    async def async_stop_at_done() -> Any:
+        stream = s.session.send_stream("stop at done")
+        async for e in stream:
+            if isinstance(e, Done):
+                totals, messages = await s.session.usage(), await s.session.messages()
+                await stream.aclose()
+                return totals.turns, [m.role for m in messages]
+        raise AssertionError("no Done")
+
+    at_done = sync_stop_at_done() if env.flavour == "sync" else s.run(async_stop_at_done())
+    assert at_done == (1, ["user", "assistant"])
+    assert roles(s) == ["user", "assistant"]
+    assert s.usage().turns == 1
+
+
+@pytest.mark.parametrize("mode", ["chat", "stream"])
+def test_an_image_turn_records_image_tokens(env: Env, mode: str) -> None:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (300, 200), (200, 30, 30)).save(buf, format="PNG")
+    picture = ImagePart.from_bytes(buf.getvalue())
+    xai = env.standin()
+    s = env.session(xai, model="grok-2-vision-1212")
+    c = turn(s, mode, Message.user(["What is in this picture?", picture]))
+    assert c.usage.image_tokens == picture.tokens > 0
+    assert s.messages()[0].images == (picture,)
+    totals = s.usage()
+    assert totals.image_tokens == c.usage.image_tokens
+    # image tokens are billed at the image price (the same $2/M as text for grok-2-vision-1212)
+    assert totals.cost_usd == pytest.approx(expected_cost(c.usage.prompt_tokens, c.usage.completion_tokens))
+    sent = xai.chat_requests[0]["messages"][0]["content"]
+    assert [p["type"] for p in sent] == ["text", "image_url"]
+    assert sent[1]["image_url"]["url"].startswith("data:image/png;base64,")
 
 
 def test_tool_results_are_not_duplicated_when_the_turn_after_them_fails(env: Env) -> None:

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 import convkit
@@ -218,6 +219,14 @@ def test_backoff_is_bounded_exponential_with_jitter() -> None:
     assert [exact.delay(k) for k in range(6)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
 
 
+@pytest.mark.parametrize(
+    "kw", [{"initial": -1}, {"maximum": -0.5}, {"multiplier": 0.5}, {"initial": float("nan")}]
+)
+def test_backoff_refuses_values_that_cannot_be_slept(kw: dict[str, float]) -> None:
+    with pytest.raises(ValidationError, match="Backoff needs"):
+        Backoff(**kw)
+
+
 def test_timeouts_are_explicit() -> None:
     client = XAIClient(api_key=KEY)
     try:
@@ -381,7 +390,22 @@ def test_chat_completion_shape(xai: XAIStandIn, make_client: Callable[..., xs.Cl
     assert xai.chat_requests[0]["temperature"] == 0.2
 
 
-@pytest.mark.parametrize("after", [1, 3, 5])
+@pytest.mark.parametrize("after", [0, 1])
+def test_stream_closed_before_its_first_event_is_retried(
+    xai: XAIStandIn, make_client: Callable[..., xs.ClientTwin], after: int
+) -> None:
+    """Headers (and the role-only chunk) but no content yet: nothing was handed out, so it is retried."""
+    xai.queue(Fault.drop_mid_stream(after), Fault.drop_mid_stream(after), Reply(text="third time"))
+    client = make_client()
+    assert call(client, "stream").text == "third time"
+    assert len(xai.chat_requests) == 3
+    xai.queue(*[Fault.drop_mid_stream(after)] * (MAX_RETRIES + 1))
+    err = raises(APIConnectionError, lambda: call(client, "stream"))
+    assert "closed before the reply began" in str(err)
+    assert len(xai.chat_requests) == 3 + MAX_RETRIES + 1
+
+
+@pytest.mark.parametrize("after", [2, 3, 5])
 def test_stream_cut_mid_way_raises_and_is_not_retried(
     xai: XAIStandIn, make_client: Callable[..., xs.ClientTwin], after: int
 ) -> None:
@@ -501,6 +525,45 @@ def test_a_key_no_header_can_carry_is_refused_without_echoing_it(bad: str) -> No
     xs.assert_error_clean(info.value, key)
     assert bad not in str(info.value)
     assert "XAI_API_KEY" in str(info.value)
+
+
+@pytest.mark.parametrize("mode", ["chat", "stream"])
+def test_a_key_echoed_by_the_server_is_masked(
+    xai: XAIStandIn, make_client: Callable[..., xs.ClientTwin], mode: str
+) -> None:
+    xai.queue(
+        Fault.status(400, error=f"Incorrect API key provided: {KEY}.", code=KEY),
+        Fault.plain_422(f"Failed to deserialize: {KEY}"),
+        Fault.status(403, error=f"key {KEY} may not", code=f"denied for {KEY}"),
+    )
+    client = make_client()
+    assert raises(AuthenticationError, lambda: call(client, mode)).code == "***"
+    assert "***" in str(raises(BadRequestError, lambda: call(client, mode)))
+    assert raises(PermissionDeniedError, lambda: call(client, mode)).code == "denied for ***"
+
+
+def test_an_error_event_in_a_stream_is_typed_and_masked(flavour: str) -> None:
+    """xAI may end a stream with an error event; MockTransport plays it (the stand-in has no such fault)."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        chunk = {
+            "id": "1",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "grok-2-1212",
+            "choices": [{"index": 0, "delta": {"content": "Hel"}, "finish_reason": None}],
+        }
+        body = f"data: {json.dumps(chunk)}\n\ndata: {json.dumps({'code': KEY, 'error': f'boom {KEY}'})}\n\n"
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body.encode())
+
+    twin = xs.ClientTwin(flavour, api_key=KEY, transport=httpx.MockTransport(handler))
+    got: list[Any] = []
+    try:
+        err = raises(ResponseFormatError, lambda: twin.stream(HI, model="grok-2", into=got))
+    finally:
+        twin.close()
+    assert str(err) == "xAI answered 200: boom *** (code: ***)"
+    assert got == [TextDelta("Hel")]
 
 
 @pytest.mark.parametrize("url", ["not a url", "ftp://127.0.0.1:1/v1", "http://[::1", "http:///v1"])

@@ -9,8 +9,10 @@ appears in a repr, log record or exception; timeouts are explicit; 429, 5xx,
 timeouts and connection failures are retried with bounded exponential
 backoff and full jitter (xAI documents no rate-limit headers), other errors
 are raised at once as the typed tree of :mod:`convkit.errors`; a stream is
-retried only before its first event, and a stream cut off mid-way raises
-instead of returning a partial message. httpx exceptions never escape.
+retried only before its first event (also when the connection closed
+cleanly before it), and a stream cut off mid-way raises
+:class:`ResponseFormatError` instead of returning a partial message. httpx
+exceptions never escape.
 """
 
 from __future__ import annotations
@@ -65,6 +67,13 @@ class Backoff:
     maximum: float = 8.0
     multiplier: float = 2.0
     jitter: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        if not (self.initial >= 0 and self.maximum >= 0 and self.multiplier >= 1):  # NaN fails too
+            raise ValidationError(
+                "Backoff needs initial >= 0, maximum >= 0 and multiplier >= 1, got "
+                f"initial={self.initial!r}, maximum={self.maximum!r}, multiplier={self.multiplier!r}"
+            )
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         cap = min(self.maximum, self.initial * self.multiplier**attempt)
@@ -138,6 +147,9 @@ class _Base:
         if isinstance(exc, httpx.TimeoutException):
             return APITimeoutError(f"{what}: no answer within the timeout ({detail})")
         return APIConnectionError(f"{what}: connection failed ({detail})")
+
+    def _assembler(self, spec: ModelSpec) -> StreamAssembler:
+        return StreamAssembler(spec, secret=self.__key)
 
     def _error(self, resp: httpx.Response) -> APIError:
         return error_from_response(
@@ -256,15 +268,17 @@ class XAIClient(_Base):
                         resp.read()
                         err = self._error(resp)
                     else:
-                        asm = StreamAssembler(spec)
+                        asm = self._assembler(spec)
                         for line in resp.iter_lines():
                             for event in asm.feed_line(line):
                                 started = True
                                 yield event
                             if asm.done:
                                 break
-                        yield Done(asm.result())
-                        return
+                        if asm.done or started:
+                            yield Done(asm.result())  # raises when cut off after the reply began
+                            return
+                        err = APIConnectionError(f"{what}: the connection closed before the reply began")
             except httpx.HTTPError as exc:
                 if started:
                     raise ResponseFormatError(
@@ -377,15 +391,17 @@ class AsyncXAIClient(_Base):
                         await resp.aread()
                         err = self._error(resp)
                     else:
-                        asm = StreamAssembler(spec)
+                        asm = self._assembler(spec)
                         async for line in resp.aiter_lines():
                             for event in asm.feed_line(line):
                                 started = True
                                 yield event
                             if asm.done:
                                 break
-                        yield Done(asm.result())
-                        return
+                        if asm.done or started:
+                            yield Done(asm.result())  # raises when cut off after the reply began
+                            return
+                        err = APIConnectionError(f"{what}: the connection closed before the reply began")
             except httpx.HTTPError as exc:
                 if started:
                     raise ResponseFormatError(

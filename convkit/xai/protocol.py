@@ -237,8 +237,9 @@ def parse_completion(payload: object, spec: ModelSpec) -> Completion:
 class StreamAssembler:
     """Turns SSE ``data:`` payloads into events and, at ``[DONE]``, a :class:`Completion`."""
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: ModelSpec, *, secret: str | None = None) -> None:
         self._spec = spec
+        self._secret = secret  # masked in the error an error event becomes
         self._text: list[str] = []
         self._calls: dict[int, dict[str, Any]] = {}
         self._finish: str | None = None
@@ -266,7 +267,9 @@ class StreamAssembler:
         if not isinstance(chunk, Mapping):
             raise ResponseFormatError("an event in the stream is not a JSON object")
         if "error" in chunk and "choices" not in chunk:
-            raise error_from_response(200, json.dumps(chunk).encode(), "application/json")
+            raise error_from_response(
+                200, json.dumps(chunk).encode(), "application/json", secret=self._secret
+            )
         self._id = str(chunk.get("id") or self._id)
         self._model = str(chunk.get("model") or self._model)
         if chunk.get("usage") is not None:
@@ -367,6 +370,7 @@ def error_from_response(
                 code = str(parsed.get("code")) if parsed.get("code") is not None else None
                 message = str(err if err is not None else parsed.get("message", raw))
     message = redact(message[:2000], secret) or f"HTTP {status}"
+    code = redact(code[:200], secret) if code is not None else None
     text = f"xAI answered {status}: {message}" + (f" (code: {code})" if code else "")
     m = _PROMPT_TOO_LONG.search(message)
     if m:
