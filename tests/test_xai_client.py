@@ -145,7 +145,7 @@ RETRIED: dict[str, tuple[Callable[[threading.Event], Fault], type[APIError], int
 #: Client timeouts. HELD: every response of the test is held, so each attempt times out whatever the
 #: load. ANSWERED: some responses are held and others must still arrive in time, even on a busy machine.
 HELD = 0.05
-ANSWERED = 0.3
+ANSWERED = 0.5
 
 
 @pytest.mark.parametrize("mode", ["chat", "stream"])
