@@ -131,6 +131,12 @@ class _SessionBase:
 
     def _chat_kw(self, options: Mapping[str, Any]) -> dict[str, Any]:
         kw: dict[str, Any] = {"model": self.spec, "tools": self.tools, **options}
+        asked = kw.get("max_tokens")
+        if isinstance(asked, int) and asked > self.reserve:
+            raise ValidationError(
+                f"max_tokens={asked} is more than the session's reserve ({self.reserve}), so the window "
+                f"would not leave room for the reply; create the Session with reserve={asked}"
+            )
         if self.reserve:
             kw.setdefault("max_tokens", self.reserve)
         return kw
