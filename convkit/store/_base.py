@@ -97,16 +97,16 @@ class WindowArgs:
 
 
 def check_namespace(namespace: str) -> str:
-    if not isinstance(namespace, str) or not namespace or len(namespace) > 255:
+    if not isinstance(namespace, str) or not namespace or len(namespace) > 255 or "\x00" in namespace:
         raise ValidationError(
-            f"namespace must be a non-empty string of at most 255 characters, got {namespace!r}"
+            f"namespace must be a non-empty string of at most 255 characters without NUL, got {namespace!r}"
         )
     return namespace
 
 
 def check_id(conversation_id: object) -> str:
-    if not isinstance(conversation_id, str) or not conversation_id:
-        raise ValidationError(f"a conversation id is a non-empty string, got {conversation_id!r}")
+    if not isinstance(conversation_id, str) or not conversation_id or "\x00" in conversation_id:
+        raise ValidationError(f"a conversation id is a non-empty string without NUL, got {conversation_id!r}")
     return conversation_id
 
 

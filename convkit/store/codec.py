@@ -63,6 +63,18 @@ def encode_message(m: Message) -> dict[str, Any]:
     }
     for column in ("content", "tool_calls", "tool_call_id", "name", "metadata"):
         _check_utf8(row[column], column, m.role)
+    # stored in columns of their own (JSON text escapes U+0000; these are raw, and PostgreSQL
+    # text cannot hold it): refused on every database alike
+    for what, value in (
+        ("tool_call_id", m.tool_call_id),
+        ("name", m.name),
+        *(("tool call id", c.id) for c in m.tool_calls),
+    ):
+        if value is not None and "\x00" in value:
+            raise InvalidMessageError(
+                f"{m.role} message {what} {value!r} holds a NUL character (U+0000), which the store "
+                "cannot keep; remove it"
+            )
     return row
 
 

@@ -130,6 +130,11 @@ def create_conversation(ns: str, title: str | None, metadata: Mapping[str, Any] 
     if title is not None and not isinstance(title, str):
         raise ValidationError(f"title must be a string, got {type(title).__name__}")
     meta = _metadata_json(metadata)
+    if title is not None and "\x00" in title:
+        raise ValidationError(
+            "conversation title holds a NUL character (U+0000), which PostgreSQL text cannot store; "
+            "remove it from the title"
+        )
     for what, text in (("title", title), ("metadata", meta)):
         try:
             (text or "").encode("utf-8")
@@ -163,6 +168,8 @@ def get_conversation(ns: str, cid: str) -> Op[Conversation]:
 def list_conversations(ns: str, limit: int, after: str | None) -> Op[list[Conversation]]:
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 10_000:
         raise ValidationError(f"limit must be an integer from 1 to 10000, got {limit!r}")
+    if after is not None and (not isinstance(after, str) or not after or "\x00" in after):
+        raise ValidationError(f"after is a conversation id (a non-empty string without NUL), got {after!r}")
     c = t.conversations
     stmt = sa.select(c).where(c.c.namespace == ns)
     if after is not None:
