@@ -437,6 +437,27 @@ def test_fork_copies_the_prefix_and_leaves_the_parent_alone(store: Any) -> None:
     assert store.get_conversation(parent.id).message_count == len(msgs) + 1
 
 
+def test_fork_before_a_reused_call_id_keeps_the_earlier_call(store: Any) -> None:
+    parent = store.create_conversation()
+    msgs = [
+        Message.user("go"),
+        Message.assistant(tool_calls=[ToolCall("call_0", "f", "{}")]),
+        Message.tool("first", tool_call_id="call_0"),
+        Message.assistant(tool_calls=[ToolCall("call_0", "g", "{}")]),  # the id again
+        Message.tool("second", tool_call_id="call_0"),
+    ]
+    store.extend(parent.id, msgs)
+    for at in (2, 3):
+        child = store.fork(parent.id, at)
+        again = Message.tool("again", tool_call_id="call_0")
+        assert store.append(child.id, again) == at + 1
+        grown = [*msgs[:at], again]
+        assert store.window(child.id, model="grok-2", margin=0) == fit(grown, model="grok-2", margin=0)
+    early = store.fork(parent.id, 1)
+    with pytest.raises(InvalidConversationError, match="call_0"):
+        store.append(early.id, Message.tool("too early", tool_call_id="call_0"))
+
+
 def test_fork_refuses_a_bad_point(store: Any) -> None:
     parent = store.create_conversation()
     store.extend(parent.id, every_kind())

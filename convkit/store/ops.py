@@ -722,6 +722,29 @@ def fork(ns: str, cid: str, at_seq: int | None, title: str | None) -> Op[Convers
             ),
         )
     )
+    # convkit_tool_calls holds the newest call per id: an id made again after the fork point
+    # may also have been made before it, and that earlier call is the fork's
+    reused = {
+        r.call_id
+        for r in (yield Exec(sa.select(tc.c.call_id).where(tc.c.conversation_id == cid, tc.c.seq > at))).all()
+    }
+    if reused and at:
+        earlier: dict[str, int] = {}
+        for r in (
+            yield Exec(
+                sa.select(m.c.seq, m.c.tool_calls)
+                .where(m.c.conversation_id == cid, m.c.seq <= at, m.c.tool_calls.is_not(None))
+                .order_by(m.c.seq)
+            )
+        ).all():
+            for call in json.loads(r.tool_calls):
+                if call["id"] in reused:
+                    earlier[call["id"]] = r.seq
+        if earlier:
+            yield Exec(
+                sa.insert(tc),
+                [{"conversation_id": new_id, "call_id": k, "seq": v} for k, v in earlier.items()],
+            )
     yield Exec(
         sa.insert(c).from_select(
             ["conversation_id", "counter_id", "seq", "tokens"],
