@@ -493,6 +493,56 @@ def test_fork_copies_counts_instead_of_recounting(open_store: sup.StoreOpener, d
         assert result == fit(msgs[:9], model="grok-2-vision-1212", counter=EstimateCounter(fresh._bpt))
 
 
+# -- truncate and pop ----------------------------------------------------------------------------------
+
+
+def test_truncate_and_pop(store: Any, db_url: str) -> None:
+    conv = store.create_conversation()
+    msgs = every_kind()
+    store.extend(conv.id, msgs)
+    assert store.truncate(conv.id, len(msgs)) == []
+    assert store.pop(conv.id) == msgs[-1]
+    assert store.truncate(conv.id, 6) == msgs[6:-1]
+    assert store.messages(conv.id) == msgs[:6]
+    assert store.get_conversation(conv.id).message_count == 6
+    assert (
+        sup.scalar(db_url, "SELECT count(*) FROM convkit_messages WHERE conversation_id = :c", c=conv.id) == 6
+    )
+    # seqs continue after the cut; call_1 (made at 4, answered at 7 before) is open again
+    assert store.append(conv.id, Message.tool("late", tool_call_id="call_1")) == 7
+    assert store.extend(conv.id, [Message.user("more")]) == range(8, 9)
+    now = [*msgs[:6], Message.tool("late", tool_call_id="call_1"), Message.user("more")]
+    assert store.messages(conv.id) == now
+    spec = convkit.ModelSpec("trunc-tiny", 2100, {"text", "image"}, message_overhead=1, request_overhead=1)
+    for reserve in (0, 200, 500, 1000):
+        assert store.window(conv.id, model=spec, reserve=reserve) == fit(now, model=spec, reserve=reserve)
+    for bad in (-1, 9, True, "2"):
+        with pytest.raises(ValidationError, match="keep from 0 to 8"):
+            store.truncate(conv.id, bad)
+    assert store.truncate(conv.id, 0) == now
+    assert store.messages(conv.id) == []
+    assert store.pop(conv.id) is None
+    assert store.append(conv.id, Message.user("fresh start")) == 1
+
+
+def test_truncate_before_a_reused_call_id_keeps_the_earlier_call(store: Any) -> None:
+    conv = store.create_conversation()
+    msgs = [
+        Message.user("go"),
+        Message.assistant(tool_calls=[ToolCall("call_0", "f", "{}")]),
+        Message.tool("first", tool_call_id="call_0"),
+        Message.assistant(tool_calls=[ToolCall("call_0", "g", "{}")]),  # the id again
+        Message.tool("second", tool_call_id="call_0"),
+    ]
+    store.extend(conv.id, msgs)
+    assert store.truncate(conv.id, 3) == msgs[3:]
+    again = Message.tool("again", tool_call_id="call_0")
+    assert store.append(conv.id, again) == 4
+    assert store.window(conv.id, model="grok-2", margin=0) == fit(
+        [*msgs[:3], again], model="grok-2", margin=0
+    )
+
+
 # -- JSONL ----------------------------------------------------------------------------------------------
 
 
@@ -584,6 +634,8 @@ def test_namespaces_cannot_reach_each_other(open_store: sup.StoreOpener, db_url:
             lambda: b.append(cid, Message.tool("r", tool_call_id="call_1")),
             lambda: b.extend(cid, []),
             lambda: b.delete_conversation(cid),
+            lambda: b.truncate(cid, 0),
+            lambda: b.pop(cid),
             lambda: b.list_conversations(after=cid),
         ]
 

@@ -7,7 +7,7 @@ across chunks); answer an earlier tool call, or one nobody made; bad messages
 (alone, or last in a batch of good ones); reads of seq ranges; windows
 (several models, counters the store counts with and one it back-fills,
 tight reserves) compared with ``fit`` over the model's messages; forks at
-random seqs (some out of range); JSONL export and re-import; deletes; and
+random seqs (some out of range); truncate and pop; JSONL export and re-import; deletes; and
 every operation on another namespace's ids, on deleted ids and on random
 ids. After every step the two agree: the same results, the same errors, and
 (checked as an invariant) the same conversations with the same message
@@ -185,6 +185,8 @@ class StoreMachine(RuleBasedStateMachine):
             lambda: store.window(cid, model="convkit-test-small"),
             lambda: store.fork(cid, 0),
             lambda: store.export_jsonl(cid),
+            lambda: store.truncate(cid, 0),
+            lambda: store.pop(cid),
             lambda: store.delete_conversation(cid),
         ):
             with pytest.raises(ConversationNotFoundError) as info:
@@ -338,6 +340,27 @@ class StoreMachine(RuleBasedStateMachine):
         for per_mille in tight:  # budgets that cut somewhere inside the fork
             self.same_window(ns, child.id, TINY, "configured", per_mille, "error")
         return self.track(ns, child.id)
+
+    @rule(conv=stored, data=st.data())
+    def truncate_or_pop(self, conv: tuple[str, str], data: st.DataObject) -> None:
+        ns, cid = conv
+        store = self.stores[ns]
+        if not self.alive(ns, cid):
+            return
+        msgs = self.model[ns][cid]
+        if data.draw(st.booleans(), label="pop"):
+            assert store.pop(cid) == (msgs.pop() if msgs else None)
+        else:
+            inside = _inside_tool_groups(msgs)
+            points = st.integers(-1, len(msgs) + 1)
+            keep = data.draw(st.sampled_from(inside) | points if inside else points, label="keep")
+            if 0 <= keep <= len(msgs):
+                assert store.truncate(cid, keep) == msgs[keep:]
+                del msgs[keep:]
+            else:
+                with pytest.raises(ValidationError, match="keep from 0 to"):
+                    store.truncate(cid, keep)
+        self.agree(ns, cid)
 
     @rule(target=stored, conv=stored)
     def export_and_import(self, conv: tuple[str, str]) -> Any:
