@@ -722,29 +722,8 @@ def fork(ns: str, cid: str, at_seq: int | None, title: str | None) -> Op[Convers
             ),
         )
     )
-    # convkit_tool_calls holds the newest call per id: an id made again after the fork point
-    # may also have been made before it, and that earlier call is the fork's
-    reused = {
-        r.call_id
-        for r in (yield Exec(sa.select(tc.c.call_id).where(tc.c.conversation_id == cid, tc.c.seq > at))).all()
-    }
-    if reused and at:
-        earlier: dict[str, int] = {}
-        for r in (
-            yield Exec(
-                sa.select(m.c.seq, m.c.tool_calls)
-                .where(m.c.conversation_id == cid, m.c.seq <= at, m.c.tool_calls.is_not(None))
-                .order_by(m.c.seq)
-            )
-        ).all():
-            for call in json.loads(r.tool_calls):
-                if call["id"] in reused:
-                    earlier[call["id"]] = r.seq
-        if earlier:
-            yield Exec(
-                sa.insert(tc),
-                [{"conversation_id": new_id, "call_id": k, "seq": v} for k, v in earlier.items()],
-            )
+    # an id made again after the fork point may have been made before it too: the fork's call
+    yield from _restore_earlier_calls(cid, new_id, at, (yield from _calls_after(cid, at)))
     yield Exec(
         sa.insert(c).from_select(
             ["conversation_id", "counter_id", "seq", "tokens"],
@@ -975,6 +954,41 @@ def summaries(ns: str, cid: str) -> Op[list[StoredSummary]]:
     return [StoredSummary(r.first_seq, r.last_seq, r.content, r.model, r.counter_id, r.tokens) for r in rows]
 
 
+def _calls_after(cid: str, seq: int) -> Op[set[str]]:
+    tc = t.tool_calls
+    rows = (yield Exec(sa.select(tc.c.call_id).where(tc.c.conversation_id == cid, tc.c.seq > seq))).all()
+    return {r.call_id for r in rows}
+
+
+def _restore_earlier_calls(src: str, dst: str, at: int, ids: set[str]) -> Op[None]:
+    """Give ``dst`` the newest call at seq <= ``at`` in ``src`` of each id in ``ids``.
+
+    ``convkit_tool_calls`` keeps only the newest call per id, so when a history is cut at
+    ``at`` (fork, truncate), an id whose newest call lies past the cut may still have been
+    made before it: that earlier call is looked up in the kept messages.
+    """
+    if not ids or not at:
+        return
+    m = t.messages
+    rows = (
+        yield Exec(
+            sa.select(m.c.seq, m.c.tool_calls)
+            .where(m.c.conversation_id == src, m.c.seq <= at, m.c.tool_calls.is_not(None))
+            .order_by(m.c.seq)
+        )
+    ).all()
+    earlier: dict[str, int] = {}
+    for r in rows:
+        for call in json.loads(r.tool_calls):
+            if call["id"] in ids:
+                earlier[call["id"]] = r.seq
+    if earlier:
+        yield Exec(
+            sa.insert(t.tool_calls),
+            [{"conversation_id": dst, "call_id": k, "seq": v} for k, v in earlier.items()],
+        )
+
+
 # -- truncation ----------------------------------------------------------------------------------
 
 
@@ -997,8 +1011,10 @@ def truncate(ns: str, cid: str, keep: int) -> Op[list[Message]]:
         yield Exec(sa.select(m).where(m.c.conversation_id == cid, m.c.seq > keep).order_by(m.c.seq))
     ).all()
     gone = yield from _decode_rows(gone_rows)
+    cut_calls = yield from _calls_after(cid, keep)
     for table in (c, tc, m):
         yield Exec(sa.delete(table).where(table.c.conversation_id == cid, table.c.seq > keep))
+    yield from _restore_earlier_calls(cid, cid, keep, cut_calls)
     yield Exec(sa.delete(s).where(s.c.conversation_id == cid, s.c.last_seq > keep))
     yield Exec(
         sa.update(p).where(p.c.conversation_id == cid, p.c.counted_seq > keep).values(counted_seq=keep)
