@@ -46,6 +46,17 @@ ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
 _DETAILS = (None, "auto", "low", "high")
 
 
+def _check_encodable(value: str, what: str) -> None:
+    """Refuse text that is not valid Unicode (lone surrogates cannot be sent, stored or counted)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidMessageError(
+            f"{what} holds a lone surrogate at position {exc.start} (text decoded with errors="
+            "'surrogateescape' or from broken UTF-16?); decode it properly first"
+        ) from None
+
+
 @attrs.frozen
 class TextPart:
     """A piece of text in a message."""
@@ -56,6 +67,7 @@ class TextPart:
     def _check(self, _a: object, value: object) -> None:
         if not isinstance(value, str):
             raise InvalidMessageError(f"text part must hold a str, got {type(value).__name__}")
+        _check_encodable(value, "text")
 
     def to_openai(self) -> dict[str, Any]:
         return {"type": "text", "text": self.text}
@@ -164,6 +176,10 @@ class ToolCall:
             value = getattr(self, field)
             if not isinstance(value, str) or not value:
                 raise InvalidMessageError(f"tool call {field} must be a non-empty string, got {value!r}")
+        for field in ("id", "name"):
+            _check_encodable(getattr(self, field), f"tool call {field}")
+        if isinstance(self.arguments, str):
+            _check_encodable(self.arguments, "tool call arguments")
         if not isinstance(self.arguments, str):
             raise InvalidMessageError(
                 f"tool call {self.id!r}: arguments must be JSON text (a str), got "
