@@ -24,6 +24,7 @@ import uuid
 from bisect import bisect_right
 from collections.abc import Generator, Mapping, Sequence
 from itertools import pairwise
+from operator import itemgetter
 from typing import Any, TypeAlias, TypeVar
 
 import attrs
@@ -558,42 +559,45 @@ def window_trim(
     if (conv.counted or 0) < n:
         raise NeedsBackfill
     ovh = spec.message_overhead
-    got: dict[int, Any] = {}  # seq -> (seq, role, unit_seq, keep, tokens) of every row in [low, n]
+    # (rows are unpacked into plain tuples: a Row's attribute access costs more than the scan itself)
+    got: dict[int, tuple[str, int, bool, int]] = {}  # seq -> (role, unit_seq, keep, tokens), [low, n]
     keep_cost: dict[int, int] = {}  # seq -> cost of every keep row
     step = min(max(budget // 128, WINDOW_FIRST_ROWS[0]), WINDOW_FIRST_ROWS[1])
     low = max(1, n - step + 1)
     params = {"cid": cid, "counter_id": counter_id}
-    for r in (yield Exec(sql.first, {**params, "low": low, "n": n})).all():
-        if r.keep:
-            keep_cost[r.seq] = r.tokens + ovh
-        if r.seq >= low:
-            got[r.seq] = r
+    for seq, role, unit, keep, tokens in (yield Exec(sql.first, {**params, "low": low, "n": n})).all():
+        if keep:
+            keep_cost[seq] = tokens + ovh
+        if seq >= low:
+            got[seq] = (role, unit, keep, tokens)
 
-    def older(lo: int) -> Op[list[Any]]:
-        """Read the rows lo <= seq < low (newest first) into ``got``."""
-        rows = (yield Exec(sql.older, {**params, "lo": lo, "hi": low})).all()
-        for r in rows:
-            got[r.seq] = r
-        return list(rows)
+    def older(lo: int) -> Op[int | None]:
+        """Read the rows lo <= seq < low into ``got``; returns the unit of the newest non-system one."""
+        speaker_unit = None
+        for seq, role, unit, keep, tokens in (
+            yield Exec(sql.older, {**params, "lo": lo, "hi": low})
+        ).all():  # newest first
+            got[seq] = (role, unit, keep, tokens)
+            if speaker_unit is None and role != "system":
+                speaker_unit = unit
+        return speaker_unit
 
     # the newest turn (as fit keeps it): the unit of the newest non-system message and all after it
-    speaker = next((got[s] for s in range(n, low - 1, -1) if got[s].role != "system"), None)
-    while speaker is None and low > 1:
+    last_unit = next((got[s][1] for s in range(n, low - 1, -1) if got[s][0] != "system"), None)
+    while last_unit is None and low > 1:
         step = min(step * 4, 65536)
         lo = max(1, low - step)
-        rows = yield from older(lo)
+        last_unit = yield from older(lo)
         low = lo
-        speaker = next((r for r in rows if r.role != "system"), None)
-    if speaker is None:
+    if last_unit is None:
         raise InvalidConversationError(
             "the conversation has only system messages, so there is nothing to answer; "
             "add the user message the model should reply to"
         )
-    last_unit = speaker.unit_seq
     if last_unit < low:  # a tool group longer than the first look
         yield from older(last_unit)
         low = last_unit
-    last = [got[s].tokens + ovh for s in range(last_unit, n + 1) if not got[s].keep]  # keep: in keep_cost
+    last = [got[s][3] + ovh for s in range(last_unit, n + 1) if not got[s][2]]  # keep rows: in keep_cost
     last_cost = sum(last)
     fixed = spec.request_overhead + tools_tokens + sum(keep_cost.values()) + last_cost
     if fixed > budget:
@@ -617,28 +621,27 @@ def window_trim(
             lo = max(1, low - min(max(want, 64), 65536))
             yield from older(lo)
             low = lo
-        r = got[s]
+        _role, unit, keep, tokens = got[s]
+        if not keep:  # keep units are whole: never part of a unit being scanned
+            cost = tokens + ovh
+            unit_cost += cost
+            seen_rows += 1
+            seen_cost += cost
+            if s == unit:  # reached the first message of a unit: its cost is known
+                if unit_cost > remaining:
+                    break
+                remaining -= unit_cost
+                cut, unit_cost = s, 0
         s -= 1
-        if r.keep:  # keep units are whole: never part of a unit being scanned
-            continue
-        cost = r.tokens + ovh
-        unit_cost += cost
-        seen_rows += 1
-        seen_cost += cost
-        if r.seq == r.unit_seq:  # reached the first message of a unit: its cost is known
-            if unit_cost > remaining:
-                break
-            remaining -= unit_cost
-            cut, unit_cost = r.seq, 0
     bounds = {"cid": cid, "cut": cut, "n": n}
     if any(seq < cut for seq in keep_cost):
-        body = sorted((yield Exec(sql.keep_and_tail, bounds)).all(), key=lambda r: r.seq)
+        body = sorted((yield Exec(sql.keep_and_tail, bounds)).all(), key=itemgetter(0))  # by seq
     else:
         body = list((yield Exec(sql.tail, bounds)).all())
     msgs = yield from _decode_rows(body)
     spans: list[tuple[int, int]] = []
     for r in body:
-        i = r.seq - 1
+        i = r[0] - 1  # seq
         if spans and spans[-1][1] == i:
             spans[-1] = (spans[-1][0], i + 1)
         else:
