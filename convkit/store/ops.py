@@ -746,41 +746,48 @@ def fork(ns: str, cid: str, at_seq: int | None, title: str | None) -> Op[Convers
         )
     )
     if at:
-        # The unit holding the fork point may owe its extent (and pinned flag) to tool results
-        # after the fork point: rebuild the units of [u, at] as History builds them from the prefix.
-        u = (
-            yield Exec(sa.select(m.c.unit_seq).where(m.c.conversation_id == new_id, m.c.seq == at))
-        ).scalar_one()
-        rows = (
-            yield Exec(
-                sa.select(
-                    m.c.seq, m.c.role, m.c.tool_calls, m.c.tool_call_id, m.c.pinned, m.c.unit_seq, m.c.keep
-                )
-                .where(m.c.conversation_id == new_id, m.c.seq >= u)
-                .order_by(m.c.seq)
-            )
-        ).all()
-        owner: dict[str, int] = {}
-        starts: list[int] = []
-        for r in rows:
-            o = owner.get(r.tool_call_id) if r.role == "tool" else None
-            if o is None:
-                starts.append(r.seq)
-            else:
-                del starts[bisect_right(starts, o) :]
-            for call in json.loads(r.tool_calls) if r.tool_calls else ():
-                owner[call["id"]] = r.seq
-        by_seq = {r.seq: r for r in rows}
-        for a, b in pairwise([*starts, at + 1]):
-            keep = any(by_seq[s].pinned or s <= prefix for s in range(a, b))
-            if any(by_seq[s].unit_seq != a or bool(by_seq[s].keep) != keep for s in range(a, b)):
-                yield Exec(
-                    sa.update(m)
-                    .where(m.c.conversation_id == new_id, m.c.seq >= a, m.c.seq < b)
-                    .values(unit_seq=a, keep=keep)
-                )
+        # the unit holding the fork point may owe its extent (and pinned flag) to tool results after it
+        yield from _rebuild_last_unit(new_id, at, prefix)
     row = yield from lock_conversation(ns, new_id)
     return _conv(row)
+
+
+def _rebuild_last_unit(cid: str, last: int, prefix: int) -> Op[None]:
+    """Rebuild the units of the trailing unit of messages 1..``last``, as History builds them.
+
+    Used when a conversation gets a new end (a fork point, a truncation): the
+    unit holding ``last`` may have been merged with, or pinned by, messages
+    after it that this conversation no longer has.
+    """
+    m = t.messages
+    u = (yield Exec(sa.select(m.c.unit_seq).where(m.c.conversation_id == cid, m.c.seq == last))).scalar_one()
+    rows = (
+        yield Exec(
+            sa.select(m.c.seq, m.c.role, m.c.tool_calls, m.c.tool_call_id, m.c.pinned, m.c.unit_seq, m.c.keep)
+            .where(m.c.conversation_id == cid, m.c.seq >= u, m.c.seq <= last)
+            .order_by(m.c.seq)
+        )
+    ).all()
+    owner: dict[str, int] = {}
+    starts: list[int] = []
+    for r in rows:
+        o = owner.get(r.tool_call_id) if r.role == "tool" else None
+        if o is None:
+            starts.append(r.seq)
+        else:
+            del starts[bisect_right(starts, o) :]
+        for call in json.loads(r.tool_calls) if r.tool_calls else ():
+            owner[call["id"]] = r.seq
+    by_seq = {r.seq: r for r in rows}
+    for a, b in pairwise([*starts, last + 1]):
+        keep = any(by_seq[q].pinned or q <= prefix for q in range(a, b))
+        if any(by_seq[q].unit_seq != a or bool(by_seq[q].keep) != keep for q in range(a, b)):
+            yield Exec(
+                sa.update(m)
+                .where(m.c.conversation_id == cid, m.c.seq >= a, m.c.seq < b)
+                .values(unit_seq=a, keep=keep)
+            )
+    return None
 
 
 # -- turns, usage and calibration ----------------------------------------------------------------
@@ -1024,39 +1031,7 @@ def truncate(ns: str, cid: str, keep: int) -> Op[list[Message]]:
     )
     prefix = min(conv.prefix_len, keep)
     if keep:
-        u0 = (
-            yield Exec(sa.select(m.c.unit_seq).where(m.c.conversation_id == cid, m.c.seq == keep))
-        ).scalar_one()
-        rows = (
-            yield Exec(
-                sa.select(
-                    m.c.seq, m.c.role, m.c.tool_call_id, m.c.tool_calls, m.c.pinned, m.c.unit_seq, m.c.keep
-                )
-                .where(m.c.conversation_id == cid, m.c.seq >= u0)
-                .order_by(m.c.seq)
-            )
-        ).all()
-        owner: dict[str, int] = {}
-        starts: list[int] = []
-        for r in rows:
-            o = owner.get(r.tool_call_id, 0) if r.role == "tool" else 0
-            if o:
-                del starts[bisect_right(starts, o) :]
-            else:
-                starts.append(r.seq)
-            for call in json.loads(r.tool_calls) if r.tool_calls else ():
-                owner[call["id"]] = r.seq
-        bounds = [*starts, keep + 1]
-        pinned = {r.seq: bool(r.pinned) or r.seq <= prefix for r in rows}
-        for a, b in pairwise(bounds):
-            flag = any(pinned[q] for q in range(a, b))
-            for r in rows:
-                if a <= r.seq < b and (r.unit_seq != a or bool(r.keep) != flag):
-                    yield Exec(
-                        sa.update(m)
-                        .where(m.c.conversation_id == cid, m.c.seq == r.seq)
-                        .values(unit_seq=a, keep=flag)
-                    )
+        yield from _rebuild_last_unit(cid, keep, prefix)
     yield Exec(
         sa.update(t.conversations)
         .where(t.conversations.c.id == cid)
