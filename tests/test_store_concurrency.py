@@ -69,7 +69,12 @@ def _texts_by_seq(url: str, cid: str) -> list[tuple[int, str]]:
     found = sup.rows(
         url, "SELECT seq, content FROM convkit_messages WHERE conversation_id = :cid ORDER BY seq", cid=cid
     )
-    return [(seq, "".join(p.get("text", "") for p in json.loads(content))) for seq, content in found]
+    out = []
+    for seq, content in found:
+        value = json.loads(content)  # one text part is stored as a JSON string, else a list of parts
+        parts = [{"text": value}] if isinstance(value, str) else value
+        out.append((seq, "".join(p.get("text", "") for p in parts)))
+    return out
 
 
 def check_writes(url: str, store: Store, cid: str, writers: dict[str, int], base: int = 0) -> None:
