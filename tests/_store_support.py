@@ -100,12 +100,13 @@ def open_store(
     namespace: str = "default",
     counters: Iterable[TokenCounter] = (),
     upgrade: bool | None = True,
+    **kw: Any,
 ) -> Any:
-    """A Store ("sync") or a SyncedAsyncStore ("async") on ``url``."""
+    """A Store ("sync") or a SyncedAsyncStore ("async") on ``url``; ``kw``: more store arguments."""
     if flavour == "sync":
-        return Store(url, namespace=namespace, counters=counters, upgrade=upgrade)
+        return Store(url, namespace=namespace, counters=counters, upgrade=upgrade, **kw)
     assert flavour == "async", flavour
-    return SyncedAsyncStore(async_url(url), namespace=namespace, counters=counters, upgrade=upgrade)
+    return SyncedAsyncStore(async_url(url), namespace=namespace, counters=counters, upgrade=upgrade, **kw)
 
 
 @contextmanager
@@ -264,6 +265,44 @@ def table_counts(url: str, conversation_id: str | None = None) -> dict[str, int]
             sa.text("SELECT count(*) FROM convkit_conversations")
         ).scalar_one()
     return out
+
+
+def running_total_errors(conn: sa.Connection, conversation_ids: Iterable[str]) -> list[str]:
+    """Stored running totals that differ from a recount of the counts and keep flags.
+
+    Checked up to each counter's watermark (counts past it are rewritten by the back-fill).
+    """
+    ids = sorted(conversation_ids)
+    if not ids:
+        return []
+    stmt = sa.text(
+        "SELECT c.conversation_id, c.counter_id, c.seq, c.tokens, c.run_tokens, c.run_msgs, m.keep, "
+        "p.counted_seq FROM convkit_token_counts c "
+        "JOIN convkit_messages m ON m.conversation_id = c.conversation_id AND m.seq = c.seq "
+        "JOIN convkit_counter_progress p ON p.conversation_id = c.conversation_id "
+        "AND p.counter_id = c.counter_id "
+        "WHERE c.seq <= p.counted_seq AND c.conversation_id IN :ids "
+        "ORDER BY c.conversation_id, c.counter_id, c.seq"
+    ).bindparams(sa.bindparam("ids", expanding=True))
+    got = conn.execute(stmt, {"ids": ids}).all()
+    errors: list[str] = []
+    key: tuple[str, str] | None = None
+    run_tokens = run_msgs = expect_seq = 0
+    for cid, counter_id, seq, tokens, rt, rm, keep, _counted in got:
+        if (cid, counter_id) != key:
+            key, run_tokens, run_msgs, expect_seq = (cid, counter_id), 0, 0, 1
+        if seq != expect_seq:
+            errors.append(f"{cid}/{counter_id}: count of seq {expect_seq} missing (next is {seq})")
+            expect_seq = seq
+        if not keep:
+            run_tokens += tokens
+            run_msgs += 1
+        if (rt, rm) != (run_tokens, run_msgs):
+            errors.append(
+                f"{cid}/{counter_id} seq {seq}: stored ({rt}, {rm}), recounted ({run_tokens}, {run_msgs})"
+            )
+        expect_seq += 1
+    return errors
 
 
 # -- comparing outcomes ---------------------------------------------------------------------

@@ -43,7 +43,7 @@ from convkit.store.migrate import VERSION_TABLE
 from . import _pg
 
 REPO = Path(__file__).resolve().parents[1]
-HEAD = "0002_calibration"
+HEAD = "0003_running_totals"
 OUR_TABLES = {t.name for t in schema.metadata.sorted_tables}
 PASSWORD = "hunter2-not-shown"
 
@@ -222,6 +222,70 @@ def test_downgrade_to_base_then_upgrade_again(db_url: str) -> None:
     convkit.upgrade(db_url)
     assert migrate.schema_status(db_url) == "current"
     assert _diffs(db_url) == []
+
+
+def test_running_totals_are_filled_for_counts_stored_before_them(db_url: str) -> None:
+    """0003 computes run_tokens/run_msgs of counts written under 0002 (keep rows excluded)."""
+    migrate.upgrade(db_url, "0002_calibration")
+    now = datetime.now(timezone.utc)
+    engine = _engine(db_url)
+    keep = [True, False, False, True, False]  # a leading system message, a pinned one
+    try:
+        with engine.begin() as conn:
+            for cid in ("a", "b"):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO convkit_conversations (id, namespace, metadata, last_seq, prefix_len, "
+                        "image_count, created_at, updated_at) VALUES (:id, 'ns', '{}', 5, 1, 0, :now, :now)"
+                    ),
+                    {"id": cid, "now": now},
+                )
+                for seq in range(1, 6):
+                    conn.execute(
+                        sa.text(
+                            "INSERT INTO convkit_messages (conversation_id, seq, role, content, pinned, "
+                            "unit_seq, keep, created_at) VALUES (:cid, :seq, 'user', '[]', :keep, :seq, "
+                            ":keep, :now)"
+                        ),
+                        {"cid": cid, "seq": seq, "keep": keep[seq - 1], "now": now},
+                    )
+                    for counter, tokens in (("x", 10 * seq), ("y", seq)):
+                        conn.execute(
+                            sa.text(
+                                "INSERT INTO convkit_token_counts (conversation_id, counter_id, seq, tokens) "
+                                "VALUES (:cid, :counter, :seq, :tokens)"
+                            ),
+                            {"cid": cid, "counter": counter, "seq": seq, "tokens": tokens},
+                        )
+        convkit.upgrade(db_url)
+        with engine.connect() as conn:
+            got = conn.execute(
+                sa.text(
+                    "SELECT conversation_id, counter_id, seq, run_tokens, run_msgs FROM convkit_token_counts "
+                    "ORDER BY conversation_id, counter_id, seq"
+                )
+            ).all()
+        for cid in ("a", "b"):
+            assert [tuple(r[2:]) for r in got if r[0] == cid and r[1] == "x"] == [
+                (1, 0, 0),
+                (2, 20, 1),
+                (3, 50, 2),
+                (4, 50, 2),
+                (5, 100, 3),
+            ]
+            assert [tuple(r[2:]) for r in got if r[0] == cid and r[1] == "y"] == [
+                (1, 0, 0),
+                (2, 2, 1),
+                (3, 5, 2),
+                (4, 5, 2),
+                (5, 10, 3),
+            ]
+        migrate.downgrade(db_url, "0002_calibration")
+        with engine.connect() as conn:
+            cols = {c["name"] for c in sa.inspect(conn).get_columns("convkit_token_counts")}
+        assert cols == {"conversation_id", "counter_id", "seq", "tokens"}
+    finally:
+        engine.dispose()
 
 
 # -- living beside a host application -------------------------------------------------------

@@ -134,6 +134,7 @@ class StoreMachine(RuleBasedStateMachine):
 
     def __init__(self, engine: Any, backfilled: Any) -> None:
         super().__init__()
+        self.engine = engine
         tag = uuid.uuid4().hex[:10]
         self.namespaces = (f"a-{tag}", f"b-{tag}")
         self.stores = {
@@ -409,6 +410,12 @@ class StoreMachine(RuleBasedStateMachine):
             assert all(c.namespace == ns for c in listed)
             keys = [(c.created_at, c.id) for c in listed]
             assert keys == sorted(keys)
+
+    @invariant()
+    def running_totals_match_the_counts(self) -> None:
+        with self.engine.connect() as conn:
+            ids = [cid for ns in self.namespaces for cid in self.model[ns]]
+            assert sup.running_total_errors(conn, ids) == []
 
 
 @pytest.fixture(scope="module")

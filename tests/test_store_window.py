@@ -43,6 +43,7 @@ from convkit import (
     ValidationError,
     fit,
 )
+from convkit.store import ops
 from convkit.store._base import BACKFILL_BATCH
 from convkit.testing.strategies import budgets, conversations
 
@@ -190,6 +191,16 @@ def test_window_equals_fit(open_store: sup.StoreOpener, tiny_counter: Any, custo
     @settings(max_examples=_examples(open_store.backend, open_store.flavour))
     @given(conv=conversations(max_size=24), data=st.data())
     def check(conv: list[Message], data: st.DataObject) -> None:
+        # the window's first look: as shipped, or a row or two (so the cut is mostly found by the
+        # binary search over the running totals, and a long newest turn needs older reads)
+        look = data.draw(st.sampled_from([ops.WINDOW_FIRST_ROWS, (1, 1), (2, 3)]), label="first look")
+        shipped, ops.WINDOW_FIRST_ROWS = ops.WINDOW_FIRST_ROWS, look
+        try:
+            checks(conv, data)
+        finally:
+            ops.WINDOW_FIRST_ROWS = shipped
+
+    def checks(conv: list[Message], data: st.DataObject) -> None:
         store = env.store
         cid = store.create_conversation().id
         half = data.draw(st.integers(1, len(conv)), label="checked after")
@@ -246,6 +257,90 @@ def test_window_of_a_fork_that_cuts_a_tool_group(open_store: sup.StoreOpener) ->
     assert store.messages(child.id) == grown
     for model in (spec, "grok-2-1212"):
         same(child.id, grown, model)
+
+
+def _talk(prefix: str, n: int, size: int = 40) -> list[Message]:
+    """``n`` alternating user/assistant messages whose texts start with ``prefix``."""
+    return [
+        (Message.user if i % 2 == 0 else Message.assistant)(f"{prefix}{i} " + "w" * size) for i in range(n)
+    ]
+
+
+def test_cached_window_messages_never_outlive_a_truncation(open_store: sup.StoreOpener) -> None:
+    """Windows keep decoded rows between calls; removing messages must not let old ones come back.
+
+    The same seqs are filled again with other messages, by this store and by another store on the
+    same database (another process would look the same: it only shares the database).
+    """
+    store, other = open_store(), open_store()
+    spec = ModelSpec("cache-small", 400, {"text"}, message_overhead=3, request_overhead=2)
+    conv = store.create_conversation()
+    history = _talk("a", 30)
+    store.extend(conv.id, history)
+
+    def same() -> None:
+        for model in (spec, "grok-2-1212"):
+            got = store.window(conv.id, model=model, margin=0)
+            assert got == fit(history, model=model, counter=EstimateCounter(), margin=0)
+
+    same()
+    same()  # from the cache
+    store.truncate(conv.id, 20)
+    history = history[:20] + _talk("b", 10)
+    store.extend(conv.id, history[20:])
+    same()
+    other.pop(conv.id)
+    other.append(conv.id, Message.user("c: replaced by the other store"))
+    history = [*history[:-1], Message.user("c: replaced by the other store")]
+    same()
+    other.truncate(conv.id, 5)
+    other.extend(conv.id, _talk("d", 25)[1:])
+    history = history[:5] + _talk("d", 25)[1:]
+    same()
+
+
+def test_window_reads_only_rows_it_has_not_decoded(open_store: sup.StoreOpener) -> None:
+    """A later window of the same conversation reads bodies only for the rows new to it."""
+    store = open_store()
+    uncached = open_store(window_cache=0)
+    spec = ModelSpec("cache-read", 600, {"text"}, message_overhead=3, request_overhead=2)
+    conv = store.create_conversation()
+    history = [Message.system("rules", pinned=True), *_talk("a", 40)]
+    store.extend(conv.id, history)
+    decoded: list[int] = []
+    real = ops._decode_body
+
+    def counting(rows: Any, images: bool = True) -> Any:
+        decoded.append(len(rows))
+        return (yield from real(rows, images))
+
+    def window(s: Any, model: Any, msgs: list[Message]) -> None:
+        got = s.window(conv.id, model=model, margin=0)
+        assert got == fit(msgs, model=model, counter=EstimateCounter(), margin=0)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ops, "_decode_body", counting)
+        window(store, spec, history)
+        first = decoded.pop()
+        window(store, spec, history)
+        assert decoded == []  # nothing new: every kept message came from the cache
+        turn = [Message.user("u " * 10), Message.assistant("a " * 10)]
+        store.extend(conv.id, turn)
+        history += turn
+        window(store, spec, history)
+        assert decoded.pop() == 2  # just the new turn
+        window(store, "grok-2-1212", history)  # a larger window: the older rows too
+        assert 0 < decoded.pop() <= len(history) - first
+        window(uncached, spec, history)
+        window(uncached, spec, history)
+        assert len(decoded) == 2
+        assert decoded[0] == decoded[1] > 2
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "8", True, None])
+def test_window_cache_must_be_a_count(open_store: sup.StoreOpener, bad: Any) -> None:
+    with pytest.raises(ValidationError, match="window_cache"):
+        open_store(window_cache=bad)
 
 
 def test_window_keeps_the_newest_turn_and_refuses_system_only(open_store: sup.StoreOpener) -> None:

@@ -20,6 +20,7 @@ from ..models import ModelSpec, get_model
 from ..summarize import FoldRequest, Summary, summary_message
 from . import ops
 from .engine import safe_url
+from .msgcache import MessageCache
 
 __all__ = ["StoreBase", "WindowArgs"]
 
@@ -83,7 +84,7 @@ class WindowArgs:
             s.first + 1, s.last + 1, s.text, self.spec.name, self.counter.identity, tokens
         )
 
-    def trim_op(self, ns: str, cid: str) -> ops.Op[FitResult]:
+    def trim_op(self, ns: str, cid: str, cache: MessageCache | None = None) -> ops.Op[FitResult]:
         return ops.window_trim(
             ns,
             cid,
@@ -93,6 +94,7 @@ class WindowArgs:
             self.reserve,
             self.margin,
             self.tools_tokens,
+            cache,
         )
 
 
@@ -117,8 +119,16 @@ class StoreBase:
     counters: tuple[TokenCounter, ...]
     _url: str
 
-    def _init_common(self, url: str, namespace: str, counters: Iterable[TokenCounter]) -> None:
+    def _init_common(
+        self, url: str, namespace: str, counters: Iterable[TokenCounter], window_cache: int = 64
+    ) -> None:
         self.namespace = check_namespace(namespace)
+        if isinstance(window_cache, bool) or not isinstance(window_cache, int) or window_cache < 0:
+            raise ValidationError(
+                f"window_cache is how many conversations' last window to keep decoded in memory: "
+                f"an integer >= 0 (0 keeps none), got {window_cache!r}"
+            )
+        self._cache = MessageCache(window_cache)
         self.counters = tuple(counters)
         for c in self.counters:
             if not isinstance(getattr(c, "identity", None), str):

@@ -38,7 +38,12 @@ async def adrive(conn: AsyncConnection, op: ops.Op[T]) -> T:
             req = op.send(result)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
-        result = await (conn.execute(req.stmt) if req.params is None else conn.execute(req.stmt, req.params))
+        if req.raw:
+            result = await conn.exec_driver_sql(*ops.driver_sql(conn.dialect, req))
+        else:
+            result = await (
+                conn.execute(req.stmt) if req.params is None else conn.execute(req.stmt, req.params)
+            )
 
 
 class AsyncStore(StoreBase):
@@ -55,8 +60,9 @@ class AsyncStore(StoreBase):
         counters: Iterable[TokenCounter] = (),
         upgrade: bool | None = None,
         engine: AsyncEngine | None = None,
+        window_cache: int = 64,
     ) -> None:
-        self._init_common(str(engine.url) if engine is not None else url, namespace, counters)
+        self._init_common(str(engine.url) if engine is not None else url, namespace, counters, window_cache)
         self._owns_engine = engine is None
         with db_errors("opening the database"):
             self._engine = engine if engine is not None else create_async(url)
@@ -103,7 +109,12 @@ class AsyncStore(StoreBase):
         with db_errors(what):
             async with self._engine.connect() as conn:
                 if read:
-                    await conn.execution_options(convkit_read=True)
+                    # one snapshot for every statement of a read (PostgreSQL's default isolation
+                    # lets each statement see later commits); SQLite's read transactions are snapshots
+                    if self._dialect == "postgresql":
+                        await conn.execution_options(convkit_read=True, isolation_level="REPEATABLE READ")
+                    else:
+                        await conn.execution_options(convkit_read=True)
                 async with conn.begin():
                     return await adrive(conn, op)
 
@@ -280,7 +291,7 @@ class AsyncStore(StoreBase):
             return await self._summarized(cid, args, summarizer, fallback, low_water, summary_tokens)
         for _ in range(100):
             try:
-                return await self._run(args.trim_op(self.namespace, cid), "window", read=True)
+                return await self._run(args.trim_op(self.namespace, cid, self._cache), "window", read=True)
             except ops.NeedsFullFit:  # a text-only model, a conversation holding images
                 return fit(
                     await self.messages(cid),

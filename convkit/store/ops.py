@@ -36,6 +36,7 @@ from ..counting import TokenCounter
 from ..errors import (
     ContextWindowError,
     ConversationNotFoundError,
+    DatabaseError,
     InvalidConversationError,
     InvalidMessageError,
     ValidationError,
@@ -44,7 +45,8 @@ from ..fitting import FitResult
 from ..messages import ImagePart, Message
 from ..models import ModelSpec
 from . import schema as t
-from .codec import IMAGE_MARKER, decode_message, encode_message, image_row, image_shas
+from .codec import BODY_COLUMNS, IMAGE_MARKER, decode_rows, encode_message, image_row, image_shas
+from .msgcache import MessageCache
 
 __all__ = ["Conversation", "Exec", "Op"]
 
@@ -54,14 +56,42 @@ CHUNK = 2000
 
 @attrs.frozen
 class Exec:
-    """One statement to run, with optional parameters (a list means executemany)."""
+    """One statement to run, with optional parameters (a list means executemany).
+
+    ``raw``: run the statement's SQL (compiled once per dialect) straight on the driver, whose
+    rows come back as plain tuples without SQLAlchemy's per-row type processing (the window's
+    statements: their parameters are strings and integers, and booleans may come back as 0/1).
+    """
 
     stmt: sa.Executable
     params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
+    raw: bool = False
 
 
 T = TypeVar("T")
 Op: TypeAlias = Generator[Exec, Any, T]
+
+_DRIVER_SQL: dict[tuple[str, str, sa.Executable], tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
+
+
+def driver_sql(dialect: sa.Dialect, req: Exec) -> tuple[str, tuple[Any, ...] | dict[str, Any] | None]:
+    """The SQL string and driver parameters of a ``raw`` request, for ``exec_driver_sql``.
+
+    Compiled once per (dialect, driver, statement): raw statements are built once and kept.
+    """
+    key = (dialect.name, dialect.driver, req.stmt)
+    got = _DRIVER_SQL.get(key)
+    if got is None:
+        assert isinstance(req.stmt, sa.ClauseElement)
+        compiled = req.stmt.compile(dialect=dialect)
+        names = tuple(getattr(compiled, "positiontup", None) or ()) if dialect.positional else None
+        got = _DRIVER_SQL[key] = (compiled.string, names, dict(compiled.params))
+    sql, names, defaults = got
+    assert req.params is None or isinstance(req.params, Mapping), "raw requests run one parameter set"
+    params = {**defaults, **req.params} if req.params else defaults
+    if names is None:
+        return sql, params
+    return sql, tuple(params[name] for name in names)
 
 
 @attrs.frozen
@@ -310,6 +340,7 @@ def append(ns: str, cid: str, batch: Prepared, dialect: str) -> Op[range]:
 
     # writes
     now = _now()
+    keep_changed = [seq for seq, before in old.items() if unit_of[seq][1] != before[1]]
     for seq, before in old.items():
         if unit_of[seq] != before:
             unit, keep = unit_of[seq]
@@ -318,6 +349,8 @@ def append(ns: str, cid: str, batch: Prepared, dialect: str) -> Op[range]:
                 .where(m_t.c.conversation_id == cid, m_t.c.seq == seq)
                 .values(unit_seq=unit, keep=keep)
             )
+    if keep_changed:
+        yield from _recompute_runs(cid, min(keep_changed))
     if batch.images:
         ins = _insert(dialect, t.images).on_conflict_do_nothing(index_elements=["sha256"])
         rows_i = [{**r, "created_at": now} for r in batch.images]
@@ -350,8 +383,9 @@ def append(ns: str, cid: str, batch: Prepared, dialect: str) -> Op[range]:
         )
         for i in range(0, len(dedup), CHUNK):
             yield Exec(ins, dedup[i : i + CHUNK])
+    keeps = [unit_of[first + k][1] for k in range(n)]
     for counter_id, counts in batch.counts.items():
-        yield from _store_counts(cid, counter_id, first, list(counts), dialect)
+        yield from _store_counts(cid, counter_id, first, list(counts), keeps, dialect)
         yield from _advance_progress(cid, counter_id, first - 1, first + n - 1, dialect)
     images_added = sum(1 for m in batch.messages for p in m.content if isinstance(p, ImagePart))
     yield Exec(
@@ -367,16 +401,102 @@ def append(ns: str, cid: str, batch: Prepared, dialect: str) -> Op[range]:
     return range(first, first + n)
 
 
-def _store_counts(cid: str, counter_id: str, first: int, counts: list[int], dialect: str) -> Op[None]:
-    ins = _insert(dialect, t.token_counts).on_conflict_do_nothing(
-        index_elements=["conversation_id", "counter_id", "seq"]
+def _runs_at(cid: str, counter_id: str, seq: int) -> Op[tuple[int, int] | None]:
+    """The running totals (run_tokens, run_msgs) stored at ``seq``; (0, 0) before seq 1."""
+    if seq < 1:
+        return (0, 0)
+    c = t.token_counts
+    row = (
+        yield Exec(
+            sa.select(c.c.run_tokens, c.c.run_msgs).where(
+                c.c.conversation_id == cid, c.c.counter_id == counter_id, c.c.seq == seq
+            )
+        )
+    ).first()
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
+def _store_counts(
+    cid: str, counter_id: str, first: int, counts: list[int], keeps: Sequence[bool], dialect: str
+) -> Op[None]:
+    """Store the counts of seqs ``first...`` with their running totals (``keeps``: their keep flags).
+
+    A count already stored keeps its tokens but takes the new running totals: when a counter's
+    earlier messages were not counted yet, an append's totals start from nothing, and the
+    back-fill that reaches them later rewrites them from the right base.
+    """
+    base = yield from _runs_at(cid, counter_id, first - 1)
+    run_tokens, run_msgs = base or (0, 0)
+    rows = []
+    for k, tokens in enumerate(counts):
+        if not keeps[k]:
+            run_tokens += tokens
+            run_msgs += 1
+        rows.append(
+            {
+                "conversation_id": cid,
+                "counter_id": counter_id,
+                "seq": first + k,
+                "tokens": tokens,
+                "run_tokens": run_tokens,
+                "run_msgs": run_msgs,
+            }
+        )
+    ins = _insert(dialect, t.token_counts)
+    ins = ins.on_conflict_do_update(
+        index_elements=["conversation_id", "counter_id", "seq"],
+        set_={"run_tokens": ins.excluded.run_tokens, "run_msgs": ins.excluded.run_msgs},
     )
-    rows = [
-        {"conversation_id": cid, "counter_id": counter_id, "seq": first + k, "tokens": c}
-        for k, c in enumerate(counts)
-    ]
     for i in range(0, len(rows), CHUNK):
         yield Exec(ins, rows[i : i + CHUNK])
+
+
+def _recompute_runs(cid: str, start: int) -> Op[None]:
+    """Rewrite the running totals of seqs >= ``start`` (after keep flags changed there), every counter.
+
+    A counter with no count at ``start - 1`` has not reached this far yet: its back-fill writes
+    the totals when it does.
+    """
+    c, m = t.token_counts, t.messages
+    rows = (
+        yield Exec(
+            sa.select(c.c.counter_id, c.c.seq, c.c.tokens, c.c.run_tokens, c.c.run_msgs, m.c.keep)
+            .select_from(c.join(m, sa.and_(m.c.conversation_id == c.c.conversation_id, m.c.seq == c.c.seq)))
+            .where(c.c.conversation_id == cid, c.c.seq >= max(1, start - 1))
+            .order_by(c.c.counter_id, c.c.seq)
+        )
+    ).all()
+    changes: list[dict[str, Any]] = []
+    state: dict[str, tuple[int, int, int] | None] = {}  # counter -> (seq, run_tokens, run_msgs) so far
+    for counter_id, seq, tokens, run_tokens, run_msgs, keep in rows:
+        if counter_id not in state:
+            if start == 1:
+                state[counter_id] = (0, 0, 0)
+            elif seq == start - 1:
+                state[counter_id] = (seq, int(run_tokens), int(run_msgs))
+                continue
+            else:
+                state[counter_id] = None  # not counted up to start - 1
+        now = state[counter_id]
+        if now is None or seq != now[0] + 1:
+            state[counter_id] = None
+            continue
+        rt, rm = (now[1], now[2]) if keep else (now[1] + tokens, now[2] + 1)
+        state[counter_id] = (seq, rt, rm)
+        if (rt, rm) != (run_tokens, run_msgs):
+            changes.append({"cid": cid, "cnt": counter_id, "s": seq, "rt": rt, "rm": rm})
+    if changes:
+        stmt = (
+            sa.update(c)
+            .where(
+                c.c.conversation_id == sa.bindparam("cid"),
+                c.c.counter_id == sa.bindparam("cnt"),
+                c.c.seq == sa.bindparam("s"),
+            )
+            .values(run_tokens=sa.bindparam("rt"), run_msgs=sa.bindparam("rm"))
+        )
+        for i in range(0, len(changes), CHUNK):
+            yield Exec(stmt, changes[i : i + CHUNK])
 
 
 def _advance_progress(cid: str, counter_id: str, prev: int, new: int, dialect: str) -> Op[None]:
@@ -410,25 +530,33 @@ def _load_images(shas: set[str]) -> Op[dict[str, bytes]]:
     return out
 
 
-def _decode_rows(rows: Sequence[Any]) -> Op[list[Message]]:
-    shas = {s for r in rows for s in image_shas(r.content)}
+def _decode_body(rows: Sequence[Any], images: bool = True) -> Op[list[Message]]:
+    """Decode positional rows of :data:`BODY_COLUMNS` (image bytes read in the same transaction).
+
+    ``images=False``: the conversation holds no image, so no row is searched for one.
+    """
+    shas = {s for r in rows for s in image_shas(r[2])} if images else None
     imgs: dict[str, bytes] = (yield from _load_images(shas)) if shas else {}
-    cache: dict[Any, ImagePart] = {}
-    return [decode_message(r._mapping, imgs, cache) for r in rows]
+    return decode_rows(rows, imgs)
+
+
+def _body() -> list[sa.Column[Any]]:
+    """The columns of :data:`BODY_COLUMNS` (what decoding a message reads), in that order."""
+    return [t.messages.c[name] for name in BODY_COLUMNS]
 
 
 def read_messages(ns: str, cid: str, start: int | None, stop: int | None) -> Op[list[tuple[int, Message]]]:
     """Messages with ``start <= seq < stop`` (1-based seqs), as (seq, Message) pairs."""
     yield from lock_conversation(ns, cid)
     m = t.messages
-    stmt = sa.select(m).where(m.c.conversation_id == cid)
+    stmt = sa.select(*_body()).where(m.c.conversation_id == cid)
     if start is not None:
         stmt = stmt.where(m.c.seq >= start)
     if stop is not None:
         stmt = stmt.where(m.c.seq < stop)
     rows = (yield Exec(stmt.order_by(m.c.seq))).all()
-    msgs = yield from _decode_rows(rows)
-    return list(zip([r.seq for r in rows], msgs, strict=True))
+    msgs = yield from _decode_body(rows)
+    return list(zip([r[0] for r in rows], msgs, strict=True))
 
 
 def backfill(ns: str, cid: str, counter: TokenCounter, limit: int, dialect: str) -> Op[bool]:
@@ -443,15 +571,16 @@ def backfill(ns: str, cid: str, counter: TokenCounter, limit: int, dialect: str)
         return True
     rows = (
         yield Exec(
-            sa.select(m)
+            sa.select(*_body(), m.c.keep)
             .where(m.c.conversation_id == cid, m.c.seq > done, m.c.seq <= conv.last_seq)
             .order_by(m.c.seq)
             .limit(limit)
         )
     ).all()
-    msgs = yield from _decode_rows(rows)
+    msgs = yield from _decode_body([r[:-1] for r in rows])
     counts = counter.content_tokens(msgs)
-    yield from _store_counts(cid, counter_id, done + 1, list(counts), dialect)
+    keeps = [bool(r[-1]) for r in rows]
+    yield from _store_counts(cid, counter_id, done + 1, list(counts), keeps, dialect)
     top = rows[-1].seq if rows else conv.last_seq
     yield from _advance_progress(cid, counter_id, done, top, dialect)
     return bool(top >= conv.last_seq)
@@ -465,20 +594,55 @@ class NeedsFullFit(Exception):
     """Internal: a text-only model's window over a conversation holding images (fit reads it all)."""
 
 
-#: Bounds of the window's first look at the newest rows' counts (budget / 128 rows within them);
-#: later ranges are sized from the counts seen so far.
-WINDOW_FIRST_ROWS = (32, 256)
-#: The columns a window reads for the rows it keeps (what decoding a Message needs).
-_BODY_COLUMNS = ("seq", "role", "content", "tool_calls", "tool_call_id", "name", "pinned", "metadata")
+#: Bounds of the window's first look at the newest rows (budget / 256 rows within them): it finds
+#: the newest turn, and when the whole window lies within it, the cut as well.
+WINDOW_FIRST_ROWS = (16, 64)
+#: Where a window cuts, when the cut lies before its first look: a binary search over the running
+#: totals (``P(s) = run_tokens + overhead * run_msgs`` is non-decreasing in ``seq``) for the first
+#: seq ``s`` in ``(lo, hi]`` with ``P(s) >= x``, then the first unit start after it (the cut) and
+#: ``P`` just before the cut. Each step looks up ``ge = P(mid) >= x`` by primary key (a correlated
+#: lookup, so no planner can turn it into a scan of the conversation's counts; SQLite allows the
+#: recursive table only once, in the step's FROM). Invariant: ``P(lo) < x <= P(hi)``; a missing
+#: count ends the search early and yields no row.
+_CUT_SQL = """
+WITH RECURSIVE bs(lo, hi, mid, ge) AS (
+    SELECT CAST(:lo AS INTEGER), CAST(:hi AS INTEGER), CAST(:mid AS INTEGER), (
+        SELECT CASE WHEN c.run_tokens + :ovh * c.run_msgs >= :x THEN 1 ELSE 0 END
+        FROM convkit_token_counts c
+        WHERE c.conversation_id = :cid AND c.counter_id = :counter_id AND c.seq = CAST(:mid AS INTEGER)
+    )
+    UNION ALL
+    SELECT CASE WHEN bs.ge = 1 THEN bs.lo ELSE bs.mid END,
+           CASE WHEN bs.ge = 1 THEN bs.mid ELSE bs.hi END,
+           (CASE WHEN bs.ge = 1 THEN bs.lo + bs.mid ELSE bs.mid + bs.hi END) / 2, (
+        SELECT CASE WHEN c.run_tokens + :ovh * c.run_msgs >= :x THEN 1 ELSE 0 END
+        FROM convkit_token_counts c
+        WHERE c.conversation_id = :cid AND c.counter_id = :counter_id
+          AND c.seq = (CASE WHEN bs.ge = 1 THEN bs.lo + bs.mid ELSE bs.mid + bs.hi END) / 2
+    )
+    FROM bs WHERE bs.hi - bs.lo > 1 AND bs.ge IS NOT NULL
+)
+SELECT q.hi, q.cut, (
+    SELECT c.run_tokens + :ovh * c.run_msgs FROM convkit_token_counts c
+    WHERE c.conversation_id = :cid AND c.counter_id = :counter_id AND c.seq = q.cut - 1
+) AS before_cut
+FROM (
+    SELECT bs.hi, (
+        SELECT m.seq FROM convkit_messages m
+        WHERE m.conversation_id = :cid AND m.seq > bs.hi AND m.seq <= :last_unit AND m.unit_seq = m.seq
+        ORDER BY m.seq LIMIT 1
+    ) AS cut
+    FROM bs WHERE bs.hi - bs.lo <= 1
+) q
+"""
 
 
 @attrs.frozen
 class _WindowSQL:
     head: sa.Select[Any]
     first: sa.CompoundSelect[Any]
-    older: sa.Select[Any]
-    tail: sa.Select[Any]
-    keep_and_tail: sa.CompoundSelect[Any]
+    older: sa.CompoundSelect[Any]
+    cut: sa.TextClause
 
 
 @functools.cache
@@ -495,37 +659,109 @@ def _window_sql() -> _WindowSQL:
         .scalar_subquery()
         .label("counted")
     )
-    head = sa.select(cv.c.last_seq, cv.c.image_count, counted).where(
+    head = sa.select(cv.c.last_seq, cv.c.image_count, counted, cv.c.epoch).where(
         cv.c.id == cid, cv.c.namespace == sa.bindparam("ns", type_=sa.String)
     )
-    # Each count is looked up per message row (a correlated primary-key lookup), so every query is
-    # driven by a range of the messages index whatever the planner's statistics say (a join let
-    # PostgreSQL walk all of the conversation's counts when its statistics were stale).
-    tokens = (
+    low, n = sa.bindparam("low", type_=sa.Integer), sa.bindparam("n", type_=sa.Integer)
+    lo, hi = sa.bindparam("lo", type_=sa.Integer), sa.bindparam("hi", type_=sa.Integer)
+
+    def light(a: Any, b: Any) -> sa.CompoundSelect[Any]:
+        """Rows a <= seq < b: (seq, role, unit, keep, None...) from the messages and (seq, None, None,
+        None, tokens, running totals) from the counts. Two index ranges, not a join: with stale
+        statistics PostgreSQL planned the join as a nested loop over the whole count range."""
+        none_s, none_i = sa.null().cast(sa.String), sa.null().cast(sa.Integer)
+        return sa.union_all(
+            sa.select(
+                m.c.seq, m.c.role, m.c.unit_seq, m.c.keep, none_i, none_i.cast(sa.BigInteger), none_i
+            ).where(m.c.conversation_id == cid, m.c.seq >= a, m.c.seq < b),
+            sa.select(
+                c.c.seq, none_s, none_i, sa.null().cast(sa.Boolean), c.c.tokens, c.c.run_tokens, c.c.run_msgs
+            ).where(c.c.conversation_id == cid, c.c.counter_id == counter_id, c.c.seq >= a, c.c.seq < b),
+        )
+
+    # keep rows are few and anywhere: each count looked up by primary key (a correlated lookup)
+    keep_tokens = (
         sa.select(c.c.tokens)
         .where(c.c.conversation_id == m.c.conversation_id, c.c.counter_id == counter_id, c.c.seq == m.c.seq)
         .scalar_subquery()
-        .label("tokens")
     )
-    light = sa.select(m.c.seq, m.c.role, m.c.unit_seq, m.c.keep, tokens).where(m.c.conversation_id == cid)
-    low, n, cut = (sa.bindparam(name, type_=sa.Integer) for name in ("low", "n", "cut"))
-    cols = [m.c[name] for name in _BODY_COLUMNS]
-    tail = sa.select(*cols).where(m.c.conversation_id == cid, m.c.seq >= cut, m.c.seq <= n)
+    keep_rows = sa.select(
+        m.c.seq,
+        m.c.role,
+        m.c.unit_seq,
+        m.c.keep,
+        keep_tokens,
+        sa.literal_column("0", sa.BigInteger),
+        sa.literal_column("0", sa.Integer),
+    ).where(m.c.conversation_id == cid, m.c.keep.is_(True), m.c.seq < low)
     return _WindowSQL(
-        # keep rows (always in the window: leading system, pinned units) and the newest rows
         head=head,
-        first=sa.union_all(
-            light.where(m.c.keep.is_(True), m.c.seq < low), light.where(m.c.seq >= low, m.c.seq <= n)
-        ),
-        older=light.where(
-            m.c.seq >= sa.bindparam("lo", type_=sa.Integer), m.c.seq < sa.bindparam("hi", type_=sa.Integer)
-        ).order_by(m.c.seq.desc()),
-        tail=tail.order_by(m.c.seq),
-        # two index ranges, not one OR (SQLite scanned the whole conversation for the OR)
-        keep_and_tail=sa.union_all(
-            sa.select(*cols).where(m.c.conversation_id == cid, m.c.keep.is_(True), m.c.seq < cut), tail
-        ),
+        # keep rows before the first look (always in the window: leading system, pinned units),
+        # then the newest rows
+        first=sa.union_all(keep_rows, *light(low, n + 1).selects),
+        older=light(lo, hi),
+        cut=sa.text(_CUT_SQL),
     )
+
+
+@functools.cache
+def _bodies_sql(keep: bool, ranges: int) -> sa.Select[Any] | sa.CompoundSelect[Any]:
+    """The bodies of the keep rows before ``cut`` (when ``keep``) and of ``ranges`` seq ranges.
+
+    Parameters: ``cid``, ``cut``, and ``a0``/``b0``, ``a1``/``b1``... (closed ranges). Each part is
+    an index range of its own, not one OR (SQLite scanned the whole conversation for the OR).
+    """
+    m = t.messages
+    cid = sa.bindparam("cid", type_=sa.String)
+    parts: list[sa.Select[Any]] = []
+    if keep:
+        cut = sa.bindparam("cut", type_=sa.Integer)
+        parts.append(sa.select(*_body()).where(m.c.conversation_id == cid, m.c.keep.is_(True), m.c.seq < cut))
+    for i in range(ranges):
+        a, b = sa.bindparam(f"a{i}", type_=sa.Integer), sa.bindparam(f"b{i}", type_=sa.Integer)
+        parts.append(sa.select(*_body()).where(m.c.conversation_id == cid, m.c.seq >= a, m.c.seq <= b))
+    if len(parts) == 1:
+        return parts[0].order_by(m.c.seq)
+    return sa.union_all(*parts)
+
+
+def _kept_bodies(
+    cid: str, kept: list[int], cut: int, n: int, known: Mapping[int, Message], images: bool
+) -> Op[list[Message]]:
+    """The messages at the ``kept`` seqs (keep rows before ``cut``, then ``cut..n``).
+
+    Reads and decodes only those ``known`` (decoded by an earlier window of this epoch) lacks:
+    the keep rows before the cut if any is missing, and the missing runs of ``cut..n`` (at
+    most two ranges; more holes are read as one range).
+    """
+    if not known:
+        rows = (
+            yield Exec(_bodies_sql(kept[0] < cut, 1), {"cid": cid, "cut": cut, "a0": cut, "b0": n}, raw=True)
+        ).all()
+        return (yield from _decode_body(sorted(rows, key=itemgetter(0)) if kept[0] < cut else rows, images))
+    keep_missing = any(seq not in known for seq in kept if seq < cut)
+    runs: list[list[int]] = []
+    for seq in range(cut, n + 1):
+        if seq not in known:
+            if runs and runs[-1][1] == seq - 1:
+                runs[-1][1] = seq
+            else:
+                runs.append([seq, seq])
+    if len(runs) > 2:
+        runs = [[runs[0][0], runs[-1][1]]]
+    fetched: dict[int, Message] = {}
+    if keep_missing or runs:
+        params: dict[str, Any] = {"cid": cid, "cut": cut}
+        for i, (a, b) in enumerate(runs):
+            params[f"a{i}"], params[f"b{i}"] = a, b
+        rows = (yield Exec(_bodies_sql(keep_missing, len(runs)), params, raw=True)).all()
+        fetched = dict(zip([r[0] for r in rows], (yield from _decode_body(rows, images)), strict=True))
+    try:
+        return [fetched[seq] if seq in fetched else known[seq] for seq in kept]
+    except KeyError as exc:
+        raise DatabaseError(
+            f"conversation {cid}: message seq {exc} is missing (was the database edited outside convkit?)"
+        ) from None
 
 
 def window_trim(
@@ -537,66 +773,87 @@ def window_trim(
     reserve: int,
     margin: float,
     tools_tokens: int,
+    cache: MessageCache | None = None,
 ) -> Op[FitResult]:
-    """The trim window of a stored conversation, reading counts and only the kept bodies.
+    """The trim window of a stored conversation, reading only the kept bodies and a few counts.
 
-    Cost: O(kept rows + pinned rows), independent of the conversation's length. Usually three
-    statements: the conversation with its count watermark; the counts of the pinned rows and of
-    the newest rows (more ranges only when the budget reaches further back, each sized from the
-    counts seen so far); the kept bodies. Every range is closed (seqs are contiguous), so no
-    query plan can read more rows than asked for, and nothing past the conversation's length at
-    the first statement is read (a concurrent append does not leak into this window).
+    Usually three or four statements, whatever the conversation's length: the conversation
+    with its count watermark; the counts of the keep rows (leading system, pinned units) and of
+    the newest rows (the newest turn; older rows only when that turn reaches further back);
+    when the window reaches past those rows, a binary search of the running totals for the cut
+    (logarithmic in the conversation's length, one primary-key lookup a step, run inside the
+    database); the kept bodies, except those ``cache`` holds from an earlier window of the same
+    epoch. Every range is closed, and nothing past the conversation's length at the first
+    statement is read (a concurrent append does not leak into this window).
+
+    The cut is the one :func:`convkit.fit` makes: units are dropped oldest first while the rest
+    does not fit; costs are non-negative, so the units that fit are exactly those starting after
+    the last seq ``s`` whose running cost ``P(s)`` is below ``P(before the newest turn) - room``.
     """
     sql = _window_sql()
-    conv = (yield Exec(sql.head, {"cid": cid, "ns": ns, "counter_id": counter_id})).first()
+    conv = (yield Exec(sql.head, {"cid": cid, "ns": ns, "counter_id": counter_id}, raw=True)).first()
     if conv is None:
         raise ConversationNotFoundError(cid, ns)
-    n = conv.last_seq
+    n, image_count, counted, epoch = conv
     if n == 0:
         raise ValidationError("nothing to fit: the conversation has no messages")
-    if not spec.supports_images and conv.image_count > 0:
+    if not spec.supports_images and image_count > 0:
         raise NeedsFullFit
-    if (conv.counted or 0) < n:
+    if (counted or 0) < n:
         raise NeedsBackfill
     ovh = spec.message_overhead
-    # (rows are unpacked into plain tuples: a Row's attribute access costs more than the scan itself)
-    got: dict[int, tuple[str, int, bool, int]] = {}  # seq -> (role, unit_seq, keep, tokens), [low, n]
+    # seq -> (role, unit_seq, keep, tokens, run_tokens, run_msgs) for every seq in [low, n]
+    got: dict[int, tuple[str, int, bool, int, int, int]] = {}
     keep_cost: dict[int, int] = {}  # seq -> cost of every keep row
-    step = min(max(budget // 128, WINDOW_FIRST_ROWS[0]), WINDOW_FIRST_ROWS[1])
+    step = min(max(budget // 256, WINDOW_FIRST_ROWS[0]), WINDOW_FIRST_ROWS[1])
     low = max(1, n - step + 1)
     params = {"cid": cid, "counter_id": counter_id}
-    for seq, role, unit, keep, tokens in (yield Exec(sql.first, {**params, "low": low, "n": n})).all():
-        if keep:
-            keep_cost[seq] = tokens + ovh
-        if seq >= low:
-            got[seq] = (role, unit, keep, tokens)
 
-    def older(lo: int) -> Op[int | None]:
-        """Read the rows lo <= seq < low into ``got``; returns the unit of the newest non-system one."""
-        speaker_unit = None
-        for seq, role, unit, keep, tokens in (
-            yield Exec(sql.older, {**params, "lo": lo, "hi": low})
-        ).all():  # newest first
-            got[seq] = (role, unit, keep, tokens)
-            if speaker_unit is None and role != "system":
-                speaker_unit = unit
-        return speaker_unit
+    def take(rows: Sequence[Any], lo: int, hi: int) -> None:
+        """Merge light rows of messages and counts with lo <= seq <= hi into ``got``."""
+        shape: dict[int, tuple[str, int, bool]] = {}
+        counts: dict[int, tuple[int, int, int]] = {}
+        for seq, role, unit, keep, tokens, run_tokens, run_msgs in rows:
+            if seq < lo:  # a keep row before the range (its count looked up with it)
+                keep_cost[seq] = tokens + ovh
+            elif role is None:
+                counts[seq] = (tokens, run_tokens, run_msgs)
+            else:
+                shape[seq] = (role, unit, bool(keep))
+        if len(shape) != hi - lo + 1 or len(counts) != hi - lo + 1:
+            raise DatabaseError(
+                f"conversation {cid}: stored messages or token counts of counter {counter_id!r} are "
+                f"missing between seq {lo} and {hi} (was the database edited outside convkit?)"
+            )
+        for seq, (role, unit, keep) in shape.items():
+            tokens, run_tokens, run_msgs = counts[seq]
+            got[seq] = (role, unit, keep, tokens, run_tokens, run_msgs)
+            if keep:
+                keep_cost[seq] = tokens + ovh
+
+    take((yield Exec(sql.first, {**params, "low": low, "n": n}, raw=True)).all(), low, n)
+
+    def older(lo: int) -> Op[None]:
+        """Read the rows lo <= seq < low into ``got``."""
+        take((yield Exec(sql.older, {**params, "lo": lo, "hi": low}, raw=True)).all(), lo, low - 1)
 
     # the newest turn (as fit keeps it): the unit of the newest non-system message and all after it
     last_unit = next((got[s][1] for s in range(n, low - 1, -1) if got[s][0] != "system"), None)
     while last_unit is None and low > 1:
         step = min(step * 4, 65536)
         lo = max(1, low - step)
-        last_unit = yield from older(lo)
+        yield from older(lo)
         low = lo
+        last_unit = next((got[s][1] for s in range(n, low - 1, -1) if got[s][0] != "system"), None)
     if last_unit is None:
         raise InvalidConversationError(
             "the conversation has only system messages, so there is nothing to answer; "
             "add the user message the model should reply to"
         )
-    if last_unit < low:  # a tool group longer than the first look
-        yield from older(last_unit)
-        low = last_unit
+    if max(1, last_unit - 1) < low:  # a tool group longer than the first look: read it, and P before it
+        lo = max(1, last_unit - 1)
+        yield from older(lo)
+        low = lo
     last = [got[s][3] + ovh for s in range(last_unit, n + 1) if not got[s][2]]  # keep rows: in keep_cost
     last_cost = sum(last)
     fixed = spec.request_overhead + tools_tokens + sum(keep_cost.values()) + last_cost
@@ -611,41 +868,62 @@ def window_trim(
             "message with its tool group (and any system messages after it), and the tool definitions",
         )
     remaining = budget - fixed
-    cut, unit_cost = last_unit, 0
-    seen_rows, seen_cost = len(last), last_cost  # rows counted so far and their cost: size the next range
-    s = last_unit - 1
-    while s >= 1:
-        if s < low:
-            avg = max(1.0, seen_cost / max(1, seen_rows))
-            want = int((remaining - unit_cost) / avg * 1.1) + 16
-            lo = max(1, low - min(max(want, 64), 65536))
-            yield from older(lo)
-            low = lo
-        _role, unit, keep, tokens = got[s]
-        if not keep:  # keep units are whole: never part of a unit being scanned
-            cost = tokens + ovh
-            unit_cost += cost
-            seen_rows += 1
-            seen_cost += cost
-            if s == unit:  # reached the first message of a unit: its cost is known
-                if unit_cost > remaining:
-                    break
-                remaining -= unit_cost
-                cut, unit_cost = s, 0
-        s -= 1
-    bounds = {"cid": cid, "cut": cut, "n": n}
-    if any(seq < cut for seq in keep_cost):
-        body = sorted((yield Exec(sql.keep_and_tail, bounds)).all(), key=itemgetter(0))  # by seq
-    else:
-        body = list((yield Exec(sql.tail, bounds)).all())
-    msgs = yield from _decode_rows(body)
-    spans: list[tuple[int, int]] = []
-    for r in body:
-        i = r[0] - 1  # seq
-        if spans and spans[-1][1] == i:
-            spans[-1] = (spans[-1][0], i + 1)
+
+    def cost_to(s: int) -> int:
+        """P(s): tokens plus overhead of the droppable messages 1..s (s in [low, n])."""
+        return got[s][4] + ovh * got[s][5]
+
+    cut = 1
+    if last_unit > 1:
+        top = cost_to(last_unit - 1)
+        x = top - remaining  # units starting after the last s with P(s) < x fit
+        if x > 0:
+            if cost_to(low) < x:  # the cut lies within the rows read: find it here
+                s_star = next(s for s in range(low + 1, last_unit) if cost_to(s) >= x)
+                cut = next(s for s in range(s_star + 1, last_unit + 1) if got[s][1] == s)
+                before_cut = cost_to(cut - 1)
+            else:
+                row = (
+                    yield Exec(
+                        sql.cut,
+                        {
+                            **params,
+                            "lo": 0,
+                            "hi": low,
+                            "mid": low // 2,
+                            "x": x,
+                            "ovh": ovh,
+                            "last_unit": last_unit,
+                        },
+                        raw=True,
+                    )
+                ).first()
+                if row is None or row[1] is None:
+                    raise DatabaseError(
+                        f"conversation {cid}: the stored token counts of counter {counter_id!r} are "
+                        f"missing or inconsistent below seq {low} (was the database edited outside convkit?)"
+                    )
+                cut = int(row[1])
+                before_cut = 0 if cut == 1 else int(row[2])
+            remaining -= top - before_cut
         else:
-            spans.append((i, i + 1))
+            remaining -= top
+    pins = sorted(seq for seq in keep_cost if seq < cut)
+    kept = [*pins, *range(cut, n + 1)]
+    known = cache.get(cid, epoch) if cache is not None else {}
+    msgs = yield from _kept_bodies(cid, kept, cut, n, known, image_count > 0)
+    if cache is not None:
+        cache.put(cid, epoch, dict(zip(kept, msgs, strict=True)))
+    spans: list[tuple[int, int]] = []  # 0-based [start, end) runs of the kept seqs
+    for seq in pins:
+        if spans and spans[-1][1] == seq - 1:
+            spans[-1] = (spans[-1][0], seq)
+        else:
+            spans.append((seq - 1, seq))
+    if spans and spans[-1][1] == cut - 1:
+        spans[-1] = (spans[-1][0], n)
+    else:
+        spans.append((cut - 1, n))
     return FitResult(
         messages=tuple(msgs),
         prompt_tokens=budget - remaining,
@@ -729,10 +1007,15 @@ def fork(ns: str, cid: str, at_seq: int | None, title: str | None) -> Op[Convers
     yield from _restore_earlier_calls(cid, new_id, at, (yield from _calls_after(cid, at)))
     yield Exec(
         sa.insert(c).from_select(
-            ["conversation_id", "counter_id", "seq", "tokens"],
-            sa.select(sa.literal(new_id, sa.String), c.c.counter_id, c.c.seq, c.c.tokens).where(
-                c.c.conversation_id == cid, c.c.seq <= at
-            ),
+            ["conversation_id", "counter_id", "seq", "tokens", "run_tokens", "run_msgs"],
+            sa.select(
+                sa.literal(new_id, sa.String),
+                c.c.counter_id,
+                c.c.seq,
+                c.c.tokens,
+                c.c.run_tokens,
+                c.c.run_msgs,
+            ).where(c.c.conversation_id == cid, c.c.seq <= at),
         )
     )
     yield Exec(
@@ -779,14 +1062,18 @@ def _rebuild_last_unit(cid: str, last: int, prefix: int) -> Op[None]:
         for call in json.loads(r.tool_calls) if r.tool_calls else ():
             owner[call["id"]] = r.seq
     by_seq = {r.seq: r for r in rows}
+    keep_changed: list[int] = []
     for a, b in pairwise([*starts, last + 1]):
         keep = any(by_seq[q].pinned or q <= prefix for q in range(a, b))
+        keep_changed += [q for q in range(a, b) if bool(by_seq[q].keep) != keep]
         if any(by_seq[q].unit_seq != a or bool(by_seq[q].keep) != keep for q in range(a, b)):
             yield Exec(
                 sa.update(m)
                 .where(m.c.conversation_id == cid, m.c.seq >= a, m.c.seq < b)
                 .values(unit_seq=a, keep=keep)
             )
+    if keep_changed:
+        yield from _recompute_runs(cid, min(keep_changed))
     return None
 
 
@@ -1018,9 +1305,9 @@ def truncate(ns: str, cid: str, keep: int) -> Op[list[Message]]:
     if keep == conv.last_seq:
         return []
     gone_rows = (
-        yield Exec(sa.select(m).where(m.c.conversation_id == cid, m.c.seq > keep).order_by(m.c.seq))
+        yield Exec(sa.select(*_body()).where(m.c.conversation_id == cid, m.c.seq > keep).order_by(m.c.seq))
     ).all()
-    gone = yield from _decode_rows(gone_rows)
+    gone = yield from _decode_body(gone_rows)
     cut_calls = yield from _calls_after(cid, keep)
     for table in (c, tc, m):
         yield Exec(sa.delete(table).where(table.c.conversation_id == cid, table.c.seq > keep))
@@ -1035,7 +1322,7 @@ def truncate(ns: str, cid: str, keep: int) -> Op[list[Message]]:
     yield Exec(
         sa.update(t.conversations)
         .where(t.conversations.c.id == cid)
-        .values(last_seq=keep, prefix_len=prefix, updated_at=_now())
+        .values(last_seq=keep, prefix_len=prefix, epoch=t.conversations.c.epoch + 1, updated_at=_now())
     )
     return gone
 

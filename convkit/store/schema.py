@@ -7,7 +7,10 @@ host application's own; the Alembic version table is ``convkit_alembic_version``
   (tenant). ``last_seq`` is the highest message ``seq``; appends bump it under
   the row's write lock, which is what keeps ``seq`` contiguous and unique
   under concurrent writers. ``prefix_len`` counts the leading system messages;
-  ``image_count`` the image parts (a text-only model's window checks it).
+  ``image_count`` the image parts (a text-only model's window checks it);
+  ``epoch`` grows whenever messages are removed (truncate, pop), so the
+  messages at seqs 1..``last_seq`` never change within one epoch (a store
+  may keep decoded copies of them between windows).
 * ``convkit_messages``: ``(conversation_id, seq)`` is unique and indexed;
   ``seq`` starts at 1 and orders the conversation (never wall-clock time).
   ``content`` is JSON of the parts, with images replaced by their sha256;
@@ -18,7 +21,13 @@ host application's own; the Alembic version table is ``convkit_alembic_version``
 * ``convkit_tool_calls``: call id -> seq of the assistant message that made
   it, so a tool result finds its call with an indexed lookup.
 * ``convkit_images``: image bytes stored once, keyed by content hash.
-* ``convkit_token_counts``: content tokens per message per counter identity.
+* ``convkit_token_counts``: content tokens per message per counter identity,
+  with running totals over the conversation's droppable messages (those not
+  marked ``keep``) up to and including this one: ``run_tokens`` (their
+  tokens) and ``run_msgs`` (how many). Any span's cost under a model's
+  per-message overhead ``o`` is then ``Δrun_tokens + o * Δrun_msgs``, so a
+  window finds where to cut by a binary search of primary-key lookups instead
+  of reading every kept row's count.
 * ``convkit_counter_progress``: per conversation and counter, the seq up to
   which every message has a count (a window back-fills past it in batches).
 * ``convkit_summaries`` and ``convkit_usage``: summaries (summarize strategy)
@@ -69,6 +78,7 @@ conversations = sa.Table(
     sa.Column("last_seq", sa.Integer, nullable=False, server_default="0"),
     sa.Column("prefix_len", sa.Integer, nullable=False, server_default="0"),
     sa.Column("image_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("epoch", sa.Integer, nullable=False, server_default="0"),
     sa.Column("forked_from", sa.String(64), nullable=True),
     sa.Column("forked_at_seq", sa.Integer, nullable=True),
     sa.Column("created_at", _ts, nullable=False),
@@ -139,6 +149,8 @@ token_counts = sa.Table(
     sa.Column("counter_id", sa.String(128), primary_key=True),
     sa.Column("seq", sa.Integer, primary_key=True),
     sa.Column("tokens", sa.Integer, nullable=False),
+    sa.Column("run_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("run_msgs", sa.Integer, nullable=False, server_default="0"),
 )
 
 counter_progress = sa.Table(

@@ -36,7 +36,10 @@ def drive(conn: Connection, op: ops.Op[T]) -> T:
             req = op.send(result)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
-        result = conn.execute(req.stmt) if req.params is None else conn.execute(req.stmt, req.params)
+        if req.raw:
+            result = conn.exec_driver_sql(*ops.driver_sql(conn.dialect, req))
+        else:
+            result = conn.execute(req.stmt) if req.params is None else conn.execute(req.stmt, req.params)
 
 
 class Store(StoreBase):
@@ -47,7 +50,10 @@ class Store(StoreBase):
     each message when it is written, so windows never re-tokenize.
     ``upgrade``: ``True`` upgrades the schema to this version's head,
     ``False`` only checks it, ``None`` (default) upgrades a new, empty SQLite
-    file and checks everything else.
+    file and checks everything else. ``window_cache``: for how many
+    conversations the store keeps the last window's messages decoded in
+    memory, so the next window reads and decodes only rows it has not seen
+    (0 keeps none; see :mod:`convkit.store.msgcache`).
     """
 
     def __init__(
@@ -58,8 +64,9 @@ class Store(StoreBase):
         counters: Iterable[TokenCounter] = (),
         upgrade: bool | None = None,
         engine: Engine | None = None,
+        window_cache: int = 64,
     ) -> None:
-        self._init_common(str(engine.url) if engine is not None else url, namespace, counters)
+        self._init_common(str(engine.url) if engine is not None else url, namespace, counters, window_cache)
         self._owns_engine = engine is None
         with db_errors("opening the database"):
             self._engine = engine if engine is not None else create_sync(url)
@@ -88,7 +95,12 @@ class Store(StoreBase):
     def _run(self, op: ops.Op[T], what: str, *, read: bool = False) -> T:
         with db_errors(what), self._engine.connect() as conn:
             if read:
-                conn.execution_options(convkit_read=True)
+                # one snapshot for every statement of a read (PostgreSQL's default isolation
+                # lets each statement see later commits); SQLite's read transactions are snapshots
+                if self._dialect == "postgresql":
+                    conn.execution_options(convkit_read=True, isolation_level="REPEATABLE READ")
+                else:
+                    conn.execution_options(convkit_read=True)
             with conn.begin():
                 return drive(conn, op)
 
@@ -269,7 +281,7 @@ class Store(StoreBase):
             return self._summarized(cid, args, summarizer, fallback, low_water, summary_tokens)
         for _ in range(100):
             try:
-                return self._run(args.trim_op(self.namespace, cid), "window", read=True)
+                return self._run(args.trim_op(self.namespace, cid, self._cache), "window", read=True)
             except ops.NeedsFullFit:  # a text-only model, a conversation holding images
                 return fit(
                     self.messages(cid),
