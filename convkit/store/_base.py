@@ -84,7 +84,9 @@ class WindowArgs:
             s.first + 1, s.last + 1, s.text, self.spec.name, self.counter.identity, tokens
         )
 
-    def trim_op(self, ns: str, cid: str, cache: MessageCache | None = None) -> ops.Op[FitResult]:
+    def trim_op(
+        self, ns: str, cid: str, cache: MessageCache | None = None, dialect: str = "sqlite"
+    ) -> ops.Op[FitResult]:
         return ops.window_trim(
             ns,
             cid,
@@ -95,6 +97,7 @@ class WindowArgs:
             self.margin,
             self.tools_tokens,
             cache,
+            dialect,
         )
 
 

@@ -39,7 +39,7 @@ async def adrive(conn: AsyncConnection, op: ops.Op[T]) -> T:
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
         if req.raw:
-            result = await conn.exec_driver_sql(*ops.driver_sql(conn.dialect, req))
+            result = await conn.run_sync(ops.run_raw, req)
         else:
             result = await (
                 conn.execute(req.stmt) if req.params is None else conn.execute(req.stmt, req.params)
@@ -291,7 +291,9 @@ class AsyncStore(StoreBase):
             return await self._summarized(cid, args, summarizer, fallback, low_water, summary_tokens)
         for _ in range(100):
             try:
-                return await self._run(args.trim_op(self.namespace, cid, self._cache), "window", read=True)
+                return await self._run(
+                    args.trim_op(self.namespace, cid, self._cache, self._dialect), "window", read=True
+                )
             except ops.NeedsFullFit:  # a text-only model, a conversation holding images
                 return fit(
                     await self.messages(cid),

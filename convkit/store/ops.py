@@ -58,9 +58,10 @@ CHUNK = 2000
 class Exec:
     """One statement to run, with optional parameters (a list means executemany).
 
-    ``raw``: run the statement's SQL (compiled once per dialect) straight on the driver, whose
-    rows come back as plain tuples without SQLAlchemy's per-row type processing (the window's
-    statements: their parameters are strings and integers, and booleans may come back as 0/1).
+    ``raw``: run the statement's SQL (compiled once per dialect) on the driver's cursor, inside
+    the operation's transaction; the result is :class:`Rows` of plain tuples, without
+    SQLAlchemy's result and type processing (the window's statements: their parameters are
+    strings and integers, and booleans may come back as 0/1).
     """
 
     stmt: sa.Executable
@@ -70,6 +71,38 @@ class Exec:
 
 T = TypeVar("T")
 Op: TypeAlias = Generator[Exec, Any, T]
+
+
+@attrs.frozen
+class Rows:
+    """The rows of a ``raw`` request (tuples), with the two accessors operations use."""
+
+    rows: list[Any]
+
+    def all(self) -> list[Any]:
+        return self.rows
+
+    def first(self) -> Any:
+        return self.rows[0] if self.rows else None
+
+
+def run_raw(conn: sa.Connection, req: Exec) -> Rows:
+    """Run a ``raw`` request on the connection's driver cursor (driver errors wrapped as SQLAlchemy's)."""
+    sql, params = driver_sql(conn.dialect, req)
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    cur = dbapi.cursor()
+    try:
+        cur.execute(sql, params)
+        rows = cur.fetchall()
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise sa.exc.DBAPIError.instance(sql, params, exc, conn.dialect.loaded_dbapi.Error) from exc
+    finally:
+        cur.close()
+    if rows and type(rows[0]) is not tuple:  # asyncpg's records
+        rows = [tuple(r) for r in rows]
+    return Rows(list(rows))
+
 
 _DRIVER_SQL: dict[tuple[str, str, sa.Executable], tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
 
@@ -594,17 +627,21 @@ class NeedsFullFit(Exception):
     """Internal: a text-only model's window over a conversation holding images (fit reads it all)."""
 
 
-#: Bounds of the window's first look at the newest rows (budget / 256 rows within them): it finds
-#: the newest turn, and when the whole window lies within it, the cut as well.
-WINDOW_FIRST_ROWS = (16, 64)
-#: Where a window cuts, when the cut lies before its first look: a binary search over the running
-#: totals (``P(s) = run_tokens + overhead * run_msgs`` is non-decreasing in ``seq``) for the first
-#: seq ``s`` in ``(lo, hi]`` with ``P(s) >= x``, then the first unit start after it (the cut) and
-#: ``P`` just before the cut. Each step looks up ``ge = P(mid) >= x`` by primary key (a correlated
-#: lookup, so no planner can turn it into a scan of the conversation's counts; SQLite allows the
-#: recursive table only once, in the step's FROM). Invariant: ``P(lo) < x <= P(hi)``; a missing
-#: count ends the search early and yields no row.
-_CUT_SQL = """
+#: The window's first look at the newest rows, per dialect: budget / divisor rows, within bounds.
+#: It finds the newest turn and, when the whole window lies within it, the cut as well. PostgreSQL
+#: looks further (a round trip costs more than reading rows); SQLite reads fewer rows and
+#: searches the running totals sooner (reading rows costs more than another statement).
+WINDOW_FIRST_ROWS: dict[str, tuple[int, int]] = {"sqlite": (8, 32), "postgresql": (16, 96)}
+WINDOW_FIRST_DIVISOR: dict[str, int] = {"sqlite": 512, "postgresql": 96}
+
+#: The binary search of a window whose cut lies before its first look, over the running totals
+#: (``P(s) = run_tokens + overhead * run_msgs`` is non-decreasing in ``seq``): the first seq ``s``
+#: in ``(lo, hi]`` with ``P(s) >= x``, then the cut (the first unit start after it). Each step
+#: looks up ``ge = P(mid) >= x`` by primary key (a correlated lookup, so no planner can turn it
+#: into a scan of the conversation's counts; SQLite allows the recursive table only once, in the
+#: step's FROM). Invariant: ``P(lo) < x <= P(hi)``; a missing count ends the search early, and
+#: then ``q`` is empty.
+_SEARCH_SQL = """
 WITH RECURSIVE bs(lo, hi, mid, ge) AS (
     SELECT CAST(:lo AS INTEGER), CAST(:hi AS INTEGER), CAST(:mid AS INTEGER), (
         SELECT CASE WHEN c.run_tokens + :ovh * c.run_msgs >= :x THEN 1 ELSE 0 END
@@ -621,63 +658,105 @@ WITH RECURSIVE bs(lo, hi, mid, ge) AS (
           AND c.seq = (CASE WHEN bs.ge = 1 THEN bs.lo + bs.mid ELSE bs.mid + bs.hi END) / 2
     )
     FROM bs WHERE bs.hi - bs.lo > 1 AND bs.ge IS NOT NULL
-)
-SELECT q.hi, q.cut, (
-    SELECT c.run_tokens + :ovh * c.run_msgs FROM convkit_token_counts c
-    WHERE c.conversation_id = :cid AND c.counter_id = :counter_id AND c.seq = q.cut - 1
-) AS before_cut
-FROM (
-    SELECT bs.hi, (
+),
+q AS (
+    SELECT (
         SELECT m.seq FROM convkit_messages m
         WHERE m.conversation_id = :cid AND m.seq > bs.hi AND m.seq <= :last_unit AND m.unit_seq = m.seq
         ORDER BY m.seq LIMIT 1
     ) AS cut
     FROM bs WHERE bs.hi - bs.lo <= 1
-) q
+)
+SELECT 0, q.cut, (
+    SELECT c.run_tokens + :ovh * c.run_msgs FROM convkit_token_counts c
+    WHERE c.conversation_id = :cid AND c.counter_id = :counter_id AND c.seq = q.cut - 1
+), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM q
 """
+_BODY_SQL = (
+    "SELECT 1, NULL, NULL, m.seq, m.role, m.content, m.tool_calls, m.tool_call_id, m.name, m.pinned,"
+    " m.metadata"
+)
+
+
+@functools.cache
+def _cut_sql(keep: bool) -> sa.TextClause:
+    """Where the window cuts, with the bodies it keeps, in one statement.
+
+    Rows ``(0, cut, P(cut - 1), NULL...)`` then ``(1, NULL, NULL, <BODY_COLUMNS>)``: the kept rows
+    of ``[cut, r1_hi]`` and ``[max(cut, r2_lo), n]`` (the store's cache holds the rest) and, when
+    ``keep``, the keep rows before the cut.
+    """
+    parts = [
+        _SEARCH_SQL,
+        f"UNION ALL {_BODY_SQL} FROM convkit_messages m WHERE m.conversation_id = :cid"
+        " AND m.seq >= (SELECT cut FROM q) AND m.seq <= :r1_hi",
+        f"UNION ALL {_BODY_SQL} FROM convkit_messages m WHERE m.conversation_id = :cid"
+        " AND m.seq >= (SELECT cut FROM q) AND m.seq >= :r2_lo AND m.seq <= :n",
+    ]
+    if keep:
+        parts.append(
+            f"UNION ALL {_BODY_SQL} FROM convkit_messages m WHERE m.conversation_id = :cid"
+            " AND m.keep = TRUE AND m.seq < (SELECT cut FROM q)"
+        )
+    return sa.text("\n".join(parts))
 
 
 @attrs.frozen
 class _WindowSQL:
-    head: sa.Select[Any]
     first: sa.CompoundSelect[Any]
     older: sa.CompoundSelect[Any]
-    cut: sa.TextClause
 
 
 @functools.cache
 def _window_sql() -> _WindowSQL:
     """The window's statements, built once (building SQL expressions costs more than running them).
 
-    Parameters: ``cid``, ``ns``, ``counter_id``, and seq bounds ``low``, ``n``, ``lo``, ``hi``, ``cut``.
+    Rows are ``(kind, seq, role, unit_seq, keep, tokens, run_tokens, run_msgs)``; kind 0: the
+    conversation (``last_seq``, -, ``image_count``, -, count watermark, ``epoch``, -); 1: a keep row
+    before the range, with its count; 2: a message of the range; 3: a count of the range.
+    Parameters: ``cid``, ``ns``, ``counter_id``, ``step`` (first), ``lo``, ``hi`` (older).
     """
     m, c, p, cv = t.messages, t.token_counts, t.counter_progress, t.conversations
     cid, counter_id = sa.bindparam("cid", type_=sa.String), sa.bindparam("counter_id", type_=sa.String)
+    ns = sa.bindparam("ns", type_=sa.String)
+    none_s, none_i, none_b = sa.null().cast(sa.String), sa.null().cast(sa.Integer), sa.null().cast(sa.Boolean)
+    none_l = sa.null().cast(sa.BigInteger)
+
+    def kind(k: int) -> Any:
+        return sa.literal_column(str(k), sa.Integer)
+
     counted = (
         sa.select(p.c.counted_seq)
         .where(p.c.conversation_id == cv.c.id, p.c.counter_id == counter_id)
         .scalar_subquery()
-        .label("counted")
     )
-    head = sa.select(cv.c.last_seq, cv.c.image_count, counted, cv.c.epoch).where(
-        cv.c.id == cid, cv.c.namespace == sa.bindparam("ns", type_=sa.String)
-    )
-    low, n = sa.bindparam("low", type_=sa.Integer), sa.bindparam("n", type_=sa.Integer)
-    lo, hi = sa.bindparam("lo", type_=sa.Integer), sa.bindparam("hi", type_=sa.Integer)
+    head = sa.select(
+        kind(0),
+        cv.c.last_seq,
+        none_s,
+        cv.c.image_count,
+        none_b,
+        counted,
+        sa.cast(cv.c.epoch, sa.BigInteger),
+        none_i,
+    ).where(cv.c.id == cid, cv.c.namespace == ns)
+    # the conversation's length, looked up once (and nothing at all in another namespace)
+    n = sa.select(cv.c.last_seq).where(cv.c.id == cid, cv.c.namespace == ns).scalar_subquery()
+    low = n - sa.bindparam("step", type_=sa.Integer) + 1
 
-    def light(a: Any, b: Any) -> sa.CompoundSelect[Any]:
-        """Rows a <= seq < b: (seq, role, unit, keep, None...) from the messages and (seq, None, None,
-        None, tokens, running totals) from the counts. Two index ranges, not a join: with stale
-        statistics PostgreSQL planned the join as a nested loop over the whole count range."""
-        none_s, none_i = sa.null().cast(sa.String), sa.null().cast(sa.Integer)
-        return sa.union_all(
+    def light(a: Any, b: Any) -> list[sa.Select[Any]]:
+        """Rows a <= seq <= b of the messages (kind 2) and of the counts (kind 3): two index ranges,
+        not a join (with stale statistics PostgreSQL planned the join as a nested loop over the
+        whole count range)."""
+        return [
+            sa.select(kind(2), m.c.seq, m.c.role, m.c.unit_seq, m.c.keep, none_i, none_l, none_i).where(
+                m.c.conversation_id == cid, m.c.seq >= a, m.c.seq <= b
+            ),
             sa.select(
-                m.c.seq, m.c.role, m.c.unit_seq, m.c.keep, none_i, none_i.cast(sa.BigInteger), none_i
-            ).where(m.c.conversation_id == cid, m.c.seq >= a, m.c.seq < b),
-            sa.select(
-                c.c.seq, none_s, none_i, sa.null().cast(sa.Boolean), c.c.tokens, c.c.run_tokens, c.c.run_msgs
-            ).where(c.c.conversation_id == cid, c.c.counter_id == counter_id, c.c.seq >= a, c.c.seq < b),
-        )
+                kind(3), c.c.seq, none_s, none_i, none_b, c.c.tokens, c.c.run_tokens, c.c.run_msgs
+            ).where(c.c.conversation_id == cid, c.c.counter_id == counter_id, c.c.seq >= a, c.c.seq <= b),
+        ]
 
     # keep rows are few and anywhere: each count looked up by primary key (a correlated lookup)
     keep_tokens = (
@@ -686,21 +765,14 @@ def _window_sql() -> _WindowSQL:
         .scalar_subquery()
     )
     keep_rows = sa.select(
-        m.c.seq,
-        m.c.role,
-        m.c.unit_seq,
-        m.c.keep,
-        keep_tokens,
-        sa.literal_column("0", sa.BigInteger),
-        sa.literal_column("0", sa.Integer),
+        kind(1), m.c.seq, m.c.role, m.c.unit_seq, m.c.keep, keep_tokens, none_l, none_i
     ).where(m.c.conversation_id == cid, m.c.keep.is_(True), m.c.seq < low)
+    lo, hi = sa.bindparam("lo", type_=sa.Integer), sa.bindparam("hi", type_=sa.Integer)
     return _WindowSQL(
-        head=head,
-        # keep rows before the first look (always in the window: leading system, pinned units),
-        # then the newest rows
-        first=sa.union_all(keep_rows, *light(low, n + 1).selects),
-        older=light(lo, hi),
-        cut=sa.text(_CUT_SQL),
+        # the conversation, the keep rows before the first look (always in the window: leading
+        # system, pinned units), then the newest rows: one statement
+        first=sa.union_all(head, keep_rows, *light(low, n)),
+        older=sa.union_all(*light(lo, hi)),
     )
 
 
@@ -764,6 +836,57 @@ def _kept_bodies(
         ) from None
 
 
+def _search_cut(
+    cid: str,
+    counter_id: str,
+    n: int,
+    low: int,
+    last_unit: int,
+    x: int,
+    ovh: int,
+    keep_cost: Mapping[int, int],
+    known: Mapping[int, Message],
+    images: bool,
+) -> Op[tuple[int, int, dict[int, Message]]]:
+    """The cut before seq ``low`` (see :data:`_SEARCH_SQL`), ``P(cut - 1)``, and the kept messages
+    read with it: those of ``[cut, n]`` outside the newest run of seqs ``known`` holds, and the
+    keep rows before the cut when ``known`` lacks any keep row."""
+    if known:  # the run of seqs the cache holds that ends at its newest seq: read around it
+        top = max(known)
+        bottom = top
+        while bottom - 1 in known:
+            bottom -= 1
+        r1_hi, r2_lo = bottom - 1, top + 1
+    else:
+        r1_hi, r2_lo = n, n + 1
+    keep_part = any(seq not in known for seq in keep_cost)
+    params = {
+        "cid": cid,
+        "counter_id": counter_id,
+        "lo": 0,
+        "hi": low,
+        "mid": low // 2,
+        "x": x,
+        "ovh": ovh,
+        "last_unit": last_unit,
+        "r1_hi": r1_hi,
+        "r2_lo": r2_lo,
+        "n": n,
+    }
+    rows = (yield Exec(_cut_sql(keep_part), params, raw=True)).all()
+    found = [r for r in rows if r[0] == 0]
+    if not found or found[0][1] is None:
+        raise DatabaseError(
+            f"conversation {cid}: the stored token counts of counter {counter_id!r} are missing or "
+            f"inconsistent below seq {low} (was the database edited outside convkit?)"
+        )
+    cut = int(found[0][1])
+    before_cut = 0 if cut == 1 else int(found[0][2])
+    body = [r[3:] for r in rows if r[0] == 1]
+    fetched = dict(zip([r[0] for r in body], (yield from _decode_body(body, images)), strict=True))
+    return cut, before_cut, fetched
+
+
 def window_trim(
     ns: str,
     cid: str,
@@ -774,27 +897,32 @@ def window_trim(
     margin: float,
     tools_tokens: int,
     cache: MessageCache | None = None,
+    dialect: str = "sqlite",
 ) -> Op[FitResult]:
     """The trim window of a stored conversation, reading only the kept bodies and a few counts.
 
-    Usually three or four statements, whatever the conversation's length: the conversation
-    with its count watermark; the counts of the keep rows (leading system, pinned units) and of
-    the newest rows (the newest turn; older rows only when that turn reaches further back);
-    when the window reaches past those rows, a binary search of the running totals for the cut
-    (logarithmic in the conversation's length, one primary-key lookup a step, run inside the
-    database); the kept bodies, except those ``cache`` holds from an earlier window of the same
-    epoch. Every range is closed, and nothing past the conversation's length at the first
-    statement is read (a concurrent append does not leak into this window).
+    Usually two statements, whatever the conversation's length: the conversation with its count
+    watermark, the counts of the keep rows (leading system, pinned units) and of the newest rows
+    (the newest turn; older rows only when that turn reaches further back); then the kept
+    bodies, except those ``cache`` holds from an earlier window of the same epoch, with, when
+    the window reaches past the rows read first, the binary search of the running totals for
+    the cut (logarithmic in the conversation's length, one primary-key lookup a step, run inside
+    the database). Every range is closed, and nothing past the conversation's length at the
+    first statement is read (a concurrent append does not leak into this window).
 
     The cut is the one :func:`convkit.fit` makes: units are dropped oldest first while the rest
     does not fit; costs are non-negative, so the units that fit are exactly those starting after
     the last seq ``s`` whose running cost ``P(s)`` is below ``P(before the newest turn) - room``.
     """
     sql = _window_sql()
-    conv = (yield Exec(sql.head, {"cid": cid, "ns": ns, "counter_id": counter_id}, raw=True)).first()
-    if conv is None:
+    least, most = WINDOW_FIRST_ROWS.get(dialect, WINDOW_FIRST_ROWS["sqlite"])
+    step = min(max(budget // WINDOW_FIRST_DIVISOR.get(dialect, 512), least), most)
+    params = {"cid": cid, "counter_id": counter_id}
+    rows = (yield Exec(sql.first, {**params, "ns": ns, "step": step}, raw=True)).all()
+    head = next((r for r in rows if r[0] == 0), None)
+    if head is None:
         raise ConversationNotFoundError(cid, ns)
-    n, image_count, counted, epoch = conv
+    _, n, _, image_count, _, counted, epoch, _ = head
     if n == 0:
         raise ValidationError("nothing to fit: the conversation has no messages")
     if not spec.supports_images and image_count > 0:
@@ -805,21 +933,24 @@ def window_trim(
     # seq -> (role, unit_seq, keep, tokens, run_tokens, run_msgs) for every seq in [low, n]
     got: dict[int, tuple[str, int, bool, int, int, int]] = {}
     keep_cost: dict[int, int] = {}  # seq -> cost of every keep row
-    step = min(max(budget // 256, WINDOW_FIRST_ROWS[0]), WINDOW_FIRST_ROWS[1])
     low = max(1, n - step + 1)
-    params = {"cid": cid, "counter_id": counter_id}
 
     def take(rows: Sequence[Any], lo: int, hi: int) -> None:
-        """Merge light rows of messages and counts with lo <= seq <= hi into ``got``."""
+        """Merge the rows of messages and counts with lo <= seq <= hi (and keep rows) into ``got``."""
         shape: dict[int, tuple[str, int, bool]] = {}
         counts: dict[int, tuple[int, int, int]] = {}
-        for seq, role, unit, keep, tokens, run_tokens, run_msgs in rows:
-            if seq < lo:  # a keep row before the range (its count looked up with it)
-                keep_cost[seq] = tokens + ovh
-            elif role is None:
-                counts[seq] = (tokens, run_tokens, run_msgs)
-            else:
+        for kind, seq, role, unit, keep, tokens, run_tokens, run_msgs in rows:
+            if kind == 2:
                 shape[seq] = (role, unit, bool(keep))
+            elif kind == 3:
+                counts[seq] = (tokens, run_tokens, run_msgs)
+            elif kind == 1:  # a keep row before the range, with its count
+                if tokens is None:
+                    raise DatabaseError(
+                        f"conversation {cid}: the token count of seq {seq} for counter {counter_id!r} is "
+                        "missing (was the database edited outside convkit?)"
+                    )
+                keep_cost[seq] = tokens + ovh
         if len(shape) != hi - lo + 1 or len(counts) != hi - lo + 1:
             raise DatabaseError(
                 f"conversation {cid}: stored messages or token counts of counter {counter_id!r} are "
@@ -831,11 +962,11 @@ def window_trim(
             if keep:
                 keep_cost[seq] = tokens + ovh
 
-    take((yield Exec(sql.first, {**params, "low": low, "n": n}, raw=True)).all(), low, n)
+    take(rows, low, n)
 
     def older(lo: int) -> Op[None]:
         """Read the rows lo <= seq < low into ``got``."""
-        take((yield Exec(sql.older, {**params, "lo": lo, "hi": low}, raw=True)).all(), lo, low - 1)
+        take((yield Exec(sql.older, {**params, "lo": lo, "hi": low - 1}, raw=True)).all(), lo, low - 1)
 
     # the newest turn (as fit keeps it): the unit of the newest non-system message and all after it
     last_unit = next((got[s][1] for s in range(n, low - 1, -1) if got[s][0] != "system"), None)
@@ -873,6 +1004,7 @@ def window_trim(
         """P(s): tokens plus overhead of the droppable messages 1..s (s in [low, n])."""
         return got[s][4] + ovh * got[s][5]
 
+    known = cache.get(cid, epoch) if cache is not None else {}
     cut = 1
     if last_unit > 1:
         top = cost_to(last_unit - 1)
@@ -882,35 +1014,17 @@ def window_trim(
                 s_star = next(s for s in range(low + 1, last_unit) if cost_to(s) >= x)
                 cut = next(s for s in range(s_star + 1, last_unit + 1) if got[s][1] == s)
                 before_cut = cost_to(cut - 1)
-            else:
-                row = (
-                    yield Exec(
-                        sql.cut,
-                        {
-                            **params,
-                            "lo": 0,
-                            "hi": low,
-                            "mid": low // 2,
-                            "x": x,
-                            "ovh": ovh,
-                            "last_unit": last_unit,
-                        },
-                        raw=True,
-                    )
-                ).first()
-                if row is None or row[1] is None:
-                    raise DatabaseError(
-                        f"conversation {cid}: the stored token counts of counter {counter_id!r} are "
-                        f"missing or inconsistent below seq {low} (was the database edited outside convkit?)"
-                    )
-                cut = int(row[1])
-                before_cut = 0 if cut == 1 else int(row[2])
+            else:  # search the running totals, and read the kept bodies the cache lacks, at once
+                cut, before_cut, fetched = yield from _search_cut(
+                    cid, counter_id, n, low, last_unit, x, ovh, keep_cost, known, image_count > 0
+                )
+                if fetched:
+                    known = {**known, **fetched}
             remaining -= top - before_cut
         else:
             remaining -= top
     pins = sorted(seq for seq in keep_cost if seq < cut)
     kept = [*pins, *range(cut, n + 1)]
-    known = cache.get(cid, epoch) if cache is not None else {}
     msgs = yield from _kept_bodies(cid, kept, cut, n, known, image_count > 0)
     if cache is not None:
         cache.put(cid, epoch, dict(zip(kept, msgs, strict=True)))

@@ -37,7 +37,7 @@ def drive(conn: Connection, op: ops.Op[T]) -> T:
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
         if req.raw:
-            result = conn.exec_driver_sql(*ops.driver_sql(conn.dialect, req))
+            result = ops.run_raw(conn, req)
         else:
             result = conn.execute(req.stmt) if req.params is None else conn.execute(req.stmt, req.params)
 
@@ -281,7 +281,9 @@ class Store(StoreBase):
             return self._summarized(cid, args, summarizer, fallback, low_water, summary_tokens)
         for _ in range(100):
             try:
-                return self._run(args.trim_op(self.namespace, cid, self._cache), "window", read=True)
+                return self._run(
+                    args.trim_op(self.namespace, cid, self._cache, self._dialect), "window", read=True
+                )
             except ops.NeedsFullFit:  # a text-only model, a conversation holding images
                 return fit(
                     self.messages(cid),
