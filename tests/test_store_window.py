@@ -43,7 +43,7 @@ from convkit import (
     ValidationError,
     fit,
 )
-from convkit.store import ops
+from convkit.store import Store, ops
 from convkit.store._base import BACKFILL_BATCH
 from convkit.testing.strategies import budgets, conversations
 
@@ -341,6 +341,45 @@ def test_window_reads_only_rows_it_has_not_decoded(open_store: sup.StoreOpener) 
         window(uncached, spec, history)
         assert once > 2
         assert sum(decoded) == 2 * once  # window_cache=0 reads every kept row each time
+
+
+def test_a_window_never_mixes_two_states_of_a_conversation(open_store: sup.StoreOpener) -> None:
+    """Another writer truncates and refills the conversation between a window's statements.
+
+    SQLite reads in a snapshot, so the window is the one before the change; PostgreSQL windows
+    run without one, see the change in their next statement, and start again: the window after
+    it. Never a mix, and nothing stale is cached.
+    """
+    store = open_store()
+    other = Store(open_store.url, counters=[EstimateCounter()])  # the writer, on its own connections
+    spec = ModelSpec("moved", 300, {"text"}, message_overhead=3, request_overhead=2)
+    conv = store.create_conversation()
+    before = _talk("a", 30)
+    store.extend(conv.id, before)
+    after = before[:10] + _talk("b", 20, size=90)  # other sizes: a mixed window would show
+    calls = {"raw": 0, "written": 0}
+    real = ops.run_raw
+
+    def meddling(conn: Any, req: Any) -> Any:
+        calls["raw"] += 1
+        if calls["raw"] == 2 and not calls["written"]:  # between the window's first two statements
+            calls["written"] = 1
+            other.truncate(conv.id, 10)
+            other.extend(conv.id, after[10:])
+        return real(conn, req)
+
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(ops, "run_raw", meddling)
+            got = store.window(conv.id, model=spec, margin=0)
+        assert calls["written"] == 1
+        old = fit(before, model=spec, counter=EstimateCounter(), margin=0)
+        new = fit(after, model=spec, counter=EstimateCounter(), margin=0)
+        assert old != new
+        assert got == (old if open_store.backend == "sqlite" else new)
+        assert store.window(conv.id, model=spec, margin=0) == new
+    finally:
+        other.close()
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, "8", True, None])

@@ -26,6 +26,9 @@ __all__ = ["StoreBase", "WindowArgs"]
 
 #: Messages counted per transaction when a counter is back-filled.
 BACKFILL_BATCH = 5000
+#: Windows run without a snapshot on PostgreSQL (each statement checks the conversation did not
+#: change since the first); after this many changed under them, one runs in a snapshot.
+WINDOW_UNSNAPPED_TRIES = 3
 
 
 class WindowArgs:

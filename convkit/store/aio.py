@@ -22,7 +22,7 @@ from ..messages import Message, MessageLike
 from ..models import ModelSpec, get_model
 from ..summarize import AsyncSummarizer, Summarizer
 from . import migrate, ops
-from ._base import BACKFILL_BATCH, StoreBase, WindowArgs, check_id
+from ._base import BACKFILL_BATCH, WINDOW_UNSNAPPED_TRIES, StoreBase, WindowArgs, check_id
 from .engine import DEFAULT_URL, create_async, db_errors
 
 T = TypeVar("T")
@@ -104,10 +104,13 @@ class AsyncStore(StoreBase):
                     await conn.commit()
             self._ready = True
 
-    async def _run(self, op: ops.Op[T], what: str, *, read: bool = False) -> T:
+    async def _run(self, op: ops.Op[T], what: str, *, read: bool = False, snapshot: bool = True) -> T:
         await self._ensure_ready()
         with db_errors(what):
             async with self._engine.connect() as conn:
+                if read and not snapshot and self._dialect == "postgresql":  # see Store._run
+                    await conn.execution_options(convkit_read=True, isolation_level="AUTOCOMMIT")
+                    return await adrive(conn, op)
                 if read:
                     # one snapshot for every statement of a read (PostgreSQL's default isolation
                     # lets each statement see later commits); SQLite's read transactions are snapshots
@@ -289,11 +292,17 @@ class AsyncStore(StoreBase):
         args = self._window_args(model, counter, reserve, strategy, tools, images, margin)
         if args.strategy == "summarize":
             return await self._summarized(cid, args, summarizer, fallback, low_water, summary_tokens)
+        moved = 0
         for _ in range(100):
             try:
                 return await self._run(
-                    args.trim_op(self.namespace, cid, self._cache, self._dialect), "window", read=True
+                    args.trim_op(self.namespace, cid, self._cache, self._dialect),
+                    "window",
+                    read=True,
+                    snapshot=moved >= WINDOW_UNSNAPPED_TRIES,
                 )
+            except ops.WindowMoved:  # written to between its statements: again (in a snapshot at last)
+                moved += 1
             except ops.NeedsFullFit:  # a text-only model, a conversation holding images
                 return fit(
                     await self.messages(cid),

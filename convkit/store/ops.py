@@ -699,6 +699,7 @@ def _cut_sql(keep: bool) -> sa.TextClause:
             f"UNION ALL {_BODY_SQL} FROM convkit_messages m WHERE m.conversation_id = :cid"
             " AND m.keep = TRUE AND m.seq < (SELECT cut FROM q)"
         )
+    parts.append(f"UNION ALL {_SEEN_SQL}")
     return sa.text("\n".join(parts))
 
 
@@ -772,33 +773,59 @@ def _window_sql() -> _WindowSQL:
         # the conversation, the keep rows before the first look (always in the window: leading
         # system, pinned units), then the newest rows: one statement
         first=sa.union_all(head, keep_rows, *light(low, n)),
-        older=sa.union_all(*light(lo, hi)),
+        older=sa.union_all(head, *light(lo, hi)),
     )
 
 
+#: The conversation as a window's later statements see it: ``(2, last_seq, epoch, NULL...)``.
+_SEEN_SQL = (
+    "SELECT 2, c.last_seq, c.epoch, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+    " FROM convkit_conversations c WHERE c.id = :cid"
+)
+
+
 @functools.cache
-def _bodies_sql(keep: bool, ranges: int) -> sa.Select[Any] | sa.CompoundSelect[Any]:
+def _bodies_sql(keep: bool, ranges: int) -> sa.TextClause:
     """The bodies of the keep rows before ``cut`` (when ``keep``) and of ``ranges`` seq ranges.
 
-    Parameters: ``cid``, ``cut``, and ``a0``/``b0``, ``a1``/``b1``... (closed ranges). Each part is
-    an index range of its own, not one OR (SQLite scanned the whole conversation for the OR).
+    Rows ``(1, NULL, NULL, <BODY_COLUMNS>)``, then the conversation's ``(2, last_seq, epoch, ...)``
+    as this statement sees it. Parameters: ``cid``, ``cut``, and ``a0``/``b0``, ``a1``/``b1``...
+    (closed ranges). Each part is an index range of its own, not one OR (SQLite scanned the whole
+    conversation for the OR).
     """
-    m = t.messages
-    cid = sa.bindparam("cid", type_=sa.String)
-    parts: list[sa.Select[Any]] = []
+    parts = [_SEEN_SQL]
     if keep:
-        cut = sa.bindparam("cut", type_=sa.Integer)
-        parts.append(sa.select(*_body()).where(m.c.conversation_id == cid, m.c.keep.is_(True), m.c.seq < cut))
+        parts.append(
+            f"{_BODY_SQL} FROM convkit_messages m WHERE m.conversation_id = :cid"
+            " AND m.keep = TRUE AND m.seq < :cut"
+        )
     for i in range(ranges):
-        a, b = sa.bindparam(f"a{i}", type_=sa.Integer), sa.bindparam(f"b{i}", type_=sa.Integer)
-        parts.append(sa.select(*_body()).where(m.c.conversation_id == cid, m.c.seq >= a, m.c.seq <= b))
-    if len(parts) == 1:
-        return parts[0].order_by(m.c.seq)
-    return sa.union_all(*parts)
+        parts.append(
+            f"{_BODY_SQL} FROM convkit_messages m WHERE m.conversation_id = :cid"
+            f" AND m.seq >= :a{i} AND m.seq <= :b{i}"
+        )
+    return sa.text("\nUNION ALL ".join(parts))
+
+
+class WindowMoved(Exception):
+    """Internal: the conversation changed between a window's statements (read without a snapshot)."""
+
+
+def _check_seen(rows: Sequence[Any], seen: tuple[int, int], cid: str) -> None:
+    """Raise WindowMoved unless a later statement saw the conversation as the first one did."""
+    now = next(((r[1], r[2]) for r in rows if r[0] == 2), None)
+    if now != seen:
+        raise WindowMoved(cid)
 
 
 def _kept_bodies(
-    cid: str, kept: list[int], cut: int, n: int, known: Mapping[int, Message], images: bool
+    cid: str,
+    kept: list[int],
+    cut: int,
+    n: int,
+    known: Mapping[int, Message],
+    images: bool,
+    seen: tuple[int, int],
 ) -> Op[list[Message]]:
     """The messages at the ``kept`` seqs (keep rows before ``cut``, then ``cut..n``).
 
@@ -807,10 +834,11 @@ def _kept_bodies(
     most two ranges; more holes are read as one range).
     """
     if not known:
-        rows = (
-            yield Exec(_bodies_sql(kept[0] < cut, 1), {"cid": cid, "cut": cut, "a0": cut, "b0": n}, raw=True)
-        ).all()
-        return (yield from _decode_body(sorted(rows, key=itemgetter(0)) if kept[0] < cut else rows, images))
+        whole = {"cid": cid, "cut": cut, "a0": cut, "b0": n}
+        rows = (yield Exec(_bodies_sql(kept[0] < cut, 1), whole, raw=True)).all()
+        _check_seen(rows, seen, cid)
+        body = sorted((r[3:] for r in rows if r[0] == 1), key=itemgetter(0))
+        return (yield from _decode_body(body, images))
     keep_missing = any(seq not in known for seq in kept if seq < cut)
     runs: list[list[int]] = []
     for seq in range(cut, n + 1):
@@ -827,7 +855,9 @@ def _kept_bodies(
         for i, (a, b) in enumerate(runs):
             params[f"a{i}"], params[f"b{i}"] = a, b
         rows = (yield Exec(_bodies_sql(keep_missing, len(runs)), params, raw=True)).all()
-        fetched = dict(zip([r[0] for r in rows], (yield from _decode_body(rows, images)), strict=True))
+        _check_seen(rows, seen, cid)
+        body = [r[3:] for r in rows if r[0] == 1]
+        fetched = dict(zip([r[0] for r in body], (yield from _decode_body(body, images)), strict=True))
     try:
         return [fetched[seq] if seq in fetched else known[seq] for seq in kept]
     except KeyError as exc:
@@ -847,6 +877,7 @@ def _search_cut(
     keep_cost: Mapping[int, int],
     known: Mapping[int, Message],
     images: bool,
+    seen: tuple[int, int],
 ) -> Op[tuple[int, int, dict[int, Message]]]:
     """The cut before seq ``low`` (see :data:`_SEARCH_SQL`), ``P(cut - 1)``, and the kept messages
     read with it: those of ``[cut, n]`` outside the newest run of seqs ``known`` holds, and the
@@ -874,6 +905,7 @@ def _search_cut(
         "n": n,
     }
     rows = (yield Exec(_cut_sql(keep_part), params, raw=True)).all()
+    _check_seen(rows, seen, cid)
     found = [r for r in rows if r[0] == 0]
     if not found or found[0][1] is None:
         raise DatabaseError(
@@ -923,6 +955,7 @@ def window_trim(
     if head is None:
         raise ConversationNotFoundError(cid, ns)
     _, n, _, image_count, _, counted, epoch, _ = head
+    seen = (n, epoch)  # later statements must see the conversation so (reads may lack a snapshot)
     if n == 0:
         raise ValidationError("nothing to fit: the conversation has no messages")
     if not spec.supports_images and image_count > 0:
@@ -966,7 +999,10 @@ def window_trim(
 
     def older(lo: int) -> Op[None]:
         """Read the rows lo <= seq < low into ``got``."""
-        take((yield Exec(sql.older, {**params, "lo": lo, "hi": low - 1}, raw=True)).all(), lo, low - 1)
+        rows = (yield Exec(sql.older, {**params, "ns": ns, "lo": lo, "hi": low - 1}, raw=True)).all()
+        if next(((r[1], r[6]) for r in rows if r[0] == 0), None) != seen:
+            raise WindowMoved(cid)
+        take(rows, lo, low - 1)
 
     # the newest turn (as fit keeps it): the unit of the newest non-system message and all after it
     last_unit = next((got[s][1] for s in range(n, low - 1, -1) if got[s][0] != "system"), None)
@@ -1016,7 +1052,7 @@ def window_trim(
                 before_cut = cost_to(cut - 1)
             else:  # search the running totals, and read the kept bodies the cache lacks, at once
                 cut, before_cut, fetched = yield from _search_cut(
-                    cid, counter_id, n, low, last_unit, x, ovh, keep_cost, known, image_count > 0
+                    cid, counter_id, n, low, last_unit, x, ovh, keep_cost, known, image_count > 0, seen
                 )
                 if fetched:
                     known = {**known, **fetched}
@@ -1025,7 +1061,7 @@ def window_trim(
             remaining -= top
     pins = sorted(seq for seq in keep_cost if seq < cut)
     kept = [*pins, *range(cut, n + 1)]
-    msgs = yield from _kept_bodies(cid, kept, cut, n, known, image_count > 0)
+    msgs = yield from _kept_bodies(cid, kept, cut, n, known, image_count > 0, seen)
     if cache is not None:
         cache.put(cid, epoch, dict(zip(kept, msgs, strict=True)))
     spans: list[tuple[int, int]] = []  # 0-based [start, end) runs of the kept seqs

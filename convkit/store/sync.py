@@ -20,7 +20,7 @@ from ..messages import Message, MessageLike
 from ..models import ModelSpec, get_model
 from ..summarize import AsyncSummarizer, Summarizer
 from . import migrate, ops
-from ._base import BACKFILL_BATCH, StoreBase, WindowArgs, check_id
+from ._base import BACKFILL_BATCH, WINDOW_UNSNAPPED_TRIES, StoreBase, WindowArgs, check_id
 from .engine import DEFAULT_URL, create_sync, db_errors
 
 T = TypeVar("T")
@@ -92,8 +92,16 @@ class Store(StoreBase):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _run(self, op: ops.Op[T], what: str, *, read: bool = False) -> T:
+    def _run(self, op: ops.Op[T], what: str, *, read: bool = False, snapshot: bool = True) -> T:
+        """Run an operation in one transaction (``read``: a read-only one).
+
+        ``snapshot=False`` (reads that check consistency themselves, as windows do): PostgreSQL
+        runs the statements without a transaction, saving its BEGIN and COMMIT round trips.
+        """
         with db_errors(what), self._engine.connect() as conn:
+            if read and not snapshot and self._dialect == "postgresql":
+                conn.execution_options(convkit_read=True, isolation_level="AUTOCOMMIT")
+                return drive(conn, op)
             if read:
                 # one snapshot for every statement of a read (PostgreSQL's default isolation
                 # lets each statement see later commits); SQLite's read transactions are snapshots
@@ -279,11 +287,17 @@ class Store(StoreBase):
         args = self._window_args(model, counter, reserve, strategy, tools, images, margin)
         if args.strategy == "summarize":
             return self._summarized(cid, args, summarizer, fallback, low_water, summary_tokens)
+        moved = 0
         for _ in range(100):
             try:
                 return self._run(
-                    args.trim_op(self.namespace, cid, self._cache, self._dialect), "window", read=True
+                    args.trim_op(self.namespace, cid, self._cache, self._dialect),
+                    "window",
+                    read=True,
+                    snapshot=moved >= WINDOW_UNSNAPPED_TRIES,
                 )
+            except ops.WindowMoved:  # written to between its statements: again (in a snapshot at last)
+                moved += 1
             except ops.NeedsFullFit:  # a text-only model, a conversation holding images
                 return fit(
                     self.messages(cid),
