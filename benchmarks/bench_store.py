@@ -18,7 +18,8 @@ directory and on a scratch PostgreSQL database, this measures:
 * **turns** (``--turns``, default 40): a chatbot's loop. An answer and the
   next question are appended (not timed), then the window is timed (it reads
   and decodes only the new rows), with the cold window and the bare SELECT of
-  the rows kept, in alternating order; ratios are medians of per-turn ratios.
+  the rows kept, each first, second and last equally often (the first read
+  after a write costs more); ratios are medians of per-turn ratios.
   The per-turn window over its bare SELECT is what the target judges; the
   cold ratios are reported beside it.
 * **bare SELECT** of exactly the rows the window kept, with SQLAlchemy Core on
@@ -315,6 +316,11 @@ def time_langchain(
     return timing, only_trim, kept
 
 
+#: The turn loop's orders: each series comes first, second and last equally often (the first read
+#: after a write costs more, on both databases).
+ORDERS = ((0, 1, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0), (1, 0, 2), (0, 2, 1))
+
+
 def turns(
     store: Store,
     cold: Store,
@@ -327,7 +333,8 @@ def turns(
     """``args.turns`` turns of a chatbot's loop: an answer and the next question are appended (not
     timed), then the window is timed (the store keeps the last window decoded, so it reads and
     decodes just the new rows), with the same window from a store without that cache and the bare
-    SELECT of the rows it kept, in alternating order; ratios are medians of per-turn ratios.
+    SELECT of the rows it kept, in rotating orders (:data:`ORDERS`); ratios are medians of
+    per-turn ratios.
     """
     extra = _data.make_conversation(8 * args.turns + 16, seed=11)
     texts = [m.text for m in extra if m.role in ("user", "assistant") and m.text and not m.tool_calls]
@@ -345,7 +352,7 @@ def turns(
         gc.collect()
         gc.disable()  # as in the interleaved rounds: no collection lands inside one series' call
         try:
-            for k in (0, 1, 2) if i % 2 == 0 else (2, 1, 0):
+            for k in ORDERS[i % len(ORDERS)]:
                 t0 = time.perf_counter_ns()
                 calls[k]()
                 took[k] = time.perf_counter_ns() - t0
@@ -600,7 +607,7 @@ def main() -> None:
     ap.add_argument("--lc-seconds", type=float, default=6.0, help="time cap per LangChain series")
     ap.add_argument("--check-max", type=int, default=1_000_000, help="largest size checked against fit")
     ap.add_argument("--appends", type=int, default=500, help="single appends per database")
-    ap.add_argument("--turns", type=int, default=40, help="append-then-window turns timed per case")
+    ap.add_argument("--turns", type=int, default=48, help="append-then-window turns timed per case")
     ap.add_argument("--counter", choices=("estimate", "hf"), default="estimate")
     ap.add_argument("--keep-pg", action="store_true", help="keep the scratch database (to inspect plans)")
     ap.add_argument("--no-analyze", action="store_true", help="PostgreSQL: no ANALYZE after loading")
