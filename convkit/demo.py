@@ -150,7 +150,8 @@ def run_demo(db_path: str, out: TextIO, *, tokenizer: str | None = None, reserve
     counter: TokenCounter = HFTokenCounter.from_file(tokenizer) if tokenizer else EstimateCounter()
     url = f"sqlite:///{os.path.abspath(db_path)}"
     messages = demo_conversation()
-    with Store(url, counters=[counter]) as store:
+    # the demo owns its file: one written by an older convkit is upgraded, not refused
+    with Store(url, counters=[counter], upgrade=True) as store:
         conv = store.create_conversation(title="Northwind support: acme-retail")
         store.extend(conv.id, messages)
         out.write(
