@@ -248,6 +248,11 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
     as_json = bool(getattr(args, "json", False))
     try:
         return int(args.func(args, out))
+    except BrokenPipeError:  # the reader left early (`convkit demo | head`): stop quietly
+        if out is sys.stdout:
+            # nothing more reaches the closed pipe, not even the interpreter's final flush
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a process ended by SIGPIPE
     except ContextWindowError as exc:
         _report(
             exc,

@@ -39,3 +39,22 @@ def test_demo_from_the_command_line_upgrades_its_own_older_database(tmp_path: Pa
     assert main(["demo", "--db", str(db)], stdout=out) == 0
     assert "grok-2-1212" in out.getvalue()
     assert migrate.current_revision(url) == migrate.head_revision()
+
+
+def test_demo_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path: Path) -> None:
+    """`convkit demo | head -3`: no traceback when the pipe closes."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        f"{sys.executable} -m convkit demo --db {tmp_path / 'piped.db'} | head -3",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.stdout.startswith("Stored ")
+    assert len(proc.stdout.splitlines()) == 3
+    assert "Traceback" not in proc.stderr
+    assert "BrokenPipeError" not in proc.stderr
