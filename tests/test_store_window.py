@@ -28,11 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convkit import (
     ContextWindowError,
+    DatabaseError,
     EstimateCounter,
     ImagePart,
     InvalidConversationError,
@@ -380,6 +382,19 @@ def test_a_window_never_mixes_two_states_of_a_conversation(open_store: sup.Store
         assert store.window(conv.id, model=spec, margin=0) == new
     finally:
         other.close()
+
+
+def test_a_message_row_deleted_behind_the_store_is_a_database_error(open_store: sup.StoreOpener) -> None:
+    """Not a window silently missing a message: the store says its rows are inconsistent."""
+    store = open_store(window_cache=0)
+    conv = store.create_conversation()
+    store.extend(conv.id, _talk("a", 40))
+    with sup.raw_engine(open_store.url) as engine, engine.begin() as conn:
+        conn.execute(
+            sa.text("DELETE FROM convkit_messages WHERE conversation_id = :cid AND seq = 2"), {"cid": conv.id}
+        )
+    with pytest.raises(DatabaseError, match="missing"):
+        store.window(conv.id, model="grok-2-1212")
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, "8", True, None])

@@ -24,7 +24,6 @@ import uuid
 from bisect import bisect_right
 from collections.abc import Generator, Mapping, Sequence
 from itertools import pairwise
-from operator import itemgetter
 from typing import Any, TypeAlias, TypeVar
 
 import attrs
@@ -833,20 +832,17 @@ def _kept_bodies(
     the keep rows before the cut if any is missing, and the missing runs of ``cut..n`` (at
     most two ranges; more holes are read as one range).
     """
-    if not known:
-        whole = {"cid": cid, "cut": cut, "a0": cut, "b0": n}
-        rows = (yield Exec(_bodies_sql(kept[0] < cut, 1), whole, raw=True)).all()
-        _check_seen(rows, seen, cid)
-        body = sorted((r[3:] for r in rows if r[0] == 1), key=itemgetter(0))
-        return (yield from _decode_body(body, images))
-    keep_missing = any(seq not in known for seq in kept if seq < cut)
-    runs: list[list[int]] = []
-    for seq in range(cut, n + 1):
-        if seq not in known:
-            if runs and runs[-1][1] == seq - 1:
-                runs[-1][1] = seq
-            else:
-                runs.append([seq, seq])
+    if known:
+        keep_missing = any(seq not in known for seq in kept if seq < cut)
+        runs: list[list[int]] = []
+        for seq in range(cut, n + 1):
+            if seq not in known:
+                if runs and runs[-1][1] == seq - 1:
+                    runs[-1][1] = seq
+                else:
+                    runs.append([seq, seq])
+    else:  # nothing decoded yet: every kept row
+        keep_missing, runs = kept[0] < cut, [[cut, n]]
     if len(runs) > 2:
         runs = [[runs[0][0], runs[-1][1]]]
     fetched: dict[int, Message] = {}
