@@ -192,7 +192,7 @@ class _Counting:
 class CountingEstimate(_Counting, EstimateCounter):
     """EstimateCounter (same identity as ``EstimateCounter(bytes_per_token)``) that counts encodes."""
 
-    def __init__(self, bytes_per_token: float = 2.5, *, margin: float = 0.1) -> None:
+    def __init__(self, bytes_per_token: float | None = None, *, margin: float | None = None) -> None:
         super().__init__(bytes_per_token, margin=margin)
         self._init_counting()
 

@@ -324,7 +324,8 @@ def test_default_estimate_overcounts_english_prose_against_grok1(grok_counter: H
 
 
 def test_estimator_margin_comes_off_the_budget() -> None:
-    estimate = EstimateCounter()
+    assert EstimateCounter().margin == 0.0  # the default estimate's safety is in its counts
+    estimate = EstimateCounter(2.5)  # the flat estimate keeps its margin
     assert estimate.margin == 0.1
     assert EstimateCounter.upper_bound().margin == 0.0
     result = fit([Message.user("hi")], model="grok-2-vision-1212", counter=estimate, reserve=1000)
@@ -353,7 +354,7 @@ def test_bytes_per_token_is_validated(bpt: Any) -> None:
 
 
 def test_estimate_is_bytes_over_rate() -> None:
-    assert EstimateCounter().count_texts(["", "a", "abc", "日本"]) == [0, 1, 2, 3]  # ceil(bytes / 2.5)
+    assert EstimateCounter(2.5).count_texts(["", "a", "abc", "日本"]) == [0, 1, 2, 3]  # ceil(bytes / 2.5)
     assert EstimateCounter.upper_bound().count_texts(["", "a", "日本"]) == [0, 2, 7]  # bytes + 1
 
 

@@ -486,11 +486,13 @@ def test_fork_copies_counts_instead_of_recounting(open_store: sup.StoreOpener, d
         "GROUP BY counter_id ORDER BY counter_id",
         cid=child.id,
     )
-    assert per_counter == [(configured.identity, 9, 9), (other.identity, 9, 9)]
+    assert per_counter == sorted([(configured.identity, 9, 9), (other.identity, 9, 9)])
     for fresh in (sup.CountingEstimate(), sup.CountingEstimate(4.0)):
         result = store.window(child.id, model="grok-2-vision-1212", counter=fresh)
         assert fresh.encode_calls == 0, fresh.identity
-        assert result == fit(msgs[:9], model="grok-2-vision-1212", counter=EstimateCounter(fresh._bpt))
+        assert result == fit(
+            msgs[:9], model="grok-2-vision-1212", counter=EstimateCounter(fresh.bytes_per_token)
+        )
 
 
 # -- truncate and pop ----------------------------------------------------------------------------------
