@@ -212,3 +212,21 @@ def test_default_windows_fit_the_room_by_grok1_count(model: str, chat: str, grok
     assert result.dropped, "the chat must not fit whole, or the test shows nothing"
     room = convkit.get_model(model).context_window - reserve
     assert grok_counter.count_messages(result.messages, model=model) <= room
+
+
+# -- every path keeps to the counter's count ---------------------------------------------------
+
+
+def test_summarizer_cuts_an_enormous_line_by_count_not_by_length() -> None:
+    """Digits cost a token each and prose words less: a cut by average density would overflow."""
+    from convkit.xai.summarizer import _Planner
+
+    planner = _Planner("grok-2-1212", EstimateCounter(), 256)
+    line = "1234567890" * 300 + " the window" * 3000
+    counter = EstimateCounter()
+    (chunk,) = planner.chunks([line], budget=1000)
+    assert len(chunk) == 1
+    assert counter.count_texts(chunk)[0] <= 1000
+    # the cut is maximal: one more character would not fit
+    cut = chunk[0]
+    assert counter.count_texts([line[: len(cut) + 1]])[0] > 1000

@@ -83,11 +83,25 @@ class _Planner:
                 used = 0
                 cap = budget
             if n > cap:  # one enormous message: cut its text
-                line = raw[: max(1, len(raw) * cap // (count + 1))]
-                n = cap
+                line, n = self.cut(raw, cap)
             out[-1].append(line)
             used += n + 1
         return out
+
+    def cut(self, text: str, cap: int) -> tuple[str, int]:
+        """The longest prefix of ``text`` the counter puts at or under ``cap`` tokens, and its count.
+
+        Counts are not proportional to length (a digit costs more than a letter of a word), so
+        the cut is searched, never guessed from the average.
+        """
+        lo, hi = 1, len(text)  # text[:lo] is the longest prefix known to fit (one character at least)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.counter.count_texts([text[:mid]])[0] <= cap:
+                lo = mid
+            else:
+                hi = mid - 1
+        return text[:lo], self.counter.count_texts([text[:lo]])[0]
 
     def plan(self, lines: list[str], previous: str | None, max_tokens: int) -> tuple[list[str], str | None]:
         """The lines and the previous summary to send, checking the window can take a call at all.
