@@ -37,7 +37,7 @@ def _screenshot() -> ImagePart:
     return ImagePart.from_bytes(buf.getvalue(), detail="high")
 
 
-def demo_conversation(days: int = 12) -> list[Message]:
+def demo_conversation(days: int = 24) -> list[Message]:
     """A support conversation over ``days`` days: tool calls, one screenshot, a pinned note."""
     msgs = [
         Message.system(
