@@ -42,6 +42,20 @@ def grok1_tokenizer_path() -> Path:
     return shared_dir() / "tokenizers" / "grok-1.tokenizer.json"
 
 
+def grok1_tokenizer_or_skip() -> Any:
+    """The Grok-1 ``tokenizers.Tokenizer``, or ``None`` after printing why the benchmark is skipped."""
+    path = grok1_tokenizer_path()
+    if not path.is_file():
+        print(
+            f"SKIPPED: the Grok-1 tokenizer is not at {path}; put the shared folder beside the repo "
+            "or set CONVKIT_SHARED_DIR to a folder holding tokenizers/grok-1.tokenizer.json"
+        )
+        return None
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(path))
+
+
 def time_calls(
     fn: Callable[[], object],
     *,

@@ -160,16 +160,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.sizes, args.rounds, args.no_write = "1000", 5, True
-    path = _common.grok1_tokenizer_path()
-    if not path.is_file():
-        print(
-            f"SKIPPED: the Grok-1 tokenizer is not at {path}; put the shared folder beside the repo "
-            "or set CONVKIT_SHARED_DIR to a folder holding tokenizers/grok-1.tokenizer.json"
-        )
+    tok = _common.grok1_tokenizer_or_skip()
+    if tok is None:
         return
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(path))
+    path = _common.grok1_tokenizer_path()
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"convkit {convkit.__version__}; tokenizer {path.name}; sizes {sizes}")
     batches = []

@@ -155,16 +155,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--no-write", action="store_true", help="do not write benchmarks/results/estimate.json")
     args = ap.parse_args()
-    path = _common.grok1_tokenizer_path()
-    if not path.is_file():
-        print(
-            f"SKIPPED: the Grok-1 tokenizer is not at {path}; put the shared folder beside the repo "
-            "or set CONVKIT_SHARED_DIR to a folder holding tokenizers/grok-1.tokenizer.json"
-        )
+    tok = _common.grok1_tokenizer_or_skip()
+    if tok is None:
         return
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(path))
+    path = _common.grok1_tokenizer_path()
     cats = load_corpus()
     corpus_texts = [t for texts in cats.values() for t in texts]
     print(f"convkit {convkit.__version__}; tokenizer {path.name}; corpus {CORPUS.name}: ", end="")

@@ -435,10 +435,17 @@ def test_stream_cut_mid_way_stores_nothing(env: Env, mode: str) -> None:
 # -- calibration --------------------------------------------------------------------------------------------
 
 
+def flat() -> EstimateCounter:
+    """The session's counter in the calibration tests: a flat 2.5 bytes a token with its default margin
+    of 0.1, so the stand-in's flat rates relate to it by a known factor (1.5 bytes a token counts ~1.7x
+    as much, 4 bytes a token ~0.6x) and the margin calibration starts from is 0.1, not 0."""
+    return EstimateCounter(2.5)
+
+
 def test_calibration_from_usage_widens_the_margin(env: Env) -> None:
     # the stand-in counts 1.5 bytes a token, the session 2.5: xAI's counts are ~1.6x the local ones
     xai = env.standin(counter=EstimateCounter(1.5, margin=0.0))
-    s = env.session(xai)
+    s = env.session(xai, counters=[flat()])
     counter = s.session.counter
     assert s.margin() == pytest.approx(counter.margin) == pytest.approx(0.1)
     assert s.store_call("calibration", "grok-2", counter) is None
@@ -464,7 +471,7 @@ def test_calibration_from_usage_widens_the_margin(env: Env) -> None:
 
 def test_a_counter_that_overcounts_leaves_the_margin_alone(env: Env) -> None:
     xai = env.standin()  # 4 bytes a token: fewer tokens than the local 2.5
-    s = env.session(xai)
+    s = env.session(xai, counters=[flat()])
     turn(s, "chat", "Hello there, how are you doing today?")
     calib = s.store_call("calibration", "grok-2", s.session.counter)
     assert calib.ratio_max < 1
@@ -473,7 +480,7 @@ def test_a_counter_that_overcounts_leaves_the_margin_alone(env: Env) -> None:
 
 def test_calibrate_false_records_nothing(env: Env) -> None:
     xai = env.standin(counter=EstimateCounter(1.5, margin=0.0))
-    s = env.session(xai, calibrate=False)
+    s = env.session(xai, calibrate=False, counters=[flat()])
     turn(s, "chat", "Hello there, how are you doing today?")
     assert s.store_call("calibration", "grok-2", s.session.counter) is None
     assert s.margin() == pytest.approx(0.1)
@@ -491,9 +498,9 @@ def _long_history(n: int = 20) -> list[dict[str, str]]:
 
 @pytest.mark.parametrize("mode", ["chat", "stream"])
 def test_prompt_too_long_recalibrates_refits_and_retries_once(env: Env, mode: str) -> None:
-    standin_counter = EstimateCounter(1.5, margin=0.0)
+    standin_counter = EstimateCounter(1.5, margin=0.0)  # ~1.7x the session's 2.5 bytes a token
     xai = env.standin(counter=standin_counter)
-    s = env.session(xai, model="grok-2-vision-1212", prefill=_long_history())
+    s = env.session(xai, model="grok-2-vision-1212", prefill=_long_history(), counters=[flat()])
     local = s.window()
     assert local.prompt_tokens <= local.budget  # the session believes it fits...
     c = turn(s, mode, "And the final question?")
@@ -525,7 +532,7 @@ def test_prompt_too_long_recalibrates_refits_and_retries_once(env: Env, mode: st
 
 def test_prompt_too_long_twice_is_raised_after_one_retry(env: Env) -> None:
     xai = env.standin(counter=EstimateCounter(0.25, margin=0.0))  # counts 10x the local estimate
-    s = env.session(xai, model="grok-2-vision-1212", prefill=_long_history())
+    s = env.session(xai, model="grok-2-vision-1212", prefill=_long_history(), counters=[flat()])
     with pytest.raises(PromptTooLongError) as info:
         s.send("And the final question?")
     xs.assert_error_clean(info.value, KEY)

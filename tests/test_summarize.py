@@ -70,6 +70,7 @@ from convkit.store.ops import StoredSummary
 from convkit.summarize import summary_message
 from convkit.testing import Fault, Reply, XAIStandIn
 from convkit.testing.strategies import conversations, texts
+from convkit.xai.summarizer import MIN_INPUT
 
 from . import _pg, oracle
 
@@ -916,9 +917,9 @@ def test_sync_store_refuses_an_async_summarizer_and_writes_nothing(tmp_path: Pat
 
 #: A small-window model for the summarizer's own requests (registered with the stand-in only).
 TINY_SUMMARIZER = ModelSpec("summarizer-test-tiny", 2048, {"text"}, 1.0, None, 2.0)
-#: Counts as the summarizer's default counter does (2.5 bytes a token), without its margin: the
-#: stand-in refuses anything the summarizer miscounted by more than its 10% margin.
-TIGHT = EstimateCounter(2.5, margin=0.0)
+#: Counts exactly as the summarizer's default counter does (``EstimateCounter()``, whose margin is 0):
+#: the stand-in refuses any request the summarizer's own count did not fit into the window.
+TIGHT = EstimateCounter()
 
 
 @pytest.fixture
@@ -944,6 +945,15 @@ def assert_requests_fit(xai: XAIStandIn) -> None:
         assert prompt <= spec.context_window - (body.get("max_tokens") or 0)
 
 
+def overlong_partials(summarizer: XAISummarizer | AsyncXAISummarizer, max_tokens: int) -> list[Reply]:
+    """Partial summaries each over half a call's transcript budget (by the summarizer's own counter):
+    no two share a call of the next round, so the rounds do not get shorter."""
+    half = summarizer.input_budget(max_tokens) // 2
+    text = "fact " * (half + 1)
+    assert summarizer.counter.count_texts([text.strip()])[0] > half
+    return [Reply(text=text) for _ in range(40)]
+
+
 def long_range(n: int = 120) -> list[Message]:
     out = []
     for i in range(n):
@@ -955,11 +965,17 @@ def long_range(n: int = 120) -> list[Message]:
 @pytest.mark.parametrize("previous", ["short", "long", None])
 def test_xai_summarizer_is_hierarchical_and_every_request_fits(xai: XAIStandIn, previous: str | None) -> None:
     max_tokens = 300
-    prev_text = {"short": "Earlier: Ada's order 4471.", "long": "Earlier facts. " * 420, None: None}[previous]
-    replies = [f"partial summary {k}: " + "fact " * 140 for k in range(60)]  # ~300 tokens each
+    prev_text = {"short": "Earlier: Ada's order 4471.", "long": "Earlier facts. " * 600, None: None}[previous]
+    replies = [f"partial summary {k}: " + "fact " * 290 for k in range(60)]  # ~300 tokens each
     xai.queue(*[Reply(text=t) for t in replies])
     with client_for(xai) as client:
         summarizer = XAISummarizer(client, model=TINY_SUMMARIZER)
+        # the stand-in counts exactly as the summarizer (its default counter, margin 0)
+        assert (summarizer.counter.identity, summarizer.counter.margin) == (TIGHT.identity, 0)
+        if previous is not None:
+            # the scenario: a short summary goes along, a long one leaves too little room for lines
+            room = summarizer.input_budget(max_tokens, prev_text)
+            assert (room >= MIN_INPUT) == (previous == "short"), room
         messages = long_range()
         text = summarizer.summarize(messages, previous=prev_text, max_tokens=max_tokens)
     requests = xai.chat_requests
@@ -1001,6 +1017,18 @@ def test_async_xai_summarizer_is_hierarchical(xai: XAIStandIn) -> None:
     assert_requests_fit(xai)
 
 
+def test_xai_summarizer_counts_lines_as_joined(xai: XAIStandIn) -> None:
+    """A line's first word costs more after a newline than after the tokenizer's leading space:
+    chunks are sized by the count of each line as it is sent, so no later round overflows."""
+    messages = [Message.user(f"question {i}: " + "fact " * 30) for i in range(3000)]
+    xai.queue(*[Reply(text=f"Discussed fact {k}: " + "fact " * 12) for k in range(400)])
+    with client_for(xai) as client:
+        summarizer = XAISummarizer(client, model=TINY_SUMMARIZER)
+        summarizer.summarize(messages, previous=None, max_tokens=300)
+    assert summarizer.calls >= 10
+    assert_requests_fit(xai)
+
+
 def test_xai_summarizer_window_too_small_or_no_progress(xai: XAIStandIn) -> None:
     with client_for(xai) as client:
         summarizer = XAISummarizer(client, model=TINY_SUMMARIZER)
@@ -1008,7 +1036,7 @@ def test_xai_summarizer_window_too_small_or_no_progress(xai: XAIStandIn) -> None
             summarizer.summarize(long_range(3), previous=None, max_tokens=1800)
         assert xai.chat_requests == []
         # partial summaries as long as the input: summarizing again cannot converge
-        xai.queue(*[Reply(text="fact " * 500) for _ in range(40)])
+        xai.queue(*overlong_partials(summarizer, 700))
         with pytest.raises(SummarizerError, match="do not get shorter"):
             summarizer.summarize(long_range(), previous=None, max_tokens=700)
     assert_requests_fit(xai)
@@ -1070,7 +1098,7 @@ def test_session_summarize_with_its_own_client(tmp_path: Path) -> None:
             assert session.summarizer.spec.name == "grok-2-1212"
             prompt_tokens = 0
             for t in range(turns):
-                reply = session.send(f"turn {t}: " + " ".join(WORDS) * 12)  # ~1,300 tokens each
+                reply = session.send(f"turn {t}: " + " ".join(WORDS) * 12)  # ~900 tokens each
                 prompt_tokens += reply.usage.prompt_tokens
         calls = session.summarizer.calls
         assert calls >= 2
@@ -1157,7 +1185,10 @@ def test_store_folds_from_the_newest_summary_after_a_late_tool_result(tmp_path: 
     """A tool result arriving after its call was summarized joins the call's unit to the newest
     turn: the next summary covers less than the one before. Later windows must start from that
     newest summary (the one the last window used), as ``fit`` with it does."""
-    counter = EstimateCounter()
+    # the sizes below make the scenario at a flat 2.5 bytes a token; the character-class default
+    # prices runs like "www..." at 0.8 tokens a letter, twice that, and the must-keep part with
+    # its summary would no longer fit SMALL
+    counter = EstimateCounter(2.5)
     opening = [Message.system("You are a careful support agent.")]
     for t in range(12):
         opening.append(Message.user(f"question {t}: " + "w" * 100))
@@ -1288,11 +1319,10 @@ def png_part() -> convkit.ImagePart:
 
 
 def test_async_xai_summarizer_no_progress(xai: XAIStandIn) -> None:
-    xai.queue(*[Reply(text="fact " * 500) for _ in range(40)])
-
     async def main() -> None:
         async with AsyncXAIClient(api_key=xai.api_key, base_url=xai.base_url, max_retries=0) as client:
             s = AsyncXAISummarizer(client, model=TINY_SUMMARIZER)
+            xai.queue(*overlong_partials(s, 700))
             with pytest.raises(SummarizerError, match="do not get shorter"):
                 await s.summarize(long_range(), previous=None, max_tokens=700)
 

@@ -169,6 +169,12 @@ def test_not_maximal(fitted: tuple[FitResult, int]) -> None:
 
 def test_counter_that_changes_its_mind(fitted: tuple[FitResult, int]) -> None:
     """fit with a counter whose counts drift is neither idempotent nor monotone: invariant 7 says so."""
+    # after fit, every message costs `drift` more: the result ([0, 1, 4, 5, 6, 7, 8]) no longer
+    # fits its budget, while its must-keep part (leading system, pinned, newest: [0, 1, 8]) still
+    # does, so fitting the result again drops messages rather than raising ContextWindowError
+    must = [0, 1, 8]
+    drift = (budget_for(KEEP) - budget_for(must)) // (2 * len(must))
+    assert drift > 0
 
     class Drifting(EstimateCounter):
         calls = 0
@@ -180,12 +186,20 @@ def test_counter_that_changes_its_mind(fitted: tuple[FitResult, int]) -> None:
         def content_tokens(self, messages: Any) -> list[int]:
             type(self).calls += 1
             self.clear_cache()
-            return [n + (50 if type(self).calls > 3 else 0) for n in super().content_tokens(messages)]
+            return [n + (drift if type(self).calls > 3 else 0) for n in super().content_tokens(messages)]
 
     counter = Drifting(margin=0)
     reserve = reserve_keeping(KEEP)
     result = fit(source(), model=MODEL, counter=counter, reserve=reserve)
+    assert result.kept == KEEP  # counted before the drift
     with pytest.raises(AssertionError, match=r"^invariant 7 \(idempotent\): fit of the result keeps"):
+        assert_fits(result, source(), counter=counter, model=MODEL, reserve=reserve)
+    # drifting so far that the must-keep part no longer fits either: still invariant 7, named,
+    # not a ContextWindowError escaping the checker
+    drift = budget_for(KEEP)
+    Drifting.calls = 0
+    result = fit(source(), model=MODEL, counter=counter, reserve=reserve)
+    with pytest.raises(AssertionError, match=r"^invariant 7 \(idempotent\): fit of the result raised"):
         assert_fits(result, source(), counter=counter, model=MODEL, reserve=reserve)
 
 

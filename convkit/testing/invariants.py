@@ -278,14 +278,27 @@ def _check_fit(
         "images": images,
         "margin": margin,
     }
-    again = fit(list(result.messages), reserve=reserve, **kw)
+    try:
+        again = fit(list(result.messages), reserve=reserve, **kw)
+    except ContextWindowError as exc:
+        raise _fail(
+            7,
+            "idempotent",
+            f"fit of the result raised ContextWindowError (its must-keep part needs {exc.required} of "
+            f"{exc.available} tokens) although the result fit the same budget",
+        ) from None
     if again.messages != result.messages:
         raise _fail(
             7, "idempotent", f"fit of the result keeps {again.kept} of its {len(result.messages)} messages"
         )
     kept = set(result.kept)
     if reserve > 0:
-        looser = fit(source, reserve=reserve // 2, **kw)
+        try:
+            looser = fit(source, reserve=reserve // 2, **kw)
+        except ContextWindowError as exc:
+            raise _fail(
+                7, "monotone", f"a larger budget ({exc.available}) raised ContextWindowError this result fit"
+            ) from None
         if not kept <= set(looser.kept):
             raise _fail(
                 7,

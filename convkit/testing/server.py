@@ -33,10 +33,11 @@ Otherwise the first queued :class:`Reply` answers, or a deterministic default
 
 The default counter, ``EstimateCounter(bytes_per_token=4.0, margin=0)``,
 deliberately differs from the counters clients use (convkit's default
-estimate is 2.5 bytes a token with a 10% margin), so a client's calibration
-from ``usage.prompt_tokens`` has something to learn; pass ``counter=`` (for
-example ``EstimateCounter(1.5, margin=0)``, which counts *more* than the
-clients) to provoke context-window errors for prompts a client believes fit.
+estimate prices text by character class and counts more than this on most
+text), so a client's calibration from ``usage.prompt_tokens`` has something
+to learn; pass ``counter=`` (for example ``EstimateCounter(1.0, margin=0)``,
+which counts *more* than the clients) to provoke context-window errors for
+prompts a client believes fit.
 
 Invariants: it only ever binds 127.0.0.1 on an ephemeral port; it never
 sleeps (a slow response waits on a :class:`threading.Event`); :meth:`stop`

@@ -71,8 +71,13 @@ class _Planner:
         return limit - frame - 64  # slack: lines are counted one by one, then joined
 
     def chunks(self, lines: list[str], budget: int, first: int | None = None) -> list[list[str]]:
-        """Consecutive lines in chunks of at most ``budget`` tokens (``first`` for the first chunk)."""
-        counts = self.counter.count_texts(lines)
+        """Consecutive lines in chunks of at most ``budget`` tokens (``first`` for the first chunk).
+
+        Each line is counted as it is sent, after the newline that joins it to the one before: a
+        count of the line alone is no bound (the character-class estimate prices a word after a
+        newline higher than after the tokenizer's leading space), and the newline is in the count.
+        """
+        counts = self.counter.count_texts(["\n" + line for line in lines])
         out: list[list[str]] = [[]]
         used = 0
         cap = budget if first is None else first
@@ -85,7 +90,7 @@ class _Planner:
             if n > cap:  # one enormous message: cut its text
                 line, n = self.cut(raw, cap)
             out[-1].append(line)
-            used += n + 1
+            used += n
         return out
 
     def cut(self, text: str, cap: int) -> tuple[str, int]:
@@ -97,11 +102,11 @@ class _Planner:
         lo, hi = 1, len(text)  # text[:lo] is the longest prefix known to fit (one character at least)
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if self.counter.count_texts([text[:mid]])[0] <= cap:
+            if self.counter.count_texts(["\n" + text[:mid]])[0] <= cap:
                 lo = mid
             else:
                 hi = mid - 1
-        return text[:lo], self.counter.count_texts([text[:lo]])[0]
+        return text[:lo], self.counter.count_texts(["\n" + text[:lo]])[0]
 
     def plan(self, lines: list[str], previous: str | None, max_tokens: int) -> tuple[list[str], str | None]:
         """The lines and the previous summary to send, checking the window can take a call at all.
