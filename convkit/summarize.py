@@ -25,12 +25,14 @@ Rules (DESIGN section 3, "Summaries"):
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import attrs
 
-from .counting import TokenCounter
+from ._engine.spans import kept_spans
+from .counting import EstimateCounter, TokenCounter
 from .errors import ContextWindowError, SummarizerError, ValidationError
 from .fitting import FitResult, Frame
 from .history import History
@@ -144,21 +146,8 @@ def _assemble(ctx: _Context, summary: Summary, k: int, new: bool) -> FitResult:
     cut_unit = ctx.droppable[k] if k < len(ctx.droppable) else ctx.frame.tail
     cut = h._unit_start[cut_unit]
     prefix = h._prefix_len
-    spans: list[tuple[int, int]] = [(0, prefix)] if prefix else []
-    for u in h._pinned_units:
-        if u >= cut_unit:
-            break
-        a, b = h.unit_bounds(u)
-        if b <= prefix:
-            continue
-        if spans and spans[-1][1] == a:
-            spans[-1] = (spans[-1][0], b)
-        else:
-            spans.append((a, b))
-    if spans and spans[-1][1] == cut:
-        spans[-1] = (spans[-1][0], n)
-    else:
-        spans.append((cut, n))
+    pins = [h.unit_bounds(u) for u in h._pinned_units[: bisect_left(h._pinned_units, cut_unit)]]
+    spans = kept_spans([(0, prefix), *(p for p in pins if p[1] > prefix)] if prefix else pins, cut, n)
     out: list[Message] = [*msgs[:prefix], summary_message(summary)]
     for a, b in spans:
         out.extend(msgs[max(a, prefix) : b])
@@ -184,7 +173,7 @@ def _assemble(ctx: _Context, summary: Summary, k: int, new: bool) -> FitResult:
         margin=ctx.margin,
         strategy="summarize",
         input_length=n,
-        kept_spans=tuple(s for s in spans if s[0] < s[1]),
+        kept_spans=spans,
         tools_tokens=ctx.frame.tools_tokens,
         summary=summary,
         summary_is_new=new,
@@ -263,10 +252,14 @@ class ExtractiveSummarizer:
 
     It keeps the previous summary and, for each folded message, the role and
     the first sentence (tool calls by name and arguments), dropping the oldest
-    lines when over ``max_tokens`` (estimated at 2 UTF-8 bytes a token, a
-    conservative rate). For tests, demos and offline use; use the xAI
-    summarizer for real abstractive summaries.
+    lines while the summary counts more than ``max_tokens`` by ``counter``
+    (default :class:`~convkit.EstimateCounter`, which does not undercount
+    Grok's tokenizer in practice). For tests, demos and offline use; use the
+    xAI summarizer for real abstractive summaries.
     """
+
+    def __init__(self, counter: TokenCounter | None = None) -> None:
+        self.counter = counter if counter is not None else EstimateCounter()
 
     def summarize(self, messages: Sequence[Message], *, previous: str | None, max_tokens: int) -> str:
         lines: list[str] = [previous.strip()] if previous and previous.strip() else []
@@ -281,12 +274,26 @@ class ExtractiveSummarizer:
                 sentence = f"[{len(m.images)} image(s)] " + sentence
             if sentence:
                 lines.append(f"- {m.role}: {sentence}")
-        limit = max(16, max_tokens * 2)
-        while len(lines) > 1 and len("\n".join(lines).encode()) > limit:
-            lines.pop(0)
-        out = "\n".join(lines)
-        if len(out.encode()) > limit:
-            out = out.encode()[:limit].decode("utf-8", "ignore")
+        limit = max(16, max_tokens)
+        count = self.counter.count_texts
+        # drop the oldest lines while too long: the first line to keep, by bisection
+        lo, hi = 0, max(0, len(lines) - 1)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if count(["\n".join(lines[mid:])])[0] <= limit:
+                hi = mid
+            else:
+                lo = mid + 1
+        out = "\n".join(lines[lo:])
+        if count([out])[0] > limit:  # one line too long: keep its longest prefix that fits
+            a, b = 0, len(out)
+            while a < b:
+                mid = (a + b + 1) // 2
+                if count([out[:mid]])[0] <= limit:
+                    a = mid
+                else:
+                    b = mid - 1
+            out = out[:a]
         if not out.strip():
             raise SummarizerError("the folded messages hold nothing to summarize")
         return out

@@ -1295,10 +1295,18 @@ def test_extractive_summarizer_is_deterministic_bounded_and_never_empty() -> Non
         "- tool: shipped on Tuesday",
         "- assistant: Order 4471 shipped on Tuesday",
     ]
-    # bounded: the oldest lines go first, at about 2 bytes a token
+    # bounded by its counter: the oldest lines go first, and the newest whole lines stay
     short = s.summarize(msgs * 20, previous="old", max_tokens=30)
-    assert len(short.encode()) <= 60
+    assert s.counter.count_texts([short])[0] <= 30
     assert short.splitlines()[-1] == "- assistant: Order 4471 shipped on Tuesday"
+    everything = s.summarize(msgs * 20, previous="old", max_tokens=10**6).splitlines()
+    kept = short.splitlines()
+    assert everything[-len(kept) :] == kept
+    longer = "\n".join(everything[-len(kept) - 1 :])
+    assert s.counter.count_texts([longer])[0] > 30  # maximal: one more line would not fit
+    # digits cost a token each: a bound in bytes would let this through at twice the tokens
+    digits = s.summarize([Message.user("4471" * 50)], previous=None, max_tokens=40)
+    assert s.counter.count_texts([digits])[0] <= 40
     with pytest.raises(SummarizerError, match="nothing to summarize"):
         s.summarize([], previous=None, max_tokens=100)
     # the xAI summarizer's transcript marks images and tool calls the same way
