@@ -97,18 +97,21 @@ class TokenCounter(Protocol):
         ...
 
 
-def apply_image_policy(messages: Sequence[Message], spec: ModelSpec, images: ImagePolicy) -> list[Message]:
+def apply_image_policy(
+    messages: Sequence[Message], spec: ModelSpec, images: ImagePolicy, *, start: int = 0
+) -> list[Message]:
     """Check images against the model; with ``"drop"`` replace each by a visible note.
 
     The note is ordinary text (so it is counted and the model sees that an
-    image was there). Raises :class:`UnsupportedInputError` otherwise.
+    image was there). Raises :class:`UnsupportedInputError` otherwise, naming
+    the message by its index (``messages[0]`` being message ``start``).
     """
     if images not in ("error", "drop"):  # checked for every model, so a typo never passes silently
         raise ValidationError(f"images= must be 'error' or 'drop', got {images!r}")
     if spec.supports_images:
         return list(messages)
     out: list[Message] = []
-    for i, m in enumerate(messages):
+    for i, m in enumerate(messages, start):
         if not any(isinstance(p, ImagePart) for p in m.content):
             out.append(m)
             continue

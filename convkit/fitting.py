@@ -31,9 +31,11 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import attrs
 
+from ._engine import listcache
+from ._engine.cut import check_must_keep, find_cut
+from ._engine.spans import kept_spans
 from .counting import EstimateCounter, ImagePolicy, TokenCounter, apply_image_policy
 from .errors import (
-    ContextWindowError,
     ConvkitError,
     InvalidConversationError,
     SummarizerError,
@@ -207,6 +209,19 @@ def plan_fit(
         counter = messages.counter if isinstance(messages, History) else EstimateCounter()
     used_margin = counter.margin if margin is None else margin
     budget = compute_budget(spec, reserve, used_margin)
+    if strategy == "trim" and type(messages) is list and messages and type(messages[-1]) is Message:
+        if images not in ("error", "drop"):
+            raise ValidationError(f"images= must be 'error' or 'drop', got {images!r}")
+        tools_ = tools  # the list's index is kept by the identity of its messages
+        cached = listcache.with_index(
+            messages,
+            counter,
+            spec,
+            images,
+            lambda h: _trim(h, spec, counter, budget, reserve, used_margin, tools_),
+        )
+        if cached is not None:
+            return cached, cached
     history = _as_history(messages, counter, spec, images)
     trimmed = _trim(history, spec, counter, budget, reserve, used_margin, tools)
     if strategy == "trim":
@@ -328,16 +343,7 @@ def frame(
     pinned_cost = (cum_tok[units] - dtok[units]) + ovh * (cum_msg[units] - dmsg[units])
     tail_cost = (dtok[units] - dtok[tail]) + ovh * (dmsg[units] - dmsg[tail])  # its droppable part
     fixed = spec.request_overhead + tools_tok + pinned_cost + tail_cost
-    if fixed > budget:
-        raise ContextWindowError(
-            required=fixed,
-            available=budget,
-            model=spec.name,
-            context_window=spec.context_window,
-            reserve=reserve,
-            detail="the must-keep part is the leading system and pinned messages, the newest "
-            "message with its tool group (and any system messages after it), and the tool definitions",
-        )
+    check_must_keep(spec, fixed, budget, reserve)
     return Frame(fixed, tail, tools_tok, ovh)
 
 
@@ -355,26 +361,16 @@ def _trim(
     msgs = h._messages
     dtok, dmsg = h._cum_drop_tok, h._cum_drop_msg
     fixed, tail, tools_tok, ovh = fr.fixed, fr.tail, fr.tools_tokens, fr.overhead
-    # droppable units [0, tail); cost of keeping units [u, tail) is f(tail) - f(u)
-    f_tail = dtok[tail] + ovh * dmsg[tail]
-    target = f_tail - (budget - fixed)
-    cut = bisect_left(range(tail + 1), target, key=lambda u: dtok[u] + ovh * dmsg[u])
-    kept_drop = f_tail - (dtok[cut] + ovh * dmsg[cut])
 
+    # droppable units [0, tail); keeping nothing before unit u saves cost(u)
+    def cost(u: int) -> int:
+        return dtok[u] + ovh * dmsg[u]
+
+    cut = find_cut(cost, tail, budget - fixed)
+    kept_drop = cost(tail) - cost(cut)
     # kept = pinned units before the cut, then everything from the cut on
-    spans: list[tuple[int, int]] = []
     pinned = h._pinned_units
-    for u in pinned[: bisect_left(pinned, cut)]:
-        a, b = h.unit_bounds(u)
-        if spans and spans[-1][1] == a:
-            spans[-1] = (spans[-1][0], b)
-        else:
-            spans.append((a, b))
-    start = h._unit_start[cut]
-    if spans and spans[-1][1] == start:
-        spans[-1] = (spans[-1][0], n)
-    else:
-        spans.append((start, n))
+    spans = kept_spans((h.unit_bounds(u) for u in pinned[: bisect_left(pinned, cut)]), h._unit_start[cut], n)
     if len(spans) == 1:
         kept_msgs = tuple(msgs[spans[0][0] :])
     else:
@@ -392,7 +388,7 @@ def _trim(
         margin=margin,
         strategy="trim",
         input_length=n,
-        kept_spans=tuple(spans),
+        kept_spans=spans,
         tools_tokens=tools_tok,
         spec=spec,
     )

@@ -23,10 +23,11 @@ History is unchanged); appends are all-or-nothing.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from itertools import accumulate
 
+from ._engine.units import Units, leading_system, link_owners
 from .counting import BaseCounter, TokenCounter
 from .errors import InvalidConversationError
 from .messages import ImagePart, Message, MessageLike, as_messages
@@ -49,13 +50,14 @@ class History:
         self.counter: TokenCounter = counter if counter is not None else EstimateCounter()
         self._messages: list[Message] = []
         self._content: list[int] = []
-        self._unit_start: list[int] = []
+        self._units = Units()
+        self._unit_start: list[int] = self._units.starts  # the same lists, named for fit's reads
+        self._pinned_units: list[int] = self._units.pinned
         # prefix sums over units, length = units + 1
         self._cum_tok: list[int] = [0]
         self._cum_msg: list[int] = [0]
         self._cum_drop_tok: list[int] = [0]
         self._cum_drop_msg: list[int] = [0]
-        self._pinned_units: list[int] = []
         self._call_owner: dict[str, int] = {}
         self._prefix_len = 0
         self._images = 0
@@ -113,25 +115,10 @@ class History:
         self._commit(new, content, owners)
 
     # -- internals --------------------------------------------------------------------
-    def _check_links(self, new: list[Message], base: int) -> list[int]:
-        known = dict(self._call_owner)
-        owners: list[int] = []
-        for k, m in enumerate(new):
-            owner = -1
-            if m.role == "tool":
-                assert m.tool_call_id is not None
-                owner = known.get(m.tool_call_id, -1)
-                if owner < 0:
-                    raise InvalidConversationError(
-                        f"message {base + k} is a tool result for call id {m.tool_call_id!r}, which no "
-                        "earlier assistant message made; add the assistant message with that tool call first"
-                    )
-            owners.append(owner)
-            for c in m.tool_calls:
-                known[c.id] = base + k
-        return owners
+    def _check_links(self, new: list[Message], base: int) -> list[int | None]:
+        return link_owners(new, self._call_owner, base, describe=lambda k: f"message {base + k}")
 
-    def _commit(self, new: list[Message], content: list[int], owners: list[int]) -> None:
+    def _commit(self, new: list[Message], content: list[int], owners: list[int | None]) -> None:
         """Append validated messages and update the units and prefix sums (never raises).
 
         One pass assigns units (a tool message folds every unit from the one
@@ -145,27 +132,13 @@ class History:
         cont.extend(content)
         prefix = self._prefix_len
         if prefix == base:  # the leading system run may continue into the new messages
-            while prefix < len(msgs) and msgs[prefix].role == "system":
-                prefix += 1
-            self._prefix_len = prefix
+            prefix = self._prefix_len = leading_system(msgs, prefix)
         self._images += sum(isinstance(p, ImagePart) for m in new for p in m.content)
-        starts, pinned_units, call_owner = self._unit_start, self._pinned_units, self._call_owner
+        units, call_owner = self._units, self._call_owner
+        starts, pinned_units = units.starts, units.pinned
         dirty = len(starts)  # first unit whose prefix sums must be (re)computed
         for k, (i, m) in enumerate(enumerate(new, base)):
-            pin = m.pinned or i < prefix
-            if m.role == "tool":
-                u0 = bisect_right(starts, owners[k]) - 1
-                del starts[u0 + 1 :]
-                while pinned_units and pinned_units[-1] >= u0:
-                    pinned_units.pop()
-                    pin = True
-                if pin:
-                    pinned_units.append(u0)
-                dirty = min(dirty, u0)
-            else:
-                if pin:
-                    pinned_units.append(len(starts))
-                starts.append(i)
+            dirty = min(dirty, units.add(i, owner=owners[k], pin=m.pinned or i < prefix))
             for c in m.tool_calls:
                 call_owner[c.id] = i
         # prefix sums after units [dirty, units): all units, then droppable ones only
@@ -173,8 +146,8 @@ class History:
         drop_tok, drop_msg = self._cum_drop_tok, self._cum_drop_msg
         for arr in (cum_tok, cum_msg, drop_tok, drop_msg):
             del arr[dirty + 1 :]
-        units = len(starts)
-        if dirty == units:
+        n_units = len(starts)
+        if dirty == n_units:
             return
         s0, t0, m0 = starts[dirty], cum_tok[-1], cum_msg[-1]
         ctok = list(accumulate(cont[s0:], initial=t0))  # ctok[j] = t0 + tokens of msgs [s0, s0 + j)
@@ -184,10 +157,10 @@ class History:
         # droppable sums = all sums - an offset that grows at each pinned unit
         off_t, off_m = t0 - drop_tok[-1], m0 - drop_msg[-1]
         lo = dirty
-        for p in [*pinned_units[bisect_left(pinned_units, dirty) :], units]:
+        for p in [*pinned_units[bisect_left(pinned_units, dirty) :], n_units]:
             drop_tok.extend([x - off_t for x in all_tok[lo - dirty : p - dirty]])
             drop_msg.extend([x - off_m for x in all_msg[lo - dirty : p - dirty]])
-            if p == units:
+            if p == n_units:
                 break
             drop_tok.append(drop_tok[-1])  # a pinned unit adds nothing droppable
             drop_msg.append(drop_msg[-1])

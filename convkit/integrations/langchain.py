@@ -59,6 +59,7 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.utils import count_tokens_approximately
 
+from .._engine.units import must_keep_units, unit_lists, unit_starts
 from ..counting import BaseCounter, EstimateCounter, ImagePolicy, TokenCounter
 from ..errors import ContextWindowError, InvalidImageError, InvalidMessageError, ValidationError
 from ..fitting import FitResult, fit
@@ -703,69 +704,32 @@ def _matches(msg: BaseMessage, types: MessageTypes) -> bool:
     return msg.type in names or isinstance(msg, classes)
 
 
-def _unit_starts(messages: Sequence[Message]) -> list[bool]:
-    """Per message: does it start a trim unit (a call and its results, and all between, are one)."""
-    owner: dict[str, int] = {}
-    cover = [0] * (len(messages) + 1)
-    for j, m in enumerate(messages):
-        if m.role == "tool" and m.tool_call_id in owner:
-            cover[owner[m.tool_call_id]] += 1
-            cover[j] -= 1
-        for c in m.tool_calls:
-            owner[c.id] = j
-    starts, running = [], 0
-    for k in range(len(messages)):
-        starts.append(running == 0)
-        running += cover[k]
-    return starts
-
-
 def _must_keep(messages: Sequence[Message]) -> list[int]:
     """Indices fit always keeps: units with a leading system or pinned message, and the newest turn."""
-    starts = _unit_starts(messages)
-    lead = 0
-    while lead < len(messages) and messages[lead].role == "system":
-        lead += 1
-    speaker = max((i for i, m in enumerate(messages) if m.role != "system"), default=len(messages))
-    tail = max((i for i in range(min(speaker, len(messages) - 1) + 1) if starts[i]), default=0)
-    out: list[int] = []
-    unit: list[int] = []
-    for i in range(len(messages) + 1):
-        if i == len(messages) or starts[i]:
-            if unit and (unit[0] >= tail or any(k < lead or messages[k].pinned for k in unit)):
-                out.extend(unit)
-            unit = []
-        if i < len(messages):
-            unit.append(i)
-    return out
+    units = unit_starts(messages)
+    keep = must_keep_units(messages, units)
+    return [i for u, unit in enumerate(unit_lists(units, len(messages))) if keep[u] for i in unit]
 
 
 def _start_on(
     kept: list[int], messages: Sequence[Message], start_on: MessageTypes, lc: Sequence[BaseMessage]
 ) -> list[int]:
     """Drop the oldest kept droppable units until the oldest one starts with a ``start_on`` message."""
-    starts = _unit_starts(messages)
-    lead = 0
-    while lead < len(messages) and messages[lead].role == "system":
-        lead += 1
-    speaker = max(i for i, m in enumerate(messages) if m.role != "system")
-    tail = max(i for i in range(speaker + 1) if starts[i])
-    units: list[list[int]] = []
-    for i in kept:
-        if starts[i] or not units:
-            units.append([i])
-        else:
-            units[-1].append(i)
-    out: list[list[int]] = []
+    units = unit_starts(messages)
+    keep = must_keep_units(messages, units)
+    kept_set = set(kept)
+    out: list[int] = []
     dropping = True
-    for unit in units:
-        droppable = unit[0] < tail and not any(i < lead or messages[i].pinned for i in unit)
-        if dropping and droppable:
-            if not _matches(lc[unit[0]], start_on):
+    for u, unit in enumerate(unit_lists(units, len(messages))):
+        mine = [i for i in unit if i in kept_set]
+        if not mine:
+            continue
+        if dropping and not keep[u]:
+            if not _matches(lc[mine[0]], start_on):
                 continue
             dropping = False
-        out.append(unit)
-    return [i for unit in out for i in unit]
+        out.extend(mine)
+    return out
 
 
 def _without_images(msg: BaseMessage, note: str) -> BaseMessage:

@@ -59,6 +59,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from .._engine.units import leading_system, must_keep_units, newest_turn, unit_lists, unit_starts
 from ..counting import ImagePolicy, TokenCounter, apply_image_policy
 from ..errors import ContextWindowError, ConvkitError
 from ..fitting import FitResult, compute_budget, fit
@@ -75,28 +76,12 @@ def _fail(number: int | str, name: str, detail: str) -> AssertionError:
 
 
 def trim_units(messages: Sequence[Message]) -> list[list[int]]:
-    """The trim units of a conversation, as lists of indices, oldest first.
+    """The trim units of a conversation, as lists of indices, oldest first (the engine's rule).
 
     Messages ``k`` and ``k + 1`` share a unit when some tool message ``j``
     answers a call made by message ``i`` with ``i <= k < j``.
     """
-    owner: dict[str, int] = {}
-    cover = [0] * (len(messages) + 1)
-    for j, m in enumerate(messages):
-        if m.role == "tool" and m.tool_call_id in owner:
-            cover[owner[m.tool_call_id]] += 1
-            cover[j] -= 1
-        for c in m.tool_calls:
-            owner[c.id] = j
-    units: list[list[int]] = []
-    running = 0
-    for k in range(len(messages)):
-        if running == 0:
-            units.append([k])
-        else:
-            units[-1].append(k)
-        running += cover[k]
-    return units
+    return unit_lists(unit_starts(messages), len(messages))
 
 
 class _Input:
@@ -111,17 +96,12 @@ class _Input:
         raw = messages.messages if isinstance(messages, History) else as_messages(messages)
         self.messages = apply_image_policy(raw, spec, images)
         n = len(self.messages)
-        self.lead = 0
-        while self.lead < n and self.messages[self.lead].role == "system":
-            self.lead += 1
-        self.units = trim_units(self.messages)
-        speakers = [i for i, m in enumerate(self.messages) if m.role != "system"]
-        speaker = speakers[-1] if speakers else -1
-        self.tail = next((u for u, unit in enumerate(self.units) if speaker in unit), len(self.units))
-        self.must_keep = [
-            u >= self.tail or any(i < self.lead or self.messages[i].pinned for i in unit)
-            for u, unit in enumerate(self.units)
-        ]
+        self.lead = leading_system(self.messages)
+        units = unit_starts(self.messages)
+        self.units = unit_lists(units, n)
+        tail = newest_turn(self.messages, units)
+        self.tail = len(self.units) if tail is None else tail
+        self.must_keep = must_keep_units(self.messages, units)
 
 
 def _count(counter: TokenCounter, messages: Sequence[Message], spec: ModelSpec, **kw: Any) -> int:

@@ -1,0 +1,50 @@
+"""Where to cut: the rule that decides how many of the oldest droppable units go.
+
+Costs are prefix sums over the droppable units before the newest turn:
+``cost(u)`` is what keeping nothing before unit ``u`` saves, non-decreasing
+in ``u``. Keeping units ``[u, tail)`` costs ``cost(tail) - cost(u)``; the
+maximal window keeps the smallest ``u`` whose cost fits the room left after
+the must-keep part. Equivalently (the store's SQL searches running totals
+this way), the units that fit are those starting after the last position
+``s`` with ``P(s) < threshold(top, room)``.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Callable
+
+from ..errors import ContextWindowError
+from ..models import ModelSpec
+
+__all__ = ["MUST_KEEP", "check_must_keep", "find_cut", "threshold"]
+
+#: What the must-keep part is, for the error that says it cannot fit.
+MUST_KEEP = (
+    "the must-keep part is the leading system and pinned messages, the newest message with its tool "
+    "group (and any system messages after it), and the tool definitions"
+)
+
+
+def check_must_keep(spec: ModelSpec, required: int, budget: int, reserve: int) -> int:
+    """The room left for droppable units; :class:`ContextWindowError` when the must-keep part does not fit."""
+    if required > budget:
+        raise ContextWindowError(
+            required=required,
+            available=budget,
+            model=spec.name,
+            context_window=spec.context_window,
+            reserve=reserve,
+            detail=MUST_KEEP,
+        )
+    return budget - required
+
+
+def find_cut(cost: Callable[[int], int], tail: int, room: int) -> int:
+    """The first unit kept: the smallest ``u`` in ``[0, tail]`` with ``cost(tail) - cost(u) <= room``."""
+    return bisect_left(range(tail + 1), cost(tail) - room, key=cost)
+
+
+def threshold(top: int, room: int) -> int:
+    """The running cost below which a position's unit is dropped (``top``: cost before the newest turn)."""
+    return top - room
