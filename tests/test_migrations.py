@@ -717,6 +717,7 @@ def test_cli_database_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 # -- the wheel ships the migrations ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_wheel_ships_migrations_and_upgrades_a_new_sqlite_file(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
 
@@ -740,12 +741,22 @@ def test_wheel_ships_migrations_and_upgrades_a_new_sqlite_file(tmp_path: Path) -
     assert "convkit/_migrations/env.py" in names
     assert "convkit/_migrations/script.py.mako" in names
     assert "convkit/_migrations/versions/0001_initial.py" in names
+    assert "convkit/_estimate_words.txt" in names  # the default estimate's word table
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
 
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv)
     python = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
     run(python, "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel)
+
+    # the core runs without the testing extra: no hypothesis, and the estimate reads its table
+    counted = run(
+        python,
+        "-c",
+        "import sys, convkit; n = convkit.EstimateCounter().count_texts(['the window 12'])[0]; "
+        "print(n, 'hypothesis' in sys.modules)",
+    ).split()
+    assert counted == ["5", "False"]
 
     db = tmp_path / "new.db"
     location = run(
