@@ -9,9 +9,10 @@ of ``Tokenizer.encode_batch(texts, add_special_tokens=False)``, this measures:
   (33 categories x 120 strings, made by ``estimate_corpus.py``) plus a
   "prose (manual pages)" category (real English, not generated; the word
   table's frequencies came from the same pages, so it checks the rules, not
-  the vocabulary) read at run time from the gzip'd pages in /usr/share/man/man1 (about 300 English paragraphs of 200-1500
-  characters; nothing of them is written but the figures; left out when the
-  folder is absent), of three estimates side by side: the new default
+  the vocabulary) read at run time from the gzip'd pages in
+  /usr/share/man/man1 (about 300 English paragraphs of 200-1500 characters;
+  nothing of them is written but the figures; left out when the folder is
+  absent), of three estimates side by side: the new default
   ``EstimateCounter()`` (the character-class estimate of
   ``convkit._estimate``), the old default ``EstimateCounter(2.5,
   margin=0.1)`` (``ceil(utf8_bytes / 2.5)``) and
