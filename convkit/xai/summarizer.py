@@ -6,21 +6,40 @@ the previous summary. The summarizer's own input must fit its model's
 window: a long range is cut into chunks that fit, each chunk is summarized,
 and the partial summaries are summarized again until one remains
 (hierarchical summarization). Each instance counts its calls and tokens.
+
+The whole procedure is written once, as the sans-I/O flow
+:meth:`_Planner._flow`: it yields a :class:`Call` (the messages to send) per
+model call and receives that call's ``Completion``. The twins only drive it,
+``XAISummarizer`` with ``client.chat`` and ``AsyncXAISummarizer`` with
+``await client.chat``, so they cannot drift apart.
+
+Invariants: every call's whole request (instructions, previous summary,
+transcript) fits the summarizer model's window less the reply's
+``max_tokens``, by the counter's own count and margin; each round of partial
+summaries has fewer lines than the one before, or :class:`SummarizerError` is
+raised (as it is for an empty reply or a window too small to summarize in);
+a failed call raises and nothing partial is returned.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
+from typing import Any, Generic, TypeAlias, TypeVar
+
+import attrs
 
 from ..counting import EstimateCounter, TokenCounter
 from ..errors import SummarizerError
 from ..messages import Message
 from ..models import ModelSpec, get_model
+from ._steps import Steps
 from .client import AsyncXAIClient, XAIClient
 from .protocol import Completion
 
 __all__ = ["AsyncXAISummarizer", "XAISummarizer", "render_transcript"]
+
+C = TypeVar("C", XAIClient, AsyncXAIClient)
 
 #: The fewest transcript tokens a call must be able to take.
 MIN_INPUT = 256
@@ -48,8 +67,26 @@ def render_transcript(messages: Sequence[Message]) -> list[str]:
     return lines
 
 
+@attrs.frozen
+class Call:
+    """Ask the summarizer model for a reply to ``messages`` (deterministically, at most ``max_tokens``)."""
+
+    messages: list[Message]
+    model: ModelSpec
+    max_tokens: int
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of ``chat`` besides the messages."""
+        return {"model": self.model, "max_tokens": self.max_tokens, "temperature": 0}
+
+
+#: A summarization flow: yields :class:`Call` actions, receives each one's ``Completion``.
+Summarizing: TypeAlias = Generator[Call, Completion, str]
+
+
 class _Planner:
-    """Shared sizing: how much transcript fits one summarizer call."""
+    """What the twins share, without I/O: how much transcript fits one call, and the flow of calls."""
 
     def __init__(self, model: str | ModelSpec, counter: TokenCounter | None, reply_tokens: int) -> None:
         self.spec = get_model(model)
@@ -131,6 +168,34 @@ class _Planner:
         body += "New messages:\n" + "\n".join(lines)
         return [Message.system(SYSTEM_PROMPT.format(words=words)), Message.user(body)]
 
+    def _flow(self, messages: Sequence[Message], previous: str | None, max_tokens: int) -> Summarizing:
+        """Hierarchical summarization of ``messages`` into ``previous``, one :class:`Call` a model call.
+
+        The transcript is cut into chunks that fit one call; while there is more than one, each is
+        summarized and the partial summaries become the lines to summarize next.
+        """
+        lines, carry = self.plan(render_transcript(messages), previous, max_tokens)
+        budget = self.input_budget(max_tokens)
+        while True:
+            first = self.input_budget(max_tokens, carry) if carry else budget
+            parts = self.chunks(lines, budget, first)
+            if len(parts) == 1:
+                return (yield from self._ask(carry, parts[0], max_tokens))
+            if len(parts) >= len(lines):
+                raise SummarizerError(
+                    "the partial summaries do not get shorter than the parts; use a summarizer model with a "
+                    "larger window or ask for shorter summaries (summary_tokens=)"
+                )
+            partials = []
+            for i, part in enumerate(parts):
+                partials.append((yield from self._ask(carry if i == 0 else None, part, max_tokens)))
+            lines, carry = partials, None
+
+    def _ask(self, previous: str | None, lines: list[str], max_tokens: int) -> Summarizing:
+        """One model call: the summary of ``lines`` merged into ``previous``."""
+        completion = yield Call(self.request(previous, lines, max_tokens), self.spec, max_tokens)
+        return self.take(completion)
+
     def take(self, completion: Completion) -> str:
         self.calls += 1
         self.prompt_tokens += completion.usage.prompt_tokens
@@ -142,75 +207,38 @@ class _Planner:
         return text
 
 
-class XAISummarizer(_Planner):
+class _ClientSummarizer(_Planner, Generic[C]):
+    """The twins' constructor: a summarizer over ``client`` (an :class:`XAIClient` or its async twin)."""
+
+    def __init__(
+        self,
+        client: C,
+        *,
+        model: str | ModelSpec = "grok-2-1212",
+        counter: TokenCounter | None = None,
+        reply_tokens: int = 1024,
+    ) -> None:
+        super().__init__(model, counter, reply_tokens)
+        self.client: C = client
+
+
+class XAISummarizer(_ClientSummarizer[XAIClient]):
     """Summarizes with a Grok model through an :class:`XAIClient` (default grok-2-1212)."""
 
-    def __init__(
-        self,
-        client: XAIClient,
-        *,
-        model: str | ModelSpec = "grok-2-1212",
-        counter: TokenCounter | None = None,
-        reply_tokens: int = 1024,
-    ) -> None:
-        super().__init__(model, counter, reply_tokens)
-        self.client = client
-
     def summarize(self, messages: Sequence[Message], *, previous: str | None, max_tokens: int) -> str:
-        lines, carry = self.plan(render_transcript(messages), previous, max_tokens)
-        budget = self.input_budget(max_tokens)
-        while True:
-            first = self.input_budget(max_tokens, carry) if carry else budget
-            parts = self.chunks(lines, budget, first)
-            if len(parts) == 1:
-                return self._call(carry, parts[0], max_tokens)
-            if len(parts) >= len(lines):
-                raise SummarizerError(
-                    "the partial summaries do not get shorter than the parts; use a summarizer model with a "
-                    "larger window or ask for shorter summaries (summary_tokens=)"
-                )
-            lines = [self._call(carry if i == 0 else None, p, max_tokens) for i, p in enumerate(parts)]
-            carry = None
-
-    def _call(self, previous: str | None, lines: list[str], max_tokens: int) -> str:
-        completion = self.client.chat(
-            self.request(previous, lines, max_tokens), model=self.spec, max_tokens=max_tokens, temperature=0
-        )
-        return self.take(completion)
+        """One summary of ``messages`` merged into ``previous``, in at most ``max_tokens`` tokens."""
+        steps = Steps(self._flow(messages, previous, max_tokens))
+        for call in steps:
+            steps.answer(self.client.chat(call.messages, **call.options))
+        return steps.result
 
 
-class AsyncXAISummarizer(_Planner):
+class AsyncXAISummarizer(_ClientSummarizer[AsyncXAIClient]):
     """The asyncio twin of :class:`XAISummarizer`."""
 
-    def __init__(
-        self,
-        client: AsyncXAIClient,
-        *,
-        model: str | ModelSpec = "grok-2-1212",
-        counter: TokenCounter | None = None,
-        reply_tokens: int = 1024,
-    ) -> None:
-        super().__init__(model, counter, reply_tokens)
-        self.client = client
-
     async def summarize(self, messages: Sequence[Message], *, previous: str | None, max_tokens: int) -> str:
-        lines, carry = self.plan(render_transcript(messages), previous, max_tokens)
-        budget = self.input_budget(max_tokens)
-        while True:
-            first = self.input_budget(max_tokens, carry) if carry else budget
-            parts = self.chunks(lines, budget, first)
-            if len(parts) == 1:
-                return await self._call(carry, parts[0], max_tokens)
-            if len(parts) >= len(lines):
-                raise SummarizerError(
-                    "the partial summaries do not get shorter than the parts; use a summarizer model with a "
-                    "larger window or ask for shorter summaries (summary_tokens=)"
-                )
-            lines = [await self._call(carry if i == 0 else None, p, max_tokens) for i, p in enumerate(parts)]
-            carry = None
-
-    async def _call(self, previous: str | None, lines: list[str], max_tokens: int) -> str:
-        completion = await self.client.chat(
-            self.request(previous, lines, max_tokens), model=self.spec, max_tokens=max_tokens, temperature=0
-        )
-        return self.take(completion)
+        """One summary of ``messages`` merged into ``previous``, in at most ``max_tokens`` tokens."""
+        steps = Steps(self._flow(messages, previous, max_tokens))
+        for call in steps:
+            steps.answer(await self.client.chat(call.messages, **call.options))
+        return steps.result
