@@ -175,3 +175,12 @@ def test_threads_share_the_cache_safely() -> None:
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_each_text_only_model_gets_its_own_note_for_a_dropped_image() -> None:
+    png = convkit.ImagePart.from_url("https://example.com/a.png")
+    msgs = [Message.system("describe images"), Message.user(["what is this?", png])]
+    for model in ("grok-beta", "grok-2-1212", "grok-beta"):
+        result = fit(msgs, model=model, counter=COUNTER, images="drop")
+        assert f"[image omitted: {model} does not accept images]" in result.messages[-1].text
+        assert result == fresh(msgs, model=model, counter=COUNTER, images="drop")

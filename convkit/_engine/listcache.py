@@ -46,7 +46,7 @@ class _Entry:
 
 
 _lock = threading.Lock()
-_entries: OrderedDict[tuple[str, bool, str, int], _Entry] = OrderedDict()
+_entries: OrderedDict[tuple[str, str, str, int], _Entry] = OrderedDict()
 
 
 def clear() -> None:
@@ -77,7 +77,8 @@ def with_index(
     built with one serves another.
     """
     ids = tuple(map(id, messages))
-    key = (counter.identity, spec.supports_images, images, ids[0])  # a conversation keeps its first message
+    # a conversation keeps its first message; a text-only model's note for a dropped image names it
+    key = (counter.identity, "" if spec.supports_images else spec.name, images, ids[0])
     with _locked():
         entry = _entries.get(key)
         if entry is not None and len(ids) >= len(entry.ids) and ids[: len(entry.ids)] == entry.ids:
