@@ -2,7 +2,8 @@
 
 The table lists English words with what the reference tokenizer (Grok-1's,
 from ``../shared``) spends on each: after one space and after anything else
-(a newline, a digit, punctuation), in lower case, capitalized and in upper case. Words come
+(a newline, a digit, punctuation), in lower case, capitalized and in upper case,
+and capitalized or in upper case right after a letter (inside ``getUserName``). Words come
 from English text found on this machine: the manual pages, the standard
 library's docstrings and the installed packages' descriptions; a word must
 occur at least ``--min-count`` times there and cost at most two tokens
@@ -24,6 +25,7 @@ import importlib
 import inspect
 import os
 import re
+import string
 import sys
 import sysconfig
 import warnings
@@ -88,6 +90,22 @@ def costs(tokenizer: object, words: list[str]) -> list[tuple[int, int]]:
     return list(zip(spaced, bare, strict=True))
 
 
+def after_letter(tokenizer: object, words: list[str]) -> list[int]:
+    """Reference tokens of each word right after a letter (``getUser``, ``RepoTags``), worst letter.
+
+    The letter is the previous piece's, which keeps its own token unless the two merge across the
+    case change (``oT`` in ``RepoTags``): then the merged token is the word's.
+    """
+    enc = tokenizer.encode_batch  # type: ignore[attr-defined]
+    base = len(enc(["x\n"], add_special_tokens=False)[0].ids)
+    worst = [0] * len(words)
+    for c in string.ascii_lowercase:  # a later piece follows a lower-case letter (CREATECar is priced apart)
+        for i, e in enumerate(enc([f"x\n{c}{w}" for w in words], add_special_tokens=False)):
+            pieces = e.tokens[base:]
+            worst[i] = max(worst[i], len(pieces) - (pieces[0] == c))
+    return worst
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--min-count", type=int, default=3)
@@ -104,19 +122,25 @@ def main() -> int:
     lower = costs(tok, words)
     title = costs(tok, [w.capitalize() for w in words])
     upper = costs(tok, [w.upper() for w in words])
+    joined = zip(
+        after_letter(tok, [w.capitalize() for w in words]),
+        after_letter(tok, [w.upper() for w in words]),
+        strict=True,
+    )
     groups: dict[str, list[str]] = collections.defaultdict(list)
     unknown = lambda n: (4 * n + 4) // 5  # noqa: E731 - the estimate's rule for words it does not know
-    for w, lo, ti, up in zip(words, lower, title, upper, strict=True):
-        every = (*lo, *ti, *up)
+    for w, lo, ti, up, after in zip(words, lower, title, upper, joined, strict=True):
+        every = (*lo, *ti, *up, *after)
         if lo[0] > 2 or max(every) > 9 or min(every) < 1:
             continue
-        if max(every) >= unknown(len(w)):
-            continue  # the rule for unknown words already covers it
+        if min(every) >= unknown(len(w)) and all(c == unknown(len(w)) for c in every):
+            continue  # the rule for unknown words says the same
         groups["".join(map(str, every))].append(w)
     lines = [
         "# convkit's estimate word table (benchmarks/estimate_words.py); see convkit/_estimate.py.",
-        "# Each line: six digits, then words. The digits are the reference tokens of the word after one",
-        "# space and after anything else: in lower case, capitalized, and in upper case.",
+        "# Each line: eight digits, then words. The digits are the reference tokens of the word after one",
+        "# space and after anything else: in lower case, capitalized, and in upper case; then capitalized",
+        "# and in upper case right after a letter (the second piece of getUser or fooBAR).",
     ]
     for code in sorted(groups):
         lines.append(f"{code} {' '.join(groups[code])}")

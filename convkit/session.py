@@ -46,8 +46,9 @@ def _as_user(content_or_message: str | Sequence[Part | str] | MessageLike) -> Me
 
 
 def _margin(counter: TokenCounter, calibration: Calibration | None) -> float:
+    """The counter's own margin, widened (never narrowed) by what calibration learned, up to MAX_MARGIN."""
     learned = (calibration.ratio_max - 1.0) if calibration is not None else 0.0
-    return min(MAX_MARGIN, max(counter.margin, learned))
+    return max(counter.margin, min(MAX_MARGIN, learned))
 
 
 class _SessionBase:

@@ -478,6 +478,16 @@ def test_a_counter_that_overcounts_leaves_the_margin_alone(env: Env) -> None:
     assert s.margin() == pytest.approx(0.1)
 
 
+def test_calibration_never_narrows_the_counters_own_margin() -> None:
+    from convkit.session import MAX_MARGIN, Calibration, _margin
+
+    wide = EstimateCounter(2.5, margin=3.0)  # wider than calibration may ever learn
+    assert _margin(wide, None) == 3.0
+    assert _margin(wide, Calibration("grok-2-1212", wide.identity, 1.5, 1.5, 1)) == 3.0
+    assert _margin(EstimateCounter(), Calibration("grok-2-1212", "x", 0.5, 0.5, 1)) == 0.0
+    assert _margin(EstimateCounter(), Calibration("grok-2-1212", "x", 9.0, 9.0, 1)) == MAX_MARGIN
+
+
 def test_calibrate_false_records_nothing(env: Env) -> None:
     xai = env.standin(counter=EstimateCounter(1.5, margin=0.0))
     s = env.session(xai, calibrate=False, counters=[flat()])
