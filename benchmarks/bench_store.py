@@ -89,7 +89,7 @@ from langchain_core.messages import convert_to_messages, message_to_dict, trim_m
 
 import convkit
 from convkit.messages import Message
-from convkit.store import Store, codec, ops
+from convkit.store import Store, _ops_core, codec
 from convkit.store import schema as t
 from convkit.store.engine import safe_url
 from convkit.store.sync import drive
@@ -220,7 +220,7 @@ def bare_select(
     ``columns``: "star" (every column) or "window" (the columns the window reads for kept rows).
     """
     m = t.messages
-    cols: list[Any] = [m] if columns == "star" else [m.c[name] for name in ops.BODY_COLUMNS]
+    cols: list[Any] = [m] if columns == "star" else [m.c[name] for name in codec.BODY_COLUMNS]
     *before, (cut0, _end) = res.kept_spans
     pins = [i + 1 for a, b in before for i in range(a, b)]
     # both ends of the tail bounded: with ``seq >= cut`` alone PostgreSQL estimated thousands of rows
@@ -249,12 +249,12 @@ def decoder(engine: sa.Engine, rows: Any) -> Callable[[], object]:
     Rows holding images need the image bytes: that read runs on the engine, as in the window.
     """
     if not any(codec.image_shas(r.content) for r in rows):
-        return lambda: drive(None, ops._decode_body(rows))  # type: ignore[arg-type]  # no statement
+        return lambda: drive(None, _ops_core.decode_body(rows))  # type: ignore[arg-type]  # no statement
 
     def run() -> list[Message]:
         with engine.connect() as conn:
             conn.execution_options(convkit_read=True)
-            return drive(conn, ops._decode_body(rows))
+            return drive(conn, _ops_core.decode_body(rows))
 
     return run
 

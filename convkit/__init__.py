@@ -50,8 +50,9 @@ from .models import ModelRegistry, ModelSpec, get_model, list_models, override_m
 from .summarize import AsyncSummarizer, ExtractiveSummarizer, Summarizer, Summary
 
 if TYPE_CHECKING:
+    from ._results import Calibration, Conversation, StoredSummary, UsageTotals
     from .session import AsyncSession, Session
-    from .store import AsyncStore, Conversation, Store
+    from .store import AsyncStore, Store
     from .store.migrate import upgrade
     from .xai.client import AsyncXAIClient, Backoff, XAIClient
     from .xai.counter import XAITokenCounter
@@ -73,7 +74,10 @@ _LAZY = {
     "XAITokenCounter": ".xai.counter",
     "XAISummarizer": ".xai.summarizer",
     "AsyncXAISummarizer": ".xai.summarizer",
-    "Conversation": ".store",
+    "Calibration": "._results",
+    "Conversation": "._results",
+    "StoredSummary": "._results",
+    "UsageTotals": "._results",
     "Store": ".store",
     "upgrade": ".store.migrate",
 }
@@ -101,6 +105,7 @@ __all__ = [
     "Backoff",
     "BadRequestError",
     "BaseCounter",
+    "Calibration",
     "Completion",
     "ContextWindowError",
     "Conversation",
@@ -130,6 +135,7 @@ __all__ = [
     "Session",
     "Store",
     "StoreError",
+    "StoredSummary",
     "Summarizer",
     "SummarizerError",
     "Summary",
@@ -142,6 +148,7 @@ __all__ = [
     "UnknownModelError",
     "UnsupportedInputError",
     "Usage",
+    "UsageTotals",
     "ValidationError",
     "XAIClient",
     "XAISummarizer",

@@ -177,6 +177,7 @@ def _assemble(ctx: _Context, summary: Summary, k: int, new: bool) -> FitResult:
         tools_tokens=ctx.frame.tools_tokens,
         summary=summary,
         summary_is_new=new,
+        spec=ctx.spec,
     )
 
 

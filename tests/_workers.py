@@ -40,9 +40,9 @@ def extend_then_hang(
     import sqlalchemy as sa
 
     from convkit import EstimateCounter
-    from convkit.store import Store, ops
+    from convkit.store import Store, _appends
 
-    ops.CHUNK = 50  # many INSERT batches, so "mid-batch" is real
+    _appends.CHUNK = 50  # many INSERT batches, so "mid-batch" is real
     store = Store(url, namespace=namespace, counters=[EstimateCounter()], upgrade=False)
     inserts = 0
 

@@ -479,7 +479,8 @@ def test_a_counter_that_overcounts_leaves_the_margin_alone(env: Env) -> None:
 
 
 def test_calibration_never_narrows_the_counters_own_margin() -> None:
-    from convkit.session import MAX_MARGIN, Calibration, _margin
+    from convkit import Calibration
+    from convkit._session_flows import MAX_MARGIN, _margin
 
     wide = EstimateCounter(2.5, margin=3.0)  # wider than calibration may ever learn
     assert _margin(wide, None) == 3.0

@@ -259,7 +259,7 @@ class StoreMachine(RuleBasedStateMachine):
             assert self.stores[ns].append(cid, result) == len(msgs) + 1
             msgs.append(result)
         else:
-            with pytest.raises(InvalidConversationError, match="append that assistant message first"):
+            with pytest.raises(InvalidConversationError, match="with that tool call first"):
                 self.stores[ns].append(cid, result)
 
     @rule(conv=stored, bad=st.sampled_from(sorted(BAD)), good=conversations(max_size=4), alone=st.booleans())

@@ -45,8 +45,7 @@ from convkit import (
     ValidationError,
     fit,
 )
-from convkit.store import Store, ops
-from convkit.store._base import BACKFILL_BATCH
+from convkit.store import Store, _base, _ops_core, _windows
 from convkit.testing.strategies import budgets, conversations
 
 from . import _store_support as sup
@@ -196,13 +195,13 @@ def test_window_equals_fit(open_store: sup.StoreOpener, tiny_counter: Any, custo
         # the window's first look: as shipped, or a row or two (so the cut is mostly found by the
         # binary search over the running totals, and a long newest turn needs older reads)
         look = data.draw(st.sampled_from([None, (1, 1), (2, 3)]), label="first look")
-        shipped = ops.WINDOW_FIRST_ROWS
+        shipped = _windows.WINDOW_FIRST_ROWS
         if look is not None:
-            ops.WINDOW_FIRST_ROWS = dict.fromkeys(shipped, look)
+            _windows.WINDOW_FIRST_ROWS = dict.fromkeys(shipped, look)
         try:
             checks(conv, data)
         finally:
-            ops.WINDOW_FIRST_ROWS = shipped
+            _windows.WINDOW_FIRST_ROWS = shipped
 
     def checks(conv: list[Message], data: st.DataObject) -> None:
         store = env.store
@@ -312,7 +311,7 @@ def test_window_reads_only_rows_it_has_not_decoded(open_store: sup.StoreOpener) 
     history = [Message.system("rules", pinned=True), *_talk("a", 40)]
     store.extend(conv.id, history)
     decoded: list[int] = []
-    real = ops._decode_body
+    real = _windows.decode_body
 
     def counting(rows: Any, images: bool = True) -> Any:
         decoded.append(len(rows))
@@ -323,7 +322,7 @@ def test_window_reads_only_rows_it_has_not_decoded(open_store: sup.StoreOpener) 
         assert got == fit(msgs, model=model, counter=EstimateCounter(), margin=0)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ops, "_decode_body", counting)
+        mp.setattr(_windows, "decode_body", counting)
         window(store, spec, history)
         first = sum(decoded)
         decoded.clear()
@@ -360,7 +359,7 @@ def test_a_window_never_mixes_two_states_of_a_conversation(open_store: sup.Store
     store.extend(conv.id, before)
     after = before[:10] + _talk("b", 20, size=90)  # other sizes: a mixed window would show
     calls = {"raw": 0, "written": 0}
-    real = ops.run_raw
+    real = _ops_core.run_raw
 
     def meddling(conn: Any, req: Any) -> Any:
         calls["raw"] += 1
@@ -372,7 +371,7 @@ def test_a_window_never_mixes_two_states_of_a_conversation(open_store: sup.Store
 
     try:
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(ops, "run_raw", meddling)
+            mp.setattr(_ops_core, "run_raw", meddling)
             got = store.window(conv.id, model=spec, margin=0)
         assert calls["written"] == 1
         old = fit(before, model=spec, counter=EstimateCounter(), margin=0)
@@ -518,12 +517,8 @@ def test_a_new_counter_is_back_filled_once(
 
 
 def test_back_fill_runs_in_batches(open_store: sup.StoreOpener, monkeypatch: pytest.MonkeyPatch) -> None:
-    from convkit.store import aio, sync
-
-    assert sync.BACKFILL_BATCH == aio.BACKFILL_BATCH == BACKFILL_BATCH
-    batch = 40  # the drivers' batch size, made small so that a short conversation needs several
-    monkeypatch.setattr(sync, "BACKFILL_BATCH", batch)
-    monkeypatch.setattr(aio, "BACKFILL_BATCH", batch)
+    batch = 40  # the twins' (shared) batch size, made small so that a short conversation needs several
+    monkeypatch.setattr(_base, "BACKFILL_BATCH", batch)
     store = open_store(counters=[EstimateCounter()])
     conv = store.create_conversation()
     n = 2 * batch + 7

@@ -52,6 +52,7 @@ from convkit import (
     FitResult,
     Message,
     ModelSpec,
+    StoredSummary,
     SummarizerError,
     Summary,
     TokenCounter,
@@ -66,7 +67,6 @@ from convkit import models as convkit_models
 from convkit.errors import APITimeoutError
 from convkit.session import AsyncSession, Session
 from convkit.store import AsyncStore, Store
-from convkit.store.ops import StoredSummary
 from convkit.summarize import summary_message
 from convkit.testing import Fault, Reply, XAIStandIn
 from convkit.testing.strategies import conversations, texts

@@ -98,7 +98,8 @@ def link_owners(
             if owner is None:
                 raise InvalidConversationError(
                     f"{describe(k)} is a tool result for call id {m.tool_call_id!r}, which no earlier "
-                    "assistant message made; add the assistant message with that tool call first"
+                    "assistant message of this conversation made; add the assistant message with that "
+                    "tool call first"
                 )
         owners.append(owner)
         for c in m.tool_calls:

@@ -1,34 +1,126 @@
-"""What the sync and async stores share: argument checks and operation building.
+"""What the sync and async stores share: every public method, written once as a flow.
 
 :class:`~convkit.store.Store` and :class:`~convkit.store.AsyncStore` subclass
-:class:`StoreBase` and differ only in how they run an operation (see
-:mod:`convkit.store.ops`): on a ``Connection`` or on an ``AsyncConnection``.
+:class:`StoreBase` and differ only in I/O: how they check the schema, how they
+run one operation in one transaction (``_run``) and how they perform the steps
+of a flow (``_call``, ``_perform``). Everything else is here: argument checks,
+batches prepared (encoded and counted) before their transaction, the
+operations built (see :mod:`convkit.store._ops_core`), window arguments, the
+connection options of each kind of transaction, and the multi-step flows.
+
+A *flow* is a generator, sans-I/O like the operations it runs: it yields
+:class:`Txn` steps (run this operation in its own transaction) and
+:class:`Summarize` steps (ask the summarizer), and the twin sends back each
+step's result or throws its error in; its return value is the method's. A
+window's retries, back-fill and fallback to a full fit, and the summary fold,
+are written here once. Each public method of a twin is one line bound to its
+flow by :func:`runs`, which gives it the flow's signature and docstring.
+
+Invariants: the twins' public methods have the same names, signatures and
+docstrings (by construction); arguments are checked and batches prepared
+before the first transaction (so bad input stores nothing, and an
+:class:`~convkit.store.AsyncStore` checks them before its schema); each step
+runs in a transaction of its own, never two at once; database errors come out
+as :class:`~convkit.errors.DatabaseError` (``db_errors`` in the twins' ``_run``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from typing import IO, Any
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from typing import IO, Any, ClassVar, Generic, Literal, ParamSpec, TypeAlias, TypeVar
 
+import attrs
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .._results import Calibration, Conversation, StoredSummary, UsageTotals
+from .._stepper import runs
 from ..counting import EstimateCounter, ImagePolicy, TokenCounter
-from ..errors import ValidationError
-from ..fitting import FitResult, Strategy, compute_budget, plan_fit
+from ..errors import ConvkitError, ValidationError
+from ..fitting import (
+    FitResult,
+    Strategy,
+    complete_fold,
+    compute_budget,
+    fit,
+    fold_failed,
+    plan_fit,
+    sync_answer,
+)
 from ..jsonl import dumps_jsonl, loads_jsonl, read_jsonl
 from ..messages import Message, MessageLike, as_messages
 from ..models import ModelSpec, get_model
-from ..summarize import FoldRequest, Summary, summary_message
-from . import ops
-from .engine import safe_url
+from ..summarize import AsyncSummarizer, FoldRequest, Summarizer, Summary, summary_message
+from ._appends import Prepared, append, create_filled, prepare
+from ._conversations import (
+    create_conversation,
+    delete_conversation,
+    get_conversation,
+    list_conversations,
+    read_messages,
+)
+from ._forks import fork, pop, truncate
+from ._ops_core import Op
+from ._totals import backfill
+from ._turns import (
+    add_calibration,
+    get_calibration,
+    latest_summary,
+    record_turn,
+    save_summary,
+    summaries,
+    usage_totals,
+)
+from ._windows import NeedsBackfill, NeedsFullFit, WindowMoved, window_trim
+from .engine import DEFAULT_URL, db_errors, safe_url
 from .msgcache import MessageCache
 
-__all__ = ["StoreBase", "WindowArgs"]
+__all__ = ["Flow", "Step", "StoreBase", "Summarize", "Txn", "WindowArgs", "runs"]
 
 #: Messages counted per transaction when a counter is back-filled.
 BACKFILL_BATCH = 5000
 #: Windows run without a snapshot on PostgreSQL (each statement checks the conversation did not
 #: change since the first); after this many changed under them, one runs in a snapshot.
 WINDOW_UNSNAPPED_TRIES = 3
+
+T = TypeVar("T")
+R = TypeVar("R")
+P = ParamSpec("P")
+E = TypeVar("E", Engine, AsyncEngine)
+
+
+@attrs.frozen
+class Txn(Generic[T]):
+    """A flow's step: run ``op`` in a transaction of its own (``read``: a read-only one).
+
+    ``snapshot=False`` (reads that check consistency themselves, as windows do): on PostgreSQL
+    the statements run without a transaction. ``what`` names the step in database errors.
+    """
+
+    op: Op[T]
+    what: str
+    read: bool = False
+    snapshot: bool = True
+
+
+@attrs.frozen
+class Summarize:
+    """A flow's step: ask the summarizer (``ask()``); the async twin awaits an awaitable answer."""
+
+    ask: Callable[[], object]
+
+
+#: What a flow yields.
+Step: TypeAlias = "Txn[Any] | Summarize"
+#: A flow: the steps of one public method, and its result.
+Flow: TypeAlias = Generator[Step, Any, T]
+
+
+def once(op: Op[T], what: str, *, read: bool = False) -> Flow[T]:
+    """The flow of one operation in one transaction."""
+    result: T = yield Txn(op, what, read)
+    return result
 
 
 class WindowArgs:
@@ -60,7 +152,7 @@ class WindowArgs:
     def summarize_plan(
         self,
         messages: list[Message],
-        stored: ops.StoredSummary | None,
+        stored: StoredSummary | None,
         low_water: float,
         summary_tokens: int | None,
     ) -> tuple[FitResult, FitResult | FoldRequest]:
@@ -79,18 +171,16 @@ class WindowArgs:
             summary_tokens=summary_tokens,
         )
 
-    def stored_summary(self, result: FitResult) -> ops.StoredSummary:
+    def stored_summary(self, result: FitResult) -> StoredSummary:
         assert result.summary is not None
         s = result.summary
         tokens = self.counter.content_tokens([summary_message(s)])[0]
-        return ops.StoredSummary(
-            s.first + 1, s.last + 1, s.text, self.spec.name, self.counter.identity, tokens
-        )
+        return StoredSummary(s.first + 1, s.last + 1, s.text, self.spec.name, self.counter.identity, tokens)
 
     def trim_op(
         self, ns: str, cid: str, cache: MessageCache | None = None, dialect: str = "sqlite"
-    ) -> ops.Op[FitResult]:
-        return ops.window_trim(
+    ) -> Op[FitResult]:
+        return window_trim(
             ns,
             cid,
             self.spec,
@@ -118,12 +208,52 @@ def check_id(conversation_id: object) -> str:
     return conversation_id
 
 
-class StoreBase:
-    """Shared state and argument handling of the two store twins."""
+#: Connection options of a transaction, and whether it BEGINs one (see ``StoreBase._options``).
+_WRITE: tuple[Mapping[str, Any], bool] = ({}, True)
+_READ: tuple[Mapping[str, Any], bool] = ({"convkit_read": True}, True)
+_PG_READ: tuple[Mapping[str, Any], bool] = (
+    {"convkit_read": True, "isolation_level": "REPEATABLE READ"},
+    True,
+)
+_PG_UNSNAPPED: tuple[Mapping[str, Any], bool] = (
+    {"convkit_read": True, "isolation_level": "AUTOCOMMIT"},
+    False,
+)
+
+
+class StoreBase(Generic[E]):
+    """Shared state, argument handling and flows of the two store twins (``E``: their engine)."""
 
     namespace: str
     counters: tuple[TokenCounter, ...]
     _url: str
+    _dialect: str
+    #: A synchronous twin refuses an awaitable summarizer answer (an async summarizer).
+    _synchronous: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        namespace: str = "default",
+        counters: Iterable[TokenCounter] = (),
+        upgrade: bool | None = None,
+        engine: E | None = None,
+        window_cache: int = 64,
+    ) -> None:
+        self._init_common(str(engine.url) if engine is not None else url, namespace, counters, window_cache)
+        self._owns_engine = engine is None
+        with db_errors("opening the database"):
+            self._engine: E = engine if engine is not None else self._create_engine(url)
+        self._dialect = self._engine.dialect.name
+        self._upgrade = upgrade
+        self._opened()
+
+    def _create_engine(self, url: str) -> E:
+        raise NotImplementedError
+
+    def _opened(self) -> None:
+        """The twin's last step of ``__init__`` (the sync one checks the schema there)."""
 
     def _init_common(
         self, url: str, namespace: str, counters: Iterable[TokenCounter], window_cache: int = 64
@@ -144,14 +274,39 @@ class StoreBase:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._url!r}, namespace={self.namespace!r})"
 
+    @property
+    def engine(self) -> E:
+        """The SQLAlchemy engine the store runs on."""
+        return self._engine
+
+    def _upgrades(self, status: str) -> bool:
+        """Whether to upgrade a schema in ``status``: as ``upgrade=`` says, else only a new SQLite file."""
+        if self._upgrade is None:
+            return self._dialect == "sqlite" and status == "empty"
+        return self._upgrade
+
+    def _options(self, txn: Txn[Any]) -> tuple[Mapping[str, Any], bool]:
+        """The connection's execution options for ``txn``, and whether it runs in a transaction.
+
+        A read runs all its statements in one snapshot (PostgreSQL's default isolation lets each
+        statement see later commits; SQLite's read transactions are snapshots). A read without
+        one (``snapshot=False``) on PostgreSQL runs without a transaction, saving its BEGIN and
+        COMMIT round trips.
+        """
+        if not txn.read:
+            return _WRITE
+        if self._dialect != "postgresql":
+            return _READ
+        return _PG_READ if txn.snapshot else _PG_UNSNAPPED
+
     def _default_counter(self, counter: TokenCounter | None) -> TokenCounter:
         if counter is not None:
             return counter
         return self.counters[0] if self.counters else _ESTIMATE
 
-    def _prepare(self, messages: Iterable[MessageLike]) -> ops.Prepared:
+    def _prepare(self, messages: Iterable[MessageLike]) -> Prepared:
         msgs = as_messages(messages)
-        return ops.prepare(msgs, self.counters)
+        return prepare(msgs, self.counters)
 
     def _window_args(
         self,
@@ -195,6 +350,207 @@ class StoreBase:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         return None
+
+    # -- conversations ---------------------------------------------------------------------
+    def _create_conversation(
+        self, *, title: str | None = None, metadata: Mapping[str, Any] | None = None
+    ) -> Flow[Conversation]:
+        """A new, empty conversation in this namespace."""
+        return once(create_conversation(self.namespace, title, metadata), "create_conversation")
+
+    def _get_conversation(self, conversation_id: str) -> Flow[Conversation]:
+        """The conversation's header (``ConversationNotFoundError`` in another namespace)."""
+        op = get_conversation(self.namespace, check_id(conversation_id))
+        return once(op, "get_conversation", read=True)
+
+    def _list_conversations(self, *, limit: int = 100, after: str | None = None) -> Flow[list[Conversation]]:
+        """Conversations oldest first; pass the last id of a page as ``after`` for the next page."""
+        return once(list_conversations(self.namespace, limit, after), "list_conversations", read=True)
+
+    def _delete_conversation(self, conversation_id: str) -> Flow[None]:
+        """Delete a conversation with its messages, counts, summaries and usage."""
+        return once(delete_conversation(self.namespace, check_id(conversation_id)), "delete_conversation")
+
+    # -- messages --------------------------------------------------------------------------
+    def _append(self, conversation_id: str, message: MessageLike) -> Flow[int]:
+        """Append one message; returns its seq."""
+        seqs = yield from self._extend(conversation_id, [message])
+        return seqs[0]
+
+    def _extend(self, conversation_id: str, messages: Iterable[MessageLike]) -> Flow[range]:
+        """Append messages atomically (all or none); returns their seqs."""
+        cid = check_id(conversation_id)
+        batch = self._prepare(messages)
+        return once(append(self.namespace, cid, batch, self._dialect), "extend")
+
+    def _messages(
+        self, conversation_id: str, *, start: int | None = None, stop: int | None = None
+    ) -> Flow[list[Message]]:
+        """Messages with ``start <= seq < stop`` (seqs start at 1), in order."""
+        op = read_messages(self.namespace, check_id(conversation_id), start, stop)
+        pairs = yield Txn(op, "messages", read=True)
+        return [m for _, m in pairs]
+
+    def _fork(
+        self, conversation_id: str, at_seq: int | None = None, *, title: str | None = None
+    ) -> Flow[Conversation]:
+        """A new conversation with messages 1..at_seq (default: all) of this one."""
+        return once(fork(self.namespace, check_id(conversation_id), at_seq, title), "fork")
+
+    def _export_jsonl(
+        self, conversation_id: str, dest: str | os.PathLike[str] | IO[str] | None = None
+    ) -> Flow[str | None]:
+        """The conversation as JSONL: returned as a string, or written to a path or file."""
+        messages = yield from self._messages(conversation_id)
+        return self._write_dest(messages, dest)
+
+    def _import_jsonl(
+        self, source: str | os.PathLike[str] | IO[str], *, title: str | None = None
+    ) -> Flow[Conversation]:
+        """A new conversation from a JSONL path or file; all lines or nothing."""
+        batch = self._prepare(self._read_source(source))
+        return once(create_filled(self.namespace, title, batch, self._dialect), "import_jsonl")
+
+    def _truncate(self, conversation_id: str, keep: int) -> Flow[list[Message]]:
+        """Delete every message after seq ``keep`` (0 empties the conversation); returns them.
+
+        Later appends continue at ``keep + 1``; a window afterwards equals
+        ``fit`` over the remaining messages.
+        """
+        return once(truncate(self.namespace, check_id(conversation_id), keep), "truncate")
+
+    def _pop(self, conversation_id: str) -> Flow[Message | None]:
+        """Remove and return the newest message (None when the conversation is empty)."""
+        return once(pop(self.namespace, check_id(conversation_id)), "pop")
+
+    # -- turns, usage, calibration ---------------------------------------------------------
+    def _record_turn(
+        self, conversation_id: str, reply: MessageLike | None, usage: Mapping[str, Any]
+    ) -> Flow[int | None]:
+        """Append a model's reply and its usage row atomically; returns the reply's seq.
+
+        ``usage`` keys: ``model``, ``counter_id``, ``local_prompt_tokens``,
+        ``prompt_tokens``, ``completion_tokens``, ``image_tokens``,
+        ``cached_tokens``, ``reasoning_tokens``, ``cost_usd``.
+        """
+        cid = check_id(conversation_id)
+        batch = self._prepare([reply]) if reply is not None else None
+        return once(record_turn(self.namespace, cid, batch, usage, self._dialect), "record_turn")
+
+    def _usage(self, conversation_id: str) -> Flow[UsageTotals]:
+        """Tokens and cost summed over the conversation's recorded turns."""
+        return once(usage_totals(self.namespace, check_id(conversation_id)), "usage", read=True)
+
+    def _calibration(self, model: str | ModelSpec, counter: TokenCounter) -> Flow[Calibration | None]:
+        """What has been learned about ``counter`` against xAI's counts for ``model``."""
+        spec = get_model(model)
+        return once(get_calibration(spec.name, counter.identity), "calibration", read=True)
+
+    def _calibrate(self, model: str | ModelSpec, counter: TokenCounter, ratio: float) -> Flow[Calibration]:
+        """Record an observed ratio of xAI's prompt tokens to ``counter``'s count."""
+        spec = get_model(model)
+        return once(add_calibration(spec.name, counter.identity, ratio, self._dialect), "calibrate")
+
+    def _summaries(self, conversation_id: str) -> Flow[list[StoredSummary]]:
+        """Every stored summary of the conversation, oldest first (originals are never changed)."""
+        return once(summaries(self.namespace, check_id(conversation_id)), "summaries", read=True)
+
+    # -- windows ---------------------------------------------------------------------------
+    def _window(
+        self,
+        conversation_id: str,
+        *,
+        model: str | ModelSpec,
+        counter: TokenCounter | None = None,
+        reserve: int = 0,
+        strategy: Strategy = "trim",
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        images: ImagePolicy = "error",
+        margin: float | None = None,
+        summarizer: Summarizer | AsyncSummarizer | None = None,
+        fallback: Literal["error", "trim"] = "error",
+        low_water: float = 0.6,
+        summary_tokens: int | None = None,
+    ) -> Flow[FitResult]:
+        """The messages to send now: equal to ``convkit.fit`` over the stored messages.
+
+        Reads stored counts (back-filling a new counter once, in batches) and
+        only the bodies of the kept rows.
+        """
+        cid = check_id(conversation_id)
+        args = self._window_args(model, counter, reserve, strategy, tools, images, margin)
+        if args.strategy == "summarize":
+            return self._summarized(cid, args, summarizer, fallback, low_water, summary_tokens)
+        return self._trimmed(cid, args)
+
+    def _trimmed(self, cid: str, args: WindowArgs) -> Flow[FitResult]:
+        """A trim window: read without a snapshot until one is consistent; back-fill, or fit it all."""
+        moved = 0
+        for _ in range(100):
+            try:
+                op = args.trim_op(self.namespace, cid, self._cache, self._dialect)
+                result: FitResult = yield Txn(op, "window", True, moved >= WINDOW_UNSNAPPED_TRIES)
+                return result
+            except WindowMoved:  # written to between its statements: again (in a snapshot at last)
+                moved += 1
+            except NeedsFullFit:  # a text-only model, a conversation holding images
+                messages = yield from self._messages(cid)
+                return fit(
+                    messages,
+                    model=args.spec,
+                    counter=args.counter,
+                    reserve=args.reserve,
+                    tools=args.tools,
+                    images=args.images,
+                    margin=args.margin,
+                )
+            except NeedsBackfill:  # a counter that has not counted every message yet
+                while not (yield from self._backfill(cid, args.counter)):
+                    pass
+        raise RuntimeError("window: counts kept falling behind concurrent appends")  # pragma: no cover
+
+    def _backfill(self, cid: str, counter: TokenCounter) -> Flow[bool]:
+        """Count one batch of messages past ``counter``'s watermark; True when none are left."""
+        return once(backfill(self.namespace, cid, counter, BACKFILL_BATCH, self._dialect), "backfill")
+
+    def _summarized(
+        self,
+        cid: str,
+        args: WindowArgs,
+        summarizer: Summarizer | AsyncSummarizer | None,
+        fallback: Literal["error", "trim"],
+        low_water: float,
+        summary_tokens: int | None,
+    ) -> Flow[FitResult]:
+        """A summarize window: fold what falls out into the stored summary, when it must."""
+        if summarizer is None:
+            raise ValidationError(
+                "strategy='summarize' needs summarizer=... (e.g. convkit.ExtractiveSummarizer())"
+            )
+        if fallback not in ("error", "trim"):
+            raise ValidationError(f"fallback must be 'error' or 'trim', got {fallback!r}")
+        messages = yield from self._messages(cid)
+        stored: StoredSummary | None = yield Txn(latest_summary(self.namespace, cid), "window", read=True)
+        trimmed, step = args.summarize_plan(messages, stored, low_water, summary_tokens)
+        if isinstance(step, FitResult):
+            return step
+        fold = step
+        try:
+            text: Any = yield Summarize(
+                lambda: summarizer.summarize(
+                    list(fold.messages), previous=fold.previous, max_tokens=fold.max_tokens
+                )
+            )
+        except Exception as exc:
+            return fold_failed(exc, trimmed, fallback)
+        if self._synchronous:
+            text = sync_answer(text, "Store.window")
+        try:
+            result = complete_fold(step, text)
+        except ConvkitError as exc:
+            return fold_failed(exc, trimmed, fallback, answer=True)
+        yield Txn(save_summary(self.namespace, cid, args.stored_summary(result)), "save_summary")
+        return result
 
 
 _ESTIMATE = EstimateCounter()

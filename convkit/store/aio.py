@@ -1,90 +1,72 @@
 """``AsyncStore``: the asyncio twin of :class:`~convkit.store.sync.Store`.
 
-Same method names, same semantics, same operations (:mod:`convkit.store.ops`)
-run on an ``AsyncConnection`` (aiosqlite for SQLite; psycopg or asyncpg for
-PostgreSQL). The schema is checked (or upgraded) on first use.
+Same method names, signatures and docstrings, same flows
+(:class:`~convkit.store._base.StoreBase`), run on an ``AsyncConnection``
+(aiosqlite for SQLite; psycopg or asyncpg for PostgreSQL); a method differs
+from its twin only by ``await``. The schema is checked (or upgraded) on first
+use. Close with ``await store.aclose()`` (or ``close()``), or use
+``async with AsyncStore(...) as store``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import os
-from collections.abc import Iterable, Mapping, Sequence
-from typing import IO, Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ..counting import ImagePolicy, TokenCounter
-from ..errors import ConvkitError, ValidationError
-from ..fitting import FitResult, Strategy, complete_fold, fit, fold_failed
-from ..messages import Message, MessageLike
-from ..models import ModelSpec, get_model
-from ..summarize import AsyncSummarizer, Summarizer
-from . import migrate, ops
-from ._base import BACKFILL_BATCH, WINDOW_UNSNAPPED_TRIES, StoreBase, WindowArgs, check_id
-from .engine import DEFAULT_URL, create_async, db_errors
+from .._results import Calibration, Conversation, StoredSummary, UsageTotals
+from .._stepper import Stepper
+from ..fitting import FitResult
+from ..messages import Message
+from . import _ops_core, migrate
+from ._base import Flow, Step, StoreBase, Txn, runs
+from ._ops_core import Op
+from .engine import create_async, db_errors
 
 T = TypeVar("T")
 
 __all__ = ["AsyncStore", "adrive"]
 
 
-async def adrive(conn: AsyncConnection, op: ops.Op[T]) -> T:
+async def adrive(conn: AsyncConnection, op: Op[T]) -> T:
     """Run a sans-I/O operation on an async connection."""
-    result: Any = None
-    while True:
-        try:
-            req = op.send(result)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+    run = Stepper(op)
+    while (req := run.step) is not None:
         if req.raw:
-            result = await conn.run_sync(ops.run_raw, req)
+            run.send(await conn.run_sync(_ops_core.run_raw, req))
         else:
-            result = await (
-                conn.execute(req.stmt) if req.params is None else conn.execute(req.stmt, req.params)
-            )
+            run.send(await conn.execute(req.stmt, req.params))
+    return run.value
 
 
-class AsyncStore(StoreBase):
+class AsyncStore(StoreBase[AsyncEngine]):
     """Conversations in a database, scoped to one namespace (asyncio).
 
     Arguments as for :class:`~convkit.store.sync.Store`.
     """
 
-    def __init__(
-        self,
-        url: str = DEFAULT_URL,
-        *,
-        namespace: str = "default",
-        counters: Iterable[TokenCounter] = (),
-        upgrade: bool | None = None,
-        engine: AsyncEngine | None = None,
-        window_cache: int = 64,
-    ) -> None:
-        self._init_common(str(engine.url) if engine is not None else url, namespace, counters, window_cache)
-        self._owns_engine = engine is None
-        with db_errors("opening the database"):
-            self._engine = engine if engine is not None else create_async(url)
-        self._dialect = self._engine.dialect.name
-        self._upgrade = upgrade
+    def _create_engine(self, url: str) -> AsyncEngine:
+        return create_async(url)
+
+    def _opened(self) -> None:
         self._ready = False
         self._ready_lock = asyncio.Lock()
 
-    @property
-    def engine(self) -> AsyncEngine:
-        return self._engine
-
-    async def close(self) -> None:
+    async def aclose(self) -> None:
+        """Release the connection pool (when the store created the engine)."""
         if self._owns_engine:
             await self._engine.dispose()
+
+    close = aclose
 
     async def __aenter__(self) -> AsyncStore:
         await self._ensure_ready()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+        await self.aclose()
 
     async def _ensure_ready(self) -> None:
         if self._ready:
@@ -95,227 +77,112 @@ class AsyncStore(StoreBase):
             with db_errors("checking the schema"):
                 async with self._engine.connect() as conn:
                     status = await conn.run_sync(migrate.schema_status)
-            upgrade = self._upgrade
-            if upgrade is None:
-                upgrade = self._dialect == "sqlite" and status == "empty"
+            upgrade = self._upgrades(status)
             with db_errors("upgrading the schema"):
                 async with self._engine.connect() as conn:
-                    await conn.run_sync(lambda c: migrate.ensure_schema(c, upgrade=bool(upgrade)))
+                    await conn.run_sync(lambda c: migrate.ensure_schema(c, upgrade=upgrade))
                     await conn.commit()
             self._ready = True
 
-    async def _run(self, op: ops.Op[T], what: str, *, read: bool = False, snapshot: bool = True) -> T:
+    async def _run(self, txn: Txn[T]) -> T:
+        """Run a step's operation on a connection of its own (see ``StoreBase._options``)."""
         await self._ensure_ready()
-        with db_errors(what):
+        options, begin = self._options(txn)
+        with db_errors(txn.what):
             async with self._engine.connect() as conn:
-                if read and not snapshot and self._dialect == "postgresql":  # see Store._run
-                    await conn.execution_options(convkit_read=True, isolation_level="AUTOCOMMIT")
-                    return await adrive(conn, op)
-                if read:
-                    # one snapshot for every statement of a read (PostgreSQL's default isolation
-                    # lets each statement see later commits); SQLite's read transactions are snapshots
-                    if self._dialect == "postgresql":
-                        await conn.execution_options(convkit_read=True, isolation_level="REPEATABLE READ")
-                    else:
-                        await conn.execution_options(convkit_read=True)
+                if options:
+                    await conn.execution_options(**options)
+                if not begin:
+                    return await adrive(conn, txn.op)
                 async with conn.begin():
-                    return await adrive(conn, op)
+                    return await adrive(conn, txn.op)
+
+    async def _perform(self, step: Step) -> Any:
+        if isinstance(step, Txn):
+            return await self._run(step)
+        answer = step.ask()
+        return await answer if inspect.isawaitable(answer) else answer
+
+    async def _call(self, flow: Flow[T]) -> T:
+        """Run a flow: each step performed in turn, its result (or error) sent back into the flow."""
+        run = Stepper(flow)
+        while run.step is not None:
+            with run:
+                run.result = await self._perform(run.step)
+        return run.value
 
     # -- conversations ---------------------------------------------------------------------
-    async def create_conversation(
-        self, *, title: str | None = None, metadata: Mapping[str, Any] | None = None
-    ) -> ops.Conversation:
-        return await self._run(
-            ops.create_conversation(self.namespace, title, metadata), "create_conversation"
-        )
+    @runs(StoreBase._create_conversation)
+    async def create_conversation(self, *args: Any, **kwargs: Any) -> Conversation:
+        return await self._call(self._create_conversation(*args, **kwargs))
 
-    async def get_conversation(self, conversation_id: str) -> ops.Conversation:
-        return await self._run(
-            ops.get_conversation(self.namespace, check_id(conversation_id)), "get_conversation", read=True
-        )
+    @runs(StoreBase._get_conversation)
+    async def get_conversation(self, *args: Any, **kwargs: Any) -> Conversation:
+        return await self._call(self._get_conversation(*args, **kwargs))
 
-    async def list_conversations(
-        self, *, limit: int = 100, after: str | None = None
-    ) -> list[ops.Conversation]:
-        return await self._run(
-            ops.list_conversations(self.namespace, limit, after), "list_conversations", read=True
-        )
+    @runs(StoreBase._list_conversations)
+    async def list_conversations(self, *args: Any, **kwargs: Any) -> list[Conversation]:
+        return await self._call(self._list_conversations(*args, **kwargs))
 
-    async def delete_conversation(self, conversation_id: str) -> None:
-        await self._run(
-            ops.delete_conversation(self.namespace, check_id(conversation_id)), "delete_conversation"
-        )
+    @runs(StoreBase._delete_conversation)
+    async def delete_conversation(self, *args: Any, **kwargs: Any) -> None:
+        return await self._call(self._delete_conversation(*args, **kwargs))
 
     # -- messages --------------------------------------------------------------------------
-    async def append(self, conversation_id: str, message: MessageLike) -> int:
-        seqs = await self.extend(conversation_id, [message])
-        return seqs[0]
+    @runs(StoreBase._append)
+    async def append(self, *args: Any, **kwargs: Any) -> int:
+        return await self._call(self._append(*args, **kwargs))
 
-    async def extend(self, conversation_id: str, messages: Iterable[MessageLike]) -> range:
-        cid = check_id(conversation_id)
-        batch = self._prepare(messages)
-        return await self._run(ops.append(self.namespace, cid, batch, self._dialect), "extend")
+    @runs(StoreBase._extend)
+    async def extend(self, *args: Any, **kwargs: Any) -> range:
+        return await self._call(self._extend(*args, **kwargs))
 
-    async def messages(
-        self, conversation_id: str, *, start: int | None = None, stop: int | None = None
-    ) -> list[Message]:
-        op = ops.read_messages(self.namespace, check_id(conversation_id), start, stop)
-        return [m for _, m in await self._run(op, "messages", read=True)]
+    @runs(StoreBase._messages)
+    async def messages(self, *args: Any, **kwargs: Any) -> list[Message]:
+        return await self._call(self._messages(*args, **kwargs))
 
-    async def fork(
-        self, conversation_id: str, at_seq: int | None = None, *, title: str | None = None
-    ) -> ops.Conversation:
-        return await self._run(ops.fork(self.namespace, check_id(conversation_id), at_seq, title), "fork")
+    @runs(StoreBase._fork)
+    async def fork(self, *args: Any, **kwargs: Any) -> Conversation:
+        return await self._call(self._fork(*args, **kwargs))
 
-    async def export_jsonl(
-        self, conversation_id: str, dest: str | os.PathLike[str] | IO[str] | None = None
-    ) -> str | None:
-        return self._write_dest(await self.messages(conversation_id), dest)
+    @runs(StoreBase._export_jsonl)
+    async def export_jsonl(self, *args: Any, **kwargs: Any) -> str | None:
+        return await self._call(self._export_jsonl(*args, **kwargs))
 
-    async def import_jsonl(
-        self, source: str | os.PathLike[str] | IO[str], *, title: str | None = None
-    ) -> ops.Conversation:
-        batch = self._prepare(self._read_source(source))
+    @runs(StoreBase._import_jsonl)
+    async def import_jsonl(self, *args: Any, **kwargs: Any) -> Conversation:
+        return await self._call(self._import_jsonl(*args, **kwargs))
 
-        def op() -> ops.Op[ops.Conversation]:
-            conv = yield from ops.create_conversation(self.namespace, title, None)
-            yield from ops.append(self.namespace, conv.id, batch, self._dialect)
-            return (yield from ops.get_conversation(self.namespace, conv.id))
+    @runs(StoreBase._truncate)
+    async def truncate(self, *args: Any, **kwargs: Any) -> list[Message]:
+        return await self._call(self._truncate(*args, **kwargs))
 
-        return await self._run(op(), "import_jsonl")
-
-    async def truncate(self, conversation_id: str, keep: int) -> list[Message]:
-        """Delete every message after seq ``keep`` (0 empties the conversation); returns them.
-
-        Later appends continue at ``keep + 1``; a window afterwards equals
-        ``fit`` over the remaining messages.
-        """
-        return await self._run(ops.truncate(self.namespace, check_id(conversation_id), keep), "truncate")
-
-    async def pop(self, conversation_id: str) -> Message | None:
-        """Remove and return the newest message (None when the conversation is empty)."""
-        return await self._run(ops.pop(self.namespace, check_id(conversation_id)), "pop")
+    @runs(StoreBase._pop)
+    async def pop(self, *args: Any, **kwargs: Any) -> Message | None:
+        return await self._call(self._pop(*args, **kwargs))
 
     # -- turns, usage, calibration ---------------------------------------------------------
-    async def record_turn(
-        self, conversation_id: str, reply: MessageLike | None, usage: Mapping[str, Any]
-    ) -> int | None:
-        """Append a model's reply and its usage row atomically; returns the reply's seq.
+    @runs(StoreBase._record_turn)
+    async def record_turn(self, *args: Any, **kwargs: Any) -> int | None:
+        return await self._call(self._record_turn(*args, **kwargs))
 
-        ``usage`` keys: ``model``, ``counter_id``, ``local_prompt_tokens``,
-        ``prompt_tokens``, ``completion_tokens``, ``image_tokens``,
-        ``cached_tokens``, ``reasoning_tokens``, ``cost_usd``.
-        """
-        cid = check_id(conversation_id)
-        batch = self._prepare([reply]) if reply is not None else None
-        return await self._run(
-            ops.record_turn(self.namespace, cid, batch, usage, self._dialect), "record_turn"
-        )
+    @runs(StoreBase._usage)
+    async def usage(self, *args: Any, **kwargs: Any) -> UsageTotals:
+        return await self._call(self._usage(*args, **kwargs))
 
-    async def usage(self, conversation_id: str) -> ops.UsageTotals:
-        """Tokens and cost summed over the conversation's recorded turns."""
-        return await self._run(
-            ops.usage_totals(self.namespace, check_id(conversation_id)), "usage", read=True
-        )
+    @runs(StoreBase._calibration)
+    async def calibration(self, *args: Any, **kwargs: Any) -> Calibration | None:
+        return await self._call(self._calibration(*args, **kwargs))
 
-    async def calibration(self, model: str | ModelSpec, counter: TokenCounter) -> ops.Calibration | None:
-        """What has been learned about ``counter`` against xAI's counts for ``model``."""
-        spec = get_model(model)
-        return await self._run(ops.get_calibration(spec.name, counter.identity), "calibration", read=True)
+    @runs(StoreBase._calibrate)
+    async def calibrate(self, *args: Any, **kwargs: Any) -> Calibration:
+        return await self._call(self._calibrate(*args, **kwargs))
 
-    async def calibrate(self, model: str | ModelSpec, counter: TokenCounter, ratio: float) -> ops.Calibration:
-        """Record an observed ratio of xAI's prompt tokens to ``counter``'s count."""
-        spec = get_model(model)
-        return await self._run(
-            ops.add_calibration(spec.name, counter.identity, ratio, self._dialect), "calibrate"
-        )
-
-    async def summaries(self, conversation_id: str) -> list[ops.StoredSummary]:
-        """Every stored summary of the conversation, oldest first (originals are never changed)."""
-        return await self._run(
-            ops.summaries(self.namespace, check_id(conversation_id)), "summaries", read=True
-        )
-
-    async def _summarized(
-        self,
-        cid: str,
-        args: WindowArgs,
-        summarizer: Summarizer | AsyncSummarizer | None,
-        fallback: Literal["error", "trim"],
-        low_water: float,
-        summary_tokens: int | None,
-    ) -> FitResult:
-        if summarizer is None:
-            raise ValidationError(
-                "strategy='summarize' needs summarizer=... (e.g. convkit.ExtractiveSummarizer())"
-            )
-        if fallback not in ("error", "trim"):
-            raise ValidationError(f"fallback must be 'error' or 'trim', got {fallback!r}")
-        messages = await self.messages(cid)
-        stored = await self._run(ops.latest_summary(self.namespace, cid), "window", read=True)
-        trimmed, step = args.summarize_plan(messages, stored, low_water, summary_tokens)
-        if isinstance(step, FitResult):
-            return step
-        try:
-            text: Any = summarizer.summarize(
-                list(step.messages), previous=step.previous, max_tokens=step.max_tokens
-            )
-            if inspect.isawaitable(text):
-                text = await text
-        except Exception as exc:
-            return fold_failed(exc, trimmed, fallback)
-        try:
-            result = complete_fold(step, text)
-        except ConvkitError as exc:
-            return fold_failed(exc, trimmed, fallback, answer=True)
-        await self._run(ops.save_summary(self.namespace, cid, args.stored_summary(result)), "save_summary")
-        return result
+    @runs(StoreBase._summaries)
+    async def summaries(self, *args: Any, **kwargs: Any) -> list[StoredSummary]:
+        return await self._call(self._summaries(*args, **kwargs))
 
     # -- windows ---------------------------------------------------------------------------
-    async def window(
-        self,
-        conversation_id: str,
-        *,
-        model: str | ModelSpec,
-        counter: TokenCounter | None = None,
-        reserve: int = 0,
-        strategy: Strategy = "trim",
-        tools: Sequence[Mapping[str, Any]] | None = None,
-        images: ImagePolicy = "error",
-        margin: float | None = None,
-        summarizer: Summarizer | AsyncSummarizer | None = None,
-        fallback: Literal["error", "trim"] = "error",
-        low_water: float = 0.6,
-        summary_tokens: int | None = None,
-    ) -> FitResult:
-        cid = check_id(conversation_id)
-        args = self._window_args(model, counter, reserve, strategy, tools, images, margin)
-        if args.strategy == "summarize":
-            return await self._summarized(cid, args, summarizer, fallback, low_water, summary_tokens)
-        moved = 0
-        for _ in range(100):
-            try:
-                return await self._run(
-                    args.trim_op(self.namespace, cid, self._cache, self._dialect),
-                    "window",
-                    read=True,
-                    snapshot=moved >= WINDOW_UNSNAPPED_TRIES,
-                )
-            except ops.WindowMoved:  # written to between its statements: again (in a snapshot at last)
-                moved += 1
-            except ops.NeedsFullFit:  # a text-only model, a conversation holding images
-                return fit(
-                    await self.messages(cid),
-                    model=args.spec,
-                    counter=args.counter,
-                    reserve=reserve,
-                    tools=tools,
-                    images=images,
-                    margin=args.margin,
-                )
-            except ops.NeedsBackfill:
-                while not await self._run(
-                    ops.backfill(self.namespace, cid, args.counter, BACKFILL_BATCH, self._dialect), "backfill"
-                ):
-                    pass
-        raise RuntimeError("window: counts kept falling behind concurrent appends")  # pragma: no cover
+    @runs(StoreBase._window)
+    async def window(self, *args: Any, **kwargs: Any) -> FitResult:
+        return await self._call(self._window(*args, **kwargs))

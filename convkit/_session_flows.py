@@ -1,0 +1,343 @@
+"""The session's turn, written once: configuration, checks and sans-I/O flows for both twins.
+
+Every public method of :class:`~convkit.Session` and
+:class:`~convkit.AsyncSession` is a flow here: a generator that yields
+steps and receives their results (or has their errors thrown in), doing no
+I/O itself. The twins only perform the steps, one by ``await``-less calls,
+the other by ``await``:
+
+=====================  =====================================================
+step                   performed as
+=====================  =====================================================
+:class:`Call`          ``store.<method>(*args, **kwargs)``
+:class:`Chat`          ``client.chat(messages, **kw)``
+:class:`Open`          ``client.stream(messages, **kw)`` (kept open; the one
+                       before it is closed)
+:class:`Next`          the open stream's next event, ``None`` at its end
+:class:`Emit`          hand ``event`` to the caller of a streaming method
+=====================  =====================================================
+
+Invariants: a turn stores the user's message once, even when sent again
+after a failure (the same message waiting for its reply is a retry, not a
+new turn); the reply and its usage row are stored in one transaction, and a
+streamed reply is stored before its ``Done`` is handed out; a prompt xAI
+still finds too long is re-fitted once after recalibrating; the margin in
+force is the counter's, widened (never narrowed) by calibration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Generic, Literal, TypeAlias, TypeVar
+
+import attrs
+
+from ._results import Calibration, UsageTotals
+from .counting import EstimateCounter, ImagePolicy, TokenCounter
+from .errors import PromptTooLongError, ValidationError
+from .fitting import FitResult, Strategy
+from .messages import Message, MessageLike, Part, as_message
+from .models import ModelSpec, get_model
+from .summarize import AsyncSummarizer, Summarizer
+from .xai.protocol import Completion, Done, StreamEvent
+
+__all__ = ["MAX_MARGIN", "Call", "Chat", "Emit", "Flow", "Next", "Open", "SessionBase", "Step"]
+
+#: The most a calibration may widen the margin (xAI counting 3x the local count).
+MAX_MARGIN = 2.0
+T = TypeVar("T")
+StoreT = TypeVar("StoreT")
+ClientT = TypeVar("ClientT")
+
+
+@attrs.frozen
+class Call:
+    """Call ``store.<method>(*args, **kwargs)``."""
+
+    method: str
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Chat:
+    """Send ``messages`` with ``client.chat``."""
+
+    messages: tuple[Message, ...]
+    kw: Mapping[str, Any]
+
+
+@attrs.frozen
+class Open:
+    """Open a stream of ``messages`` with ``client.stream`` (closing one still open)."""
+
+    messages: tuple[Message, ...]
+    kw: Mapping[str, Any]
+
+
+@attrs.frozen
+class Next:
+    """The open stream's next event (``None`` at its end)."""
+
+
+@attrs.frozen
+class Emit:
+    """Hand ``event`` to the caller."""
+
+    event: StreamEvent
+
+
+Step: TypeAlias = Call | Chat | Open | Next | Emit
+#: A flow: the steps of one public method, and its result.
+Flow: TypeAlias = Generator[Step, Any, T]
+
+
+def _as_user(content_or_message: str | Sequence[Part | str] | MessageLike) -> Message:
+    if isinstance(content_or_message, Message):
+        return content_or_message
+    if isinstance(content_or_message, Mapping):
+        return as_message(content_or_message)
+    return Message.user(content_or_message)
+
+
+def _margin(counter: TokenCounter, calibration: Calibration | None) -> float:
+    """The counter's own margin, widened (never narrowed) by what calibration learned, up to MAX_MARGIN."""
+    learned = (calibration.ratio_max - 1.0) if calibration is not None else 0.0
+    return max(counter.margin, min(MAX_MARGIN, learned))
+
+
+class SessionBase(Generic[StoreT, ClientT]):
+    """What both twins share: settings, checks, and every public method as a flow."""
+
+    #: The summarizer a session makes over its client when none is given.
+    _summarizer_type: ClassVar[type[Any]]
+
+    def __init__(
+        self,
+        store: StoreT,
+        conversation_id: str,
+        *,
+        model: str | ModelSpec,
+        client: ClientT,
+        counter: TokenCounter | None = None,
+        strategy: Strategy = "trim",
+        reserve: int = 1024,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        images: ImagePolicy = "error",
+        calibrate: bool = True,
+        summarizer: Summarizer | AsyncSummarizer | None = None,
+        fallback: Literal["error", "trim"] = "error",
+        low_water: float = 0.6,
+        summary_tokens: int | None = None,
+    ) -> None:
+        if strategy not in ("trim", "summarize"):
+            raise ValidationError(f"unknown strategy {strategy!r}; use 'trim' or 'summarize'")
+        if isinstance(reserve, bool) or not isinstance(reserve, int) or reserve < 0:
+            raise ValidationError(
+                f"reserve (the reply's max_tokens) must be a non-negative integer, got {reserve!r}"
+            )
+        self.store = store
+        self.client = client
+        self.conversation_id = conversation_id
+        self.spec = get_model(model)
+        counters: tuple[TokenCounter, ...] = getattr(store, "counters", ())
+        self.counter = counter or (counters[0] if counters else EstimateCounter())
+        self.strategy = strategy
+        self.reserve = reserve
+        self.tools = list(tools) if tools else None
+        self.images = images
+        self.calibrate_enabled = calibrate
+        self.summarizer: Summarizer | AsyncSummarizer = (
+            summarizer if summarizer is not None else type(self)._summarizer_type(client)
+        )
+        self.fallback = fallback
+        self.low_water = low_water
+        self.summary_tokens = summary_tokens
+        self._opened()
+
+    def _opened(self) -> None:
+        """Checks a twin can make at once (the sync one: that the conversation exists)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.conversation_id!r}, model={self.spec.name!r})"
+
+    def _window_kw(self, margin: float) -> dict[str, Any]:
+        kw: dict[str, Any] = {
+            "model": self.spec,
+            "counter": self.counter,
+            "reserve": self.reserve,
+            "tools": self.tools,
+            "images": self.images,
+            "margin": margin,
+        }
+        if self.strategy == "summarize":
+            kw.update(
+                strategy="summarize",
+                summarizer=self.summarizer,
+                fallback=self.fallback,
+                low_water=self.low_water,
+                summary_tokens=self.summary_tokens,
+            )
+        return kw
+
+    def _summarizer_snapshot(self) -> tuple[int, int, int, float]:
+        s = self.summarizer
+        return (
+            int(getattr(s, "calls", 0)),
+            int(getattr(s, "prompt_tokens", 0)),
+            int(getattr(s, "completion_tokens", 0)),
+            float(getattr(s, "cost_usd", 0.0)),
+        )
+
+    def _summarizer_usage(self, before: tuple[int, int, int, float]) -> dict[str, Any] | None:
+        after = self._summarizer_snapshot()
+        if after[0] == before[0]:
+            return None
+        spec = getattr(self.summarizer, "spec", None)
+        return {
+            "model": spec.name if isinstance(spec, ModelSpec) else "summarizer",
+            "counter_id": None,
+            "local_prompt_tokens": None,
+            "prompt_tokens": after[1] - before[1],
+            "completion_tokens": after[2] - before[2],
+            "cost_usd": after[3] - before[3],
+        }
+
+    def _chat_kw(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        kw: dict[str, Any] = {"model": self.spec, "tools": self.tools, **options}
+        asked = kw.get("max_tokens")
+        if isinstance(asked, int) and asked > self.reserve:
+            raise ValidationError(
+                f"max_tokens={asked} is more than the session's reserve ({self.reserve}), so the window "
+                f"would not leave room for the reply; create the Session with reserve={asked}"
+            )
+        if self.reserve:
+            kw.setdefault("max_tokens", self.reserve)
+        return kw
+
+    def _usage_row(self, completion: Completion, window: FitResult) -> dict[str, Any]:
+        u = completion.usage
+        return {
+            "model": self.spec.name,
+            "counter_id": self.counter.identity,
+            "local_prompt_tokens": window.prompt_tokens,
+            "prompt_tokens": u.prompt_tokens,
+            "completion_tokens": u.completion_tokens,
+            "image_tokens": u.image_tokens,
+            "cached_tokens": u.cached_tokens,
+            "reasoning_tokens": u.reasoning_tokens,
+            "cost_usd": completion.cost_usd,
+        }
+
+    @staticmethod
+    def _observed_ratio(completion: Completion, window: FitResult) -> float | None:
+        if completion.usage.prompt_tokens <= 0 or window.prompt_tokens <= 0:
+            return None
+        return min(completion.usage.prompt_tokens / window.prompt_tokens, 1.0 + MAX_MARGIN)
+
+    @staticmethod
+    def _overflow_ratio(err: PromptTooLongError, window: FitResult) -> float:
+        # conservative: M may include the reply's reservation, which only widens the margin more
+        ratio = max(
+            1.0 + 1e-6, err.requested / max(1, window.prompt_tokens), err.requested / max(1, err.limit)
+        )
+        return min(ratio, 1.0 + MAX_MARGIN)
+
+    # -- the public methods, as flows --------------------------------------------------------
+    def _send(
+        self, /, content_or_message: str | Sequence[Part | str] | MessageLike, **options: Any
+    ) -> Flow[Completion]:
+        """Append the user's message (once, even when retried) and complete the turn."""
+        yield from self._append_pending(_as_user(content_or_message))
+        return (yield from self._resume(**options))
+
+    def _send_stream(
+        self, /, content_or_message: str | Sequence[Part | str] | MessageLike, **options: Any
+    ) -> Flow[None]:
+        """As :meth:`send`, streaming the reply's events; the reply is stored at the end."""
+        yield from self._append_pending(_as_user(content_or_message))
+        yield from self._resume_stream(**options)
+
+    def _add_tool_results(self, results: Mapping[str, str] | Iterable[MessageLike]) -> Flow[range]:
+        """Store tool results (``{call_id: content}`` or tool messages); then :meth:`resume`."""
+        if isinstance(results, Mapping):
+            msgs: list[MessageLike] = [Message.tool(v, tool_call_id=k) for k, v in results.items()]
+        else:
+            msgs = list(results)
+        done: range = yield Call("extend", (self.conversation_id, msgs))
+        return done
+
+    def _resume(self, /, **options: Any) -> Flow[Completion]:
+        """Send the stored conversation as it is (after tool results, or to retry a failed turn)."""
+        kw = self._chat_kw(options)
+        window = yield from self._window()
+        try:
+            completion: Completion = yield Chat(window.messages, kw)
+        except PromptTooLongError as err:
+            yield Call("calibrate", (self.spec, self.counter, self._overflow_ratio(err, window)))
+            window = yield from self._window()
+            completion = yield Chat(window.messages, kw)
+        yield from self._record(completion, window)
+        return completion
+
+    def _resume_stream(self, /, **options: Any) -> Flow[None]:
+        """As :meth:`resume`, streaming; the reply is stored when ``Done`` arrives, before it is yielded."""
+        kw = self._chat_kw(options)
+        window = yield from self._window()
+        try:
+            yield Open(window.messages, kw)
+            event: StreamEvent | None = yield Next()  # a refused request fails here, before any event
+        except PromptTooLongError as err:
+            yield Call("calibrate", (self.spec, self.counter, self._overflow_ratio(err, window)))
+            window = yield from self._window()
+            yield Open(window.messages, kw)
+            event = yield Next()
+        while event is not None:
+            # the reply is stored before its Done is handed out, so a consumer that stops at Done (or
+            # reads usage() there) finds the turn complete
+            if isinstance(event, Done):
+                yield from self._record(event.completion, window)
+            yield Emit(event)
+            event = yield Next()
+
+    def _window(self) -> Flow[FitResult]:
+        """The window the next request would send (folding a new summary when needed)."""
+        margin = yield from self._margin()
+        before = self._summarizer_snapshot()
+        result: FitResult = yield Call("window", (self.conversation_id,), self._window_kw(margin))
+        spent = self._summarizer_usage(before)
+        if spent is not None:
+            yield Call("record_turn", (self.conversation_id, None, spent))
+        return result
+
+    def _margin(self) -> Flow[float]:
+        """The safety margin in force: the counter's, widened by calibration."""
+        calib = (yield Call("calibration", (self.spec, self.counter))) if self.calibrate_enabled else None
+        return _margin(self.counter, calib)
+
+    def _usage(self) -> Flow[UsageTotals]:
+        """Usage and cost summed over the conversation's recorded turns."""
+        totals: UsageTotals = yield Call("usage", (self.conversation_id,))
+        return totals
+
+    def _messages(self) -> Flow[list[Message]]:
+        """The conversation's stored messages."""
+        msgs: list[Message] = yield Call("messages", (self.conversation_id,))
+        return msgs
+
+    # -- steps of a turn ---------------------------------------------------------------------
+    def _append_pending(self, message: Message) -> Flow[None]:
+        conv = yield Call("get_conversation", (self.conversation_id,))
+        if conv.message_count:
+            (last,) = yield Call("messages", (self.conversation_id,), {"start": conv.message_count})
+            if last == message:  # the same message is waiting for its reply: a retry, not a new turn
+                return
+        yield Call("append", (self.conversation_id, message))
+
+    def _record(self, completion: Completion, window: FitResult) -> Flow[None]:
+        yield Call(
+            "record_turn", (self.conversation_id, completion.message, self._usage_row(completion, window))
+        )
+        ratio = self._observed_ratio(completion, window)
+        if self.calibrate_enabled and ratio is not None:
+            yield Call("calibrate", (self.spec, self.counter, ratio))

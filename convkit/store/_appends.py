@@ -1,0 +1,205 @@
+"""Appends: a batch prepared outside the transaction, then written in one.
+
+:func:`prepare` encodes and counts messages (CPU work, no I/O) before the write
+transaction; :func:`append` allocates their seqs and writes them with their
+tool links, unit and ``keep`` flags, images, counts and the conversation's new
+length; :func:`create_filled` is a new conversation with a batch (an import).
+
+Invariants: ``seq`` is allocated under the conversation row's write lock,
+contiguous from 1; a batch is validated (tool links included) before anything
+is written, and written whole or not at all; tool units and pinned flags are
+maintained exactly as :class:`~convkit.history.History` builds them (a tool
+result joins its call's unit, however far back), so a stored window equals
+:func:`convkit.fit` over the same messages; images are stored once per content
+hash; counts go in with their running totals (see :mod:`convkit.store._totals`).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
+from itertools import pairwise
+from typing import Any
+
+import attrs
+import sqlalchemy as sa
+
+from .._engine.units import link_owners
+from .._results import Conversation
+from ..counting import TokenCounter
+from ..errors import InvalidMessageError
+from ..messages import ImagePart, Message
+from . import schema as t
+from ._conversations import create_conversation, get_conversation, lock_conversation
+from ._ops_core import CHUNK, Exec, Op, insert_for, utc_now
+from ._totals import advance_progress, recompute_runs, store_counts
+from .codec import encode_message, image_row
+
+__all__ = ["Prepared", "append", "create_filled", "prepare"]
+
+
+@attrs.frozen
+class Prepared:
+    """A batch made ready outside the transaction: messages and their counts per counter."""
+
+    messages: tuple[Message, ...]
+    encoded: tuple[dict[str, Any], ...]
+    counts: Mapping[str, Sequence[int]]  # counter identity -> content tokens
+    images: tuple[dict[str, Any], ...]
+
+
+def prepare(messages: Sequence[Message], counters: Sequence[TokenCounter]) -> Prepared:
+    """Encode and count (CPU work, no I/O) before the write transaction."""
+    imgs: dict[str, dict[str, Any]] = {}
+    for m in messages:
+        for p in m.content:
+            if isinstance(p, ImagePart) and p.data is not None and p.sha256 not in imgs:
+                imgs[p.sha256] = image_row(p)
+    encoded: list[dict[str, Any]] = []
+    for k, m in enumerate(messages):
+        try:
+            encoded.append(encode_message(m))
+        except InvalidMessageError as exc:
+            raise InvalidMessageError(f"message {k}: {exc}") from None
+    return Prepared(
+        messages=tuple(messages),
+        encoded=tuple(encoded),
+        counts={c.identity: list(c.content_tokens(list(messages))) for c in counters},
+        images=tuple(imgs.values()),
+    )
+
+
+def append(ns: str, cid: str, batch: Prepared, dialect: str) -> Op[range]:
+    """Append a prepared batch; returns the seqs given to it."""
+    n = len(batch.messages)
+    if n == 0:
+        yield from lock_conversation(ns, cid)
+        return range(0)
+    conv = yield from lock_conversation(ns, cid, for_update=True)
+    last, prefix = conv.last_seq, conv.prefix_len
+    first = last + 1
+    m_t, tc = t.messages, t.tool_calls
+
+    # tool links: calls made earlier in the conversation, then within the batch
+    wanted = {m.tool_call_id for m in batch.messages if m.role == "tool"}
+    owners_db: dict[str, int] = {}
+    if wanted:
+        rows = (
+            yield Exec(
+                sa.select(tc.c.call_id, tc.c.seq).where(tc.c.conversation_id == cid, tc.c.call_id.in_(wanted))
+            )
+        ).all()
+        owners_db = {r.call_id: r.seq for r in rows}
+    owner_of = [
+        o or 0
+        for o in link_owners(batch.messages, owners_db, first, describe=lambda k: f"message {k} of the batch")
+    ]
+
+    # the existing tail that tool results fold into their call's unit
+    earliest = min((o for o in owner_of if 0 < o < first), default=0)
+    starts: list[int] = []  # unit start seqs, ascending
+    pinned: dict[int, bool] = {}
+    old: dict[int, tuple[int, bool]] = {}
+    if earliest:
+        u0 = (
+            yield Exec(sa.select(m_t.c.unit_seq).where(m_t.c.conversation_id == cid, m_t.c.seq == earliest))
+        ).scalar_one()
+        rows = (
+            yield Exec(
+                sa.select(m_t.c.seq, m_t.c.unit_seq, m_t.c.keep, m_t.c.pinned)
+                .where(m_t.c.conversation_id == cid, m_t.c.seq >= u0)
+                .order_by(m_t.c.seq)
+            )
+        ).all()
+        for r in rows:
+            if r.seq == r.unit_seq:
+                starts.append(r.seq)
+            pinned[r.seq] = bool(r.pinned)
+            old[r.seq] = (r.unit_seq, bool(r.keep))
+    # units over tail + batch, exactly as History builds them
+    new_prefix = prefix
+    for k, m in enumerate(batch.messages):
+        seq = first + k
+        if m.role == "system" and new_prefix == seq - 1:
+            new_prefix = seq
+        pinned[seq] = m.pinned
+        o = owner_of[k]
+        if o:
+            del starts[bisect_right(starts, o) :]
+        else:
+            starts.append(seq)
+    unit_of: dict[int, tuple[int, bool]] = {}
+    bounds = [*starts, first + n]
+    for a, b in pairwise(bounds):
+        keep = any(pinned[s] or s <= new_prefix for s in range(a, b))
+        for s in range(a, b):
+            unit_of[s] = (a, keep)
+
+    # writes
+    now = utc_now()
+    keep_changed = [seq for seq, before in old.items() if unit_of[seq][1] != before[1]]
+    for seq, before in old.items():
+        if unit_of[seq] != before:
+            unit, keep = unit_of[seq]
+            yield Exec(
+                sa.update(m_t)
+                .where(m_t.c.conversation_id == cid, m_t.c.seq == seq)
+                .values(unit_seq=unit, keep=keep)
+            )
+    if keep_changed:
+        yield from recompute_runs(cid, min(keep_changed))
+    if batch.images:
+        ins = insert_for(dialect, t.images).on_conflict_do_nothing(index_elements=["sha256"])
+        rows_i = [{**r, "created_at": now} for r in batch.images]
+        for i in range(0, len(rows_i), 100):
+            yield Exec(ins, rows_i[i : i + 100])
+    rows_m = [
+        {
+            **enc,
+            "conversation_id": cid,
+            "seq": first + k,
+            "unit_seq": unit_of[first + k][0],
+            "keep": unit_of[first + k][1],
+            "created_at": now,
+        }
+        for k, enc in enumerate(batch.encoded)
+    ]
+    for i in range(0, n, CHUNK):
+        yield Exec(sa.insert(m_t), rows_m[i : i + CHUNK])
+    calls = [
+        {"conversation_id": cid, "call_id": c.id, "seq": first + k}
+        for k, m in enumerate(batch.messages)
+        for c in m.tool_calls
+    ]
+    if calls:
+        # a later call reusing an id takes it over (tool results answer the newest call with that id)
+        dedup = list({c["call_id"]: c for c in calls}.values())
+        ins = insert_for(dialect, tc)
+        ins = ins.on_conflict_do_update(
+            index_elements=["conversation_id", "call_id"], set_={"seq": ins.excluded.seq}
+        )
+        for i in range(0, len(dedup), CHUNK):
+            yield Exec(ins, dedup[i : i + CHUNK])
+    keeps = [unit_of[first + k][1] for k in range(n)]
+    for counter_id, counts in batch.counts.items():
+        yield from store_counts(cid, counter_id, first, list(counts), keeps, dialect)
+        yield from advance_progress(cid, counter_id, first - 1, first + n - 1, dialect)
+    images_added = sum(1 for m in batch.messages for p in m.content if isinstance(p, ImagePart))
+    yield Exec(
+        sa.update(t.conversations)
+        .where(t.conversations.c.id == cid)
+        .values(
+            last_seq=last + n,
+            prefix_len=new_prefix,
+            image_count=conv.image_count + images_added,
+            updated_at=now,
+        )
+    )
+    return range(first, first + n)
+
+
+def create_filled(ns: str, title: str | None, batch: Prepared, dialect: str) -> Op[Conversation]:
+    """A new conversation holding a prepared batch (all of it or, on any error, nothing)."""
+    conv = yield from create_conversation(ns, title, None)
+    yield from append(ns, conv.id, batch, dialect)
+    return (yield from get_conversation(ns, conv.id))

@@ -1,0 +1,175 @@
+"""Turns and what is learned from them: usage rows, calibration, summaries.
+
+:func:`record_turn` appends a model's reply with its usage row;
+:func:`usage_totals` sums those rows; :func:`add_calibration` and
+:func:`get_calibration` keep, per (model, counter), how xAI's prompt counts
+compared with the local ones; :func:`save_summary`, :func:`latest_summary` and
+:func:`summaries` keep the summaries a ``strategy="summarize"`` window folded.
+
+Invariants: a reply and its usage row are written in one transaction (both or
+neither); a usage row always names its model; calibration keeps the largest
+ratio seen and the latest, and counts its samples (an upsert, so concurrent
+turns lose no sample); a summary covers stored seqs only and is never changed
+once written (the next one is a new row; originals are never touched).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from .._results import Calibration, StoredSummary, UsageTotals
+from ..errors import ValidationError
+from . import schema as t
+from ._appends import Prepared, append
+from ._conversations import lock_conversation
+from ._ops_core import Exec, Op, insert_for, utc_now
+
+__all__ = [
+    "USAGE_FIELDS",
+    "add_calibration",
+    "get_calibration",
+    "latest_summary",
+    "record_turn",
+    "save_summary",
+    "summaries",
+    "usage_totals",
+]
+
+
+USAGE_FIELDS = (
+    "model",
+    "counter_id",
+    "local_prompt_tokens",
+    "prompt_tokens",
+    "completion_tokens",
+    "image_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+)
+
+
+def record_turn(
+    ns: str, cid: str, batch: Prepared | None, usage_row: Mapping[str, Any], dialect: str
+) -> Op[int | None]:
+    """Append the reply (if any) and its usage row in one transaction; returns the reply's seq."""
+    seq: int | None = None
+    if batch is not None and batch.messages:
+        seqs = yield from append(ns, cid, batch, dialect)
+        seq = seqs[-1]
+    else:
+        yield from lock_conversation(ns, cid, for_update=True)
+    row = {k: usage_row.get(k) for k in USAGE_FIELDS}
+    if not isinstance(row["model"], str) or not row["model"]:
+        raise ValidationError("a usage row needs the model name")
+    for k in USAGE_FIELDS[3:8]:
+        row[k] = int(row[k] or 0)
+    row["cost_usd"] = float(row["cost_usd"] or 0.0)
+    yield Exec(sa.insert(t.usage).values(conversation_id=cid, seq=seq, created_at=utc_now(), **row))
+    return seq
+
+
+def usage_totals(ns: str, cid: str) -> Op[UsageTotals]:
+    yield from lock_conversation(ns, cid)
+    u = t.usage
+    row = (
+        yield Exec(
+            sa.select(
+                sa.func.count(),
+                sa.func.coalesce(sa.func.sum(u.c.prompt_tokens), 0),
+                sa.func.coalesce(sa.func.sum(u.c.completion_tokens), 0),
+                sa.func.coalesce(sa.func.sum(u.c.image_tokens), 0),
+                sa.func.coalesce(sa.func.sum(u.c.cached_tokens), 0),
+                sa.func.coalesce(sa.func.sum(u.c.reasoning_tokens), 0),
+                sa.func.coalesce(sa.func.sum(u.c.cost_usd), 0.0),
+            ).where(u.c.conversation_id == cid)
+        )
+    ).one()
+    return UsageTotals(
+        int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]), int(row[5]), float(row[6])
+    )
+
+
+def get_calibration(model: str, counter_id: str) -> Op[Calibration | None]:
+    c = t.calibration
+    row = (yield Exec(sa.select(c).where(c.c.model == model, c.c.counter_id == counter_id))).first()
+    if row is None:
+        return None
+    return Calibration(
+        row.model, row.counter_id, float(row.ratio_max), float(row.ratio_last), int(row.samples)
+    )
+
+
+def add_calibration(model: str, counter_id: str, ratio: float, dialect: str) -> Op[Calibration]:
+    """Record one observed ratio (xAI's prompt tokens / local count)."""
+    if not (isinstance(ratio, int | float) and 0 < ratio < 100):
+        raise ValidationError(f"a calibration ratio must be a positive number below 100, got {ratio!r}")
+    c = t.calibration
+    now = utc_now()
+    ins = insert_for(dialect, c).values(
+        model=model, counter_id=counter_id, ratio_max=ratio, ratio_last=ratio, samples=1, updated_at=now
+    )
+    ins = ins.on_conflict_do_update(
+        index_elements=["model", "counter_id"],
+        set_={
+            "ratio_max": sa.case((c.c.ratio_max < ratio, ratio), else_=c.c.ratio_max),
+            "ratio_last": ratio,
+            "samples": c.c.samples + 1,
+            "updated_at": now,
+        },
+    )
+    yield Exec(ins)
+    got = yield from get_calibration(model, counter_id)
+    assert got is not None
+    return got
+
+
+# -- summaries ---------------------------------------------------------------------------------
+
+
+def latest_summary(ns: str, cid: str) -> Op[StoredSummary | None]:
+    """The summary written last: the one the last window used and the next one starts from.
+
+    Not the one covering the most: a tool result arriving after its call was summarized joins
+    the call to the newest turn, so the next summary covers less than the one before it.
+    """
+    yield from lock_conversation(ns, cid)
+    s = t.summaries
+    row = (
+        yield Exec(sa.select(s).where(s.c.conversation_id == cid).order_by(s.c.id.desc()).limit(1))
+    ).first()
+    if row is None:
+        return None
+    return StoredSummary(row.first_seq, row.last_seq, row.content, row.model, row.counter_id, row.tokens)
+
+
+def save_summary(ns: str, cid: str, summary: StoredSummary) -> Op[None]:
+    conv = yield from lock_conversation(ns, cid, for_update=True)
+    if not 1 <= summary.first_seq <= summary.last_seq <= conv.last_seq:
+        raise ValidationError(
+            f"a summary must cover stored messages: seqs {summary.first_seq}-{summary.last_seq} "
+            f"of 1-{conv.last_seq}"
+        )
+    yield Exec(
+        sa.insert(t.summaries).values(
+            conversation_id=cid,
+            first_seq=summary.first_seq,
+            last_seq=summary.last_seq,
+            content=summary.text,
+            model=summary.model,
+            counter_id=summary.counter_id,
+            tokens=summary.tokens,
+            created_at=utc_now(),
+        )
+    )
+    return None
+
+
+def summaries(ns: str, cid: str) -> Op[list[StoredSummary]]:
+    yield from lock_conversation(ns, cid)
+    s = t.summaries
+    rows = (yield Exec(sa.select(s).where(s.c.conversation_id == cid).order_by(s.c.id))).all()
+    return [StoredSummary(r.first_seq, r.last_seq, r.content, r.model, r.counter_id, r.tokens) for r in rows]
