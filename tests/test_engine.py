@@ -184,3 +184,17 @@ def test_each_text_only_model_gets_its_own_note_for_a_dropped_image() -> None:
         result = fit(msgs, model=model, counter=COUNTER, images="drop")
         assert f"[image omitted: {model} does not accept images]" in result.messages[-1].text
         assert result == fresh(msgs, model=model, counter=COUNTER, images="drop")
+
+
+def test_a_store_window_prices_a_model_the_registry_does_not_know(tmp_path: Any) -> None:
+    """The window carries the spec it was fitted against, as fit's result does."""
+    spec = convkit.ModelSpec("my-unregistered-grok", 4000, {"text"}, 3.0, None, 9.0)
+    msgs = [Message.system("rules"), *[m for i in range(20) for m in _tool_turn(i)]]
+    with convkit.Store(f"sqlite:///{tmp_path / 'w.db'}") as store:
+        conv = store.create_conversation()
+        store.extend(conv.id, msgs)
+        window = store.window(conv.id, model=spec, reserve=500)
+    assert window == fit(msgs, model=spec, reserve=500)
+    with pytest.raises(convkit.UnknownModelError):
+        convkit.get_model(spec.name)
+    assert window.estimate_cost(100) == pytest.approx(spec.estimate_cost(window.prompt_tokens, 100))
