@@ -107,7 +107,7 @@ def make_counter(kind: str) -> tuple[convkit.BaseCounter, str]:
         if not path.is_file():
             sys.exit(f"--counter hf: tokenizer not found at {path} (set CONVKIT_SHARED_DIR)")
         return convkit.HFTokenCounter.from_file(path), f"HFTokenCounter({path.name})"
-    return convkit.EstimateCounter(), "EstimateCounter() (2.5 bytes a token, margin 0.1)"
+    return convkit.EstimateCounter(), "EstimateCounter() (the character-class estimate, margin 0)"
 
 
 # -- databases ---------------------------------------------------------------------------------

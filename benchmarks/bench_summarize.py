@@ -8,7 +8,7 @@ session's default reserve of 1024 tokens for the reply). The summarizer is
 the session's default: an ``XAISummarizer`` over the same client, model
 grok-2-1212. The stand-in answers both with its default replies ("You said:
 ..."), counts every prompt with its own counter (4 bytes a token, unlike the
-client's 2.5, so calibration has something to learn) and answers 400 to any
+client's character-class estimate, so calibration has something to learn) and answers 400 to any
 request that does not fit its model's window.
 
 The user messages are the user turns of ``benchmarks/_data.py``'s
