@@ -10,6 +10,7 @@ the other by ``await``:
 step                   performed as
 =====================  =====================================================
 :class:`Call`          ``store.<method>(*args, **kwargs)``
+:class:`Run`           the store's internal flow ``store._<method>(*args)``
 :class:`Chat`          ``client.chat(messages, **kw)``
 :class:`Open`          ``client.stream(messages, **kw)`` (kept open; the one
                        before it is closed)
@@ -41,7 +42,7 @@ from .models import ModelSpec, get_model
 from .summarize import AsyncSummarizer, Summarizer
 from .xai.protocol import Completion, Done, StreamEvent
 
-__all__ = ["MAX_MARGIN", "Call", "Chat", "Emit", "Flow", "Next", "Open", "SessionBase", "Step"]
+__all__ = ["MAX_MARGIN", "Call", "Chat", "Emit", "Flow", "Next", "Open", "Run", "SessionBase", "Step"]
 
 #: The most a calibration may widen the margin (xAI counting 3x the local count).
 MAX_MARGIN = 2.0
@@ -57,6 +58,14 @@ class Call:
     method: str
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Run:
+    """Run the store's internal flow ``store._<method>(*args)`` (the turn's combined transactions)."""
+
+    method: str
+    args: tuple[Any, ...] = ()
 
 
 @attrs.frozen
@@ -87,7 +96,7 @@ class Emit:
     event: StreamEvent
 
 
-Step: TypeAlias = Call | Chat | Open | Next | Emit
+Step: TypeAlias = Call | Run | Chat | Open | Next | Emit
 #: A flow: the steps of one public method, and its result.
 Flow: TypeAlias = Generator[Step, Any, T]
 
@@ -248,15 +257,15 @@ class SessionBase(Generic[StoreT, ClientT]):
         self, /, content_or_message: str | Sequence[Part | str] | MessageLike, **options: Any
     ) -> Flow[Completion]:
         """Append the user's message (once, even when retried) and complete the turn."""
-        yield from self._append_pending(_as_user(content_or_message))
-        return (yield from self._resume(**options))
+        margin = yield from self._begin(_as_user(content_or_message))
+        return (yield from self._complete(margin, options))
 
     def _send_stream(
         self, /, content_or_message: str | Sequence[Part | str] | MessageLike, **options: Any
     ) -> Flow[None]:
         """As :meth:`send`, streaming the reply's events; the reply is stored at the end."""
-        yield from self._append_pending(_as_user(content_or_message))
-        yield from self._resume_stream(**options)
+        margin = yield from self._begin(_as_user(content_or_message))
+        yield from self._complete_stream(margin, options)
 
     def _add_tool_results(self, results: Mapping[str, str] | Iterable[MessageLike]) -> Flow[range]:
         """Store tool results (``{call_id: content}`` or tool messages); then :meth:`resume`."""
@@ -269,46 +278,18 @@ class SessionBase(Generic[StoreT, ClientT]):
 
     def _resume(self, /, **options: Any) -> Flow[Completion]:
         """Send the stored conversation as it is (after tool results, or to retry a failed turn)."""
-        kw = self._chat_kw(options)
-        window = yield from self._window()
-        try:
-            completion: Completion = yield Chat(window.messages, kw)
-        except PromptTooLongError as err:
-            yield Call("calibrate", (self.spec, self.counter, self._overflow_ratio(err, window)))
-            window = yield from self._window()
-            completion = yield Chat(window.messages, kw)
-        yield from self._record(completion, window)
-        return completion
+        margin = yield from self._margin()
+        return (yield from self._complete(margin, options))
 
     def _resume_stream(self, /, **options: Any) -> Flow[None]:
         """As :meth:`resume`, streaming; the reply is stored when ``Done`` arrives, before it is yielded."""
-        kw = self._chat_kw(options)
-        window = yield from self._window()
-        try:
-            yield Open(window.messages, kw)
-            event: StreamEvent | None = yield Next()  # a refused request fails here, before any event
-        except PromptTooLongError as err:
-            yield Call("calibrate", (self.spec, self.counter, self._overflow_ratio(err, window)))
-            window = yield from self._window()
-            yield Open(window.messages, kw)
-            event = yield Next()
-        while event is not None:
-            # the reply is stored before its Done is handed out, so a consumer that stops at Done (or
-            # reads usage() there) finds the turn complete
-            if isinstance(event, Done):
-                yield from self._record(event.completion, window)
-            yield Emit(event)
-            event = yield Next()
+        margin = yield from self._margin()
+        yield from self._complete_stream(margin, options)
 
     def _window(self) -> Flow[FitResult]:
         """The window the next request would send (folding a new summary when needed)."""
         margin = yield from self._margin()
-        before = self._summarizer_snapshot()
-        result: FitResult = yield Call("window", (self.conversation_id,), self._window_kw(margin))
-        spent = self._summarizer_usage(before)
-        if spent is not None:
-            yield Call("record_turn", (self.conversation_id, None, spent))
-        return result
+        return (yield from self._window_at(margin))
 
     def _margin(self) -> Flow[float]:
         """The safety margin in force: the counter's, widened by calibration."""
@@ -325,19 +306,57 @@ class SessionBase(Generic[StoreT, ClientT]):
         msgs: list[Message] = yield Call("messages", (self.conversation_id,))
         return msgs
 
-    # -- steps of a turn ---------------------------------------------------------------------
-    def _append_pending(self, message: Message) -> Flow[None]:
-        conv = yield Call("get_conversation", (self.conversation_id,))
-        if conv.message_count:
-            (last,) = yield Call("messages", (self.conversation_id,), {"start": conv.message_count})
-            if last == message:  # the same message is waiting for its reply: a retry, not a new turn
-                return
-        yield Call("append", (self.conversation_id, message))
+    # -- a turn: three transactions (the user's message; the window; the reply) ---------------
+    def _begin(self, message: Message) -> Flow[float]:
+        """Store the user's message (unless it waits for its reply already); the margin in force."""
+        key = (self.spec, self.counter) if self.calibrate_enabled else None
+        _, calib = yield Run("begin_turn", (self.conversation_id, message, key))
+        return _margin(self.counter, calib)
+
+    def _complete(self, margin: float, options: Mapping[str, Any]) -> Flow[Completion]:
+        kw = self._chat_kw(options)
+        window = yield from self._window_at(margin)
+        try:
+            completion: Completion = yield Chat(window.messages, kw)
+        except PromptTooLongError as err:
+            window = yield from self._refit(err, window)
+            completion = yield Chat(window.messages, kw)
+        yield from self._record(completion, window)
+        return completion
+
+    def _complete_stream(self, margin: float, options: Mapping[str, Any]) -> Flow[None]:
+        kw = self._chat_kw(options)
+        window = yield from self._window_at(margin)
+        try:
+            yield Open(window.messages, kw)
+            event: StreamEvent | None = yield Next()  # a refused request fails here, before any event
+        except PromptTooLongError as err:
+            window = yield from self._refit(err, window)
+            yield Open(window.messages, kw)
+            event = yield Next()
+        while event is not None:
+            # the reply is stored before its Done is handed out, so a consumer that stops at Done (or
+            # reads usage() there) finds the turn complete
+            if isinstance(event, Done):
+                yield from self._record(event.completion, window)
+            yield Emit(event)
+            event = yield Next()
+
+    def _window_at(self, margin: float) -> Flow[FitResult]:
+        before = self._summarizer_snapshot()
+        result: FitResult = yield Call("window", (self.conversation_id,), self._window_kw(margin))
+        spent = self._summarizer_usage(before)
+        if spent is not None:
+            yield Call("record_turn", (self.conversation_id, None, spent))
+        return result
+
+    def _refit(self, err: PromptTooLongError, window: FitResult) -> Flow[FitResult]:
+        """xAI found the prompt too long: learn from its numbers, and take the window again."""
+        calib = yield Call("calibrate", (self.spec, self.counter, self._overflow_ratio(err, window)))
+        return (yield from self._window_at(_margin(self.counter, calib)))
 
     def _record(self, completion: Completion, window: FitResult) -> Flow[None]:
-        yield Call(
-            "record_turn", (self.conversation_id, completion.message, self._usage_row(completion, window))
-        )
         ratio = self._observed_ratio(completion, window)
-        if self.calibrate_enabled and ratio is not None:
-            yield Call("calibrate", (self.spec, self.counter, ratio))
+        seen = (self.spec, self.counter, ratio) if self.calibrate_enabled and ratio is not None else None
+        row = self._usage_row(completion, window)
+        yield Run("end_turn", (self.conversation_id, completion.message, row, seen))

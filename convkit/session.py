@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from ._results import UsageTotals
-from ._session_flows import MAX_MARGIN, Call, Chat, Emit, Flow, Next, Open, SessionBase, Step
+from ._session_flows import MAX_MARGIN, Call, Chat, Emit, Flow, Next, Open, Run, SessionBase, Step
 from ._stepper import Stepper, runs
 from .fitting import FitResult
 from .messages import Message
@@ -47,6 +47,8 @@ class Session(SessionBase[Store, XAIClient]):
     def _perform(self, step: Step, streams: list[Iterator[StreamEvent]]) -> Any:
         if isinstance(step, Call):
             return getattr(self.store, step.method)(*step.args, **step.kwargs)
+        if isinstance(step, Run):
+            return self.store._call(getattr(self.store, f"_{step.method}")(*step.args))
         if isinstance(step, Chat):
             return self.client.chat(step.messages, **step.kw)
         if isinstance(step, Open):
@@ -127,6 +129,8 @@ class AsyncSession(SessionBase[AsyncStore, AsyncXAIClient]):
     async def _perform(self, step: Step, streams: list[AsyncIterator[StreamEvent]]) -> Any:
         if isinstance(step, Call):
             return await getattr(self.store, step.method)(*step.args, **step.kwargs)
+        if isinstance(step, Run):
+            return await self.store._call(getattr(self.store, f"_{step.method}")(*step.args))
         if isinstance(step, Chat):
             return await self.client.chat(step.messages, **step.kw)
         if isinstance(step, Open):

@@ -65,6 +65,8 @@ from ._ops_core import Op
 from ._totals import backfill
 from ._turns import (
     add_calibration,
+    begin_turn,
+    end_turn,
     get_calibration,
     latest_summary,
     record_turn,
@@ -436,6 +438,33 @@ class StoreBase(Generic[E]):
         cid = check_id(conversation_id)
         batch = self._prepare([reply]) if reply is not None else None
         return once(record_turn(self.namespace, cid, batch, usage, self._dialect), "record_turn")
+
+    def _begin_turn(
+        self, conversation_id: str, message: MessageLike, calibration: tuple[ModelSpec, TokenCounter] | None
+    ) -> Flow[tuple[int | None, Calibration | None]]:
+        """A session turn's first transaction (internal): the user's message unless it is already
+        the last one (a retried turn), and the calibration of ``(model, counter)``."""
+        cid = check_id(conversation_id)
+        batch = self._prepare([message])
+        key = (calibration[0].name, calibration[1].identity) if calibration is not None else None
+        return once(begin_turn(self.namespace, cid, batch, self._dialect, key), "send")
+
+    def _end_turn(
+        self,
+        conversation_id: str,
+        reply: MessageLike | None,
+        usage: Mapping[str, Any],
+        calibration: tuple[ModelSpec, TokenCounter, float] | None,
+    ) -> Flow[int | None]:
+        """A session turn's last transaction (internal): the reply, its usage row and the observed ratio."""
+        cid = check_id(conversation_id)
+        batch = self._prepare([reply]) if reply is not None else None
+        key = (
+            (calibration[0].name, calibration[1].identity, calibration[2])
+            if calibration is not None
+            else None
+        )
+        return once(end_turn(self.namespace, cid, batch, usage, self._dialect, key), "record_turn")
 
     def _usage(self, conversation_id: str) -> Flow[UsageTotals]:
         """Tokens and cost summed over the conversation's recorded turns."""

@@ -25,7 +25,7 @@ from ..errors import ValidationError
 from . import schema as t
 from ._appends import Prepared, append
 from ._conversations import lock_conversation
-from ._ops_core import Exec, Op, insert_for, utc_now
+from ._ops_core import Exec, Op, body, decode_body, insert_for, utc_now
 
 __all__ = [
     "USAGE_FIELDS",
@@ -72,6 +72,45 @@ def record_turn(
     return seq
 
 
+def begin_turn(
+    ns: str, cid: str, batch: Prepared, dialect: str, calibration: tuple[str, str] | None
+) -> Op[tuple[int | None, Calibration | None]]:
+    """A session turn's first transaction: the user's message, and what calibration knows.
+
+    The message is appended unless it already is the conversation's last (the same message
+    sent again after a failed turn waits for its reply: a retry, not a new turn); then the
+    calibration of ``(model, counter_id)`` is read, for the window's margin. Returns the new
+    message's seq (``None`` for a retry) and the calibration.
+    """
+    conv = yield from lock_conversation(ns, cid, for_update=True)
+    seq: int | None = None
+    last = None
+    if conv.last_seq:
+        m = t.messages
+        stmt = sa.select(*body()).where(m.c.conversation_id == cid, m.c.seq == conv.last_seq)
+        rows = (yield Exec(stmt)).all()
+        (last,) = yield from decode_body(rows)
+    if last != batch.messages[0]:
+        (seq,) = yield from append(ns, cid, batch, dialect)
+    calib = (yield from get_calibration(*calibration)) if calibration is not None else None
+    return seq, calib
+
+
+def end_turn(
+    ns: str,
+    cid: str,
+    batch: Prepared | None,
+    usage_row: Mapping[str, Any],
+    dialect: str,
+    calibration: tuple[str, str, float] | None,
+) -> Op[int | None]:
+    """A session turn's last transaction: the reply with its usage row, and the observed ratio."""
+    seq = yield from record_turn(ns, cid, batch, usage_row, dialect)
+    if calibration is not None:
+        yield from upsert_calibration(*calibration, dialect)
+    return seq
+
+
 def usage_totals(ns: str, cid: str) -> Op[UsageTotals]:
     yield from lock_conversation(ns, cid)
     u = t.usage
@@ -104,7 +143,15 @@ def get_calibration(model: str, counter_id: str) -> Op[Calibration | None]:
 
 
 def add_calibration(model: str, counter_id: str, ratio: float, dialect: str) -> Op[Calibration]:
-    """Record one observed ratio (xAI's prompt tokens / local count)."""
+    """Record one observed ratio (xAI's prompt tokens / local count); returns the calibration now."""
+    yield from upsert_calibration(model, counter_id, ratio, dialect)
+    got = yield from get_calibration(model, counter_id)
+    assert got is not None
+    return got
+
+
+def upsert_calibration(model: str, counter_id: str, ratio: float, dialect: str) -> Op[None]:
+    """Record one observed ratio, in one statement."""
     if not (isinstance(ratio, int | float) and 0 < ratio < 100):
         raise ValidationError(f"a calibration ratio must be a positive number below 100, got {ratio!r}")
     c = t.calibration
@@ -122,9 +169,6 @@ def add_calibration(model: str, counter_id: str, ratio: float, dialect: str) -> 
         },
     )
     yield Exec(ins)
-    got = yield from get_calibration(model, counter_id)
-    assert got is not None
-    return got
 
 
 # -- summaries ---------------------------------------------------------------------------------
