@@ -69,13 +69,17 @@ def prepare(messages: Sequence[Message], counters: Sequence[TokenCounter]) -> Pr
     )
 
 
-def append(ns: str, cid: str, batch: Prepared, dialect: str) -> Op[range]:
-    """Append a prepared batch; returns the seqs given to it."""
+def append(ns: str, cid: str, batch: Prepared, dialect: str, locked: Any = None) -> Op[range]:
+    """Append a prepared batch; returns the seqs given to it.
+
+    ``locked``: the conversation's row, when this transaction has locked it already.
+    """
     n = len(batch.messages)
     if n == 0:
-        yield from lock_conversation(ns, cid)
+        if locked is None:
+            yield from lock_conversation(ns, cid)
         return range(0)
-    conv = yield from lock_conversation(ns, cid, for_update=True)
+    conv = locked if locked is not None else (yield from lock_conversation(ns, cid, for_update=True))
     last, prefix = conv.last_seq, conv.prefix_len
     first = last + 1
     m_t, tc = t.messages, t.tool_calls

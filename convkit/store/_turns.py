@@ -91,7 +91,7 @@ def begin_turn(
         rows = (yield Exec(stmt)).all()
         (last,) = yield from decode_body(rows)
     if last != batch.messages[0]:
-        (seq,) = yield from append(ns, cid, batch, dialect)
+        (seq,) = yield from append(ns, cid, batch, dialect, locked=conv)
     calib = (yield from get_calibration(*calibration)) if calibration is not None else None
     return seq, calib
 
