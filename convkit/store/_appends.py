@@ -16,7 +16,6 @@ hash; counts go in with their running totals (see :mod:`convkit.store._totals`).
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from itertools import pairwise
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import attrs
 import sqlalchemy as sa
 
-from .._engine.units import link_owners
+from .._engine.units import Units, link_owners
 from .._results import Conversation
 from ..counting import TokenCounter
 from ..errors import InvalidMessageError
@@ -94,15 +93,16 @@ def append(ns: str, cid: str, batch: Prepared, dialect: str, locked: Any = None)
             )
         ).all()
         owners_db = {r.call_id: r.seq for r in rows}
-    owner_of = [
-        o or 0
-        for o in link_owners(batch.messages, owners_db, first, describe=lambda k: f"message {k} of the batch")
-    ]
+    owner_of = link_owners(batch.messages, owners_db, first, describe=lambda k: f"message {k} of the batch")
+    # the leading system run may continue into the batch
+    new_prefix = prefix
+    for k, m in enumerate(batch.messages):
+        if m.role == "system" and new_prefix == first + k - 1:
+            new_prefix = first + k
 
-    # the existing tail that tool results fold into their call's unit
-    earliest = min((o for o in owner_of if 0 < o < first), default=0)
-    starts: list[int] = []  # unit start seqs, ascending
-    pinned: dict[int, bool] = {}
+    # the engine's units over the existing tail that tool results fold into, then the batch
+    units = Units()
+    earliest = min((o for o in owner_of if o is not None and o < first), default=0)
     old: dict[int, tuple[int, bool]] = {}
     if earliest:
         u0 = (
@@ -115,27 +115,16 @@ def append(ns: str, cid: str, batch: Prepared, dialect: str, locked: Any = None)
                 .order_by(m_t.c.seq)
             )
         ).all()
-        for r in rows:
-            if r.seq == r.unit_seq:
-                starts.append(r.seq)
-            pinned[r.seq] = bool(r.pinned)
+        for r in rows:  # replayed as stored: a row inside a unit folds into it
+            owner = None if r.seq == r.unit_seq else r.unit_seq
+            units.add(r.seq, owner=owner, pin=bool(r.pinned) or r.seq <= new_prefix)
             old[r.seq] = (r.unit_seq, bool(r.keep))
-    # units over tail + batch, exactly as History builds them
-    new_prefix = prefix
     for k, m in enumerate(batch.messages):
-        seq = first + k
-        if m.role == "system" and new_prefix == seq - 1:
-            new_prefix = seq
-        pinned[seq] = m.pinned
-        o = owner_of[k]
-        if o:
-            del starts[bisect_right(starts, o) :]
-        else:
-            starts.append(seq)
+        units.add(first + k, owner=owner_of[k], pin=m.pinned or first + k <= new_prefix)
     unit_of: dict[int, tuple[int, bool]] = {}
-    bounds = [*starts, first + n]
-    for a, b in pairwise(bounds):
-        keep = any(pinned[s] or s <= new_prefix for s in range(a, b))
+    bounds = [*units.starts, first + n]
+    for u, (a, b) in enumerate(pairwise(bounds)):
+        keep = units.is_pinned(u)
         for s in range(a, b):
             unit_of[s] = (a, keep)
 
