@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from bisect import bisect_right
 from itertools import pairwise
 
 import sqlalchemy as sa
 
+from .._engine.units import Units
 from .._results import Conversation
 from ..errors import ValidationError
 from ..messages import Message
@@ -142,19 +142,16 @@ def rebuild_last_unit(cid: str, last: int, prefix: int) -> Op[None]:
         )
     ).all()
     owner: dict[str, int] = {}
-    starts: list[int] = []
+    units = Units()  # the engine's rule, over the rows from the trailing unit's start
     for r in rows:
         o = owner.get(r.tool_call_id) if r.role == "tool" else None
-        if o is None:
-            starts.append(r.seq)
-        else:
-            del starts[bisect_right(starts, o) :]
+        units.add(r.seq, owner=o, pin=bool(r.pinned) or r.seq <= prefix)
         for call in json.loads(r.tool_calls) if r.tool_calls else ():
             owner[call["id"]] = r.seq
     by_seq = {r.seq: r for r in rows}
     keep_changed: list[int] = []
-    for a, b in pairwise([*starts, last + 1]):
-        keep = any(by_seq[q].pinned or q <= prefix for q in range(a, b))
+    for u, (a, b) in enumerate(pairwise([*units.starts, last + 1])):
+        keep = units.is_pinned(u)
         keep_changed += [q for q in range(a, b) if bool(by_seq[q].keep) != keep]
         if any(by_seq[q].unit_seq != a or bool(by_seq[q].keep) != keep for q in range(a, b)):
             yield Exec(
