@@ -76,6 +76,36 @@ class FitResult:
     #: the spec fitted against (prices for :meth:`estimate_cost`, even for an unregistered spec)
     spec: ModelSpec | None = attrs.field(default=None, eq=False, repr=False)
 
+    @classmethod
+    def trimmed(
+        cls,
+        spec: ModelSpec,
+        messages: Sequence[Message],
+        *,
+        prompt_tokens: int,
+        budget: int,
+        reserve: int,
+        margin: float,
+        input_length: int,
+        kept_spans: tuple[tuple[int, int], ...],
+        tools_tokens: int,
+    ) -> FitResult:
+        """A trim window for ``spec`` (what ``fit`` and ``Store.window`` return)."""
+        return cls(
+            messages=tuple(messages),
+            prompt_tokens=prompt_tokens,
+            budget=budget,
+            model=spec.name,
+            context_window=spec.context_window,
+            reserve=reserve,
+            margin=margin,
+            strategy="trim",
+            input_length=input_length,
+            kept_spans=kept_spans,
+            tools_tokens=tools_tokens,
+            spec=spec,
+        )
+
     @property
     def kept(self) -> list[int]:
         """Indices into the input of the kept messages, ascending."""
@@ -378,17 +408,14 @@ def _trim(
         for a, b in spans:
             out.extend(msgs[a:b])
         kept_msgs = tuple(out)
-    return FitResult(
-        messages=kept_msgs,
+    return FitResult.trimmed(
+        spec,
+        kept_msgs,
         prompt_tokens=fixed + kept_drop,
         budget=budget,
-        model=spec.name,
-        context_window=spec.context_window,
         reserve=reserve,
         margin=margin,
-        strategy="trim",
         input_length=n,
         kept_spans=spans,
         tools_tokens=tools_tok,
-        spec=spec,
     )

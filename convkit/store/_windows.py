@@ -488,17 +488,14 @@ def window_trim(
     if cache is not None:
         cache.put(cid, epoch, dict(zip(kept, msgs, strict=True)))
     spans = kept_spans(((seq - 1, seq) for seq in pins), cut - 1, n)  # 0-based, as fit's
-    return FitResult(
-        messages=tuple(msgs),
+    return FitResult.trimmed(
+        spec,
+        msgs,
         prompt_tokens=budget - remaining,
         budget=budget,
-        model=spec.name,
-        context_window=spec.context_window,
         reserve=reserve,
         margin=margin,
-        strategy="trim",
         input_length=n,
         kept_spans=spans,
         tools_tokens=tools_tokens,
-        spec=spec,
     )
