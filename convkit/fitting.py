@@ -24,17 +24,17 @@ does not touch the tokenizer and runs in O(log n + kept).
 from __future__ import annotations
 
 import inspect
-import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
 from ._engine import listcache
 from ._engine.cut import check_must_keep, find_cut
+from ._engine.settings import Strategy, WindowSettings, compute_budget
 from ._engine.spans import kept_spans
-from .counting import EstimateCounter, ImagePolicy, TokenCounter, apply_image_policy
+from .counting import ImagePolicy, TokenCounter, apply_image_policy
 from .errors import (
     ConvkitError,
     InvalidConversationError,
@@ -49,8 +49,6 @@ if TYPE_CHECKING:
     from .summarize import FoldRequest, Summarizer, Summary
 
 __all__ = ["FitResult", "Strategy", "compute_budget", "fit"]
-
-Strategy: TypeAlias = Literal["trim", "summarize"]
 
 
 @attrs.frozen
@@ -140,15 +138,6 @@ class FitResult:
         return [m.to_openai() for m in self.messages]
 
 
-def compute_budget(spec: ModelSpec, reserve: int, margin: float) -> int:
-    """``(context_window - reserve) / (1 + margin)``, rounded down."""
-    if isinstance(reserve, bool) or not isinstance(reserve, int) or reserve < 0:
-        raise ValidationError(f"reserve is a non-negative number of tokens, got {reserve!r}")
-    if isinstance(margin, bool) or not isinstance(margin, int | float) or not (0 <= margin < 10):
-        raise ValidationError(f"margin is a relative undercount between 0 and 10, got {margin!r}")
-    return math.floor((spec.context_window - reserve) / (1 + margin))
-
-
 def fit(
     messages: Iterable[MessageLike] | History,
     *,
@@ -179,29 +168,26 @@ def fit(
     summarizer fails; ``low_water`` is the fraction of the budget a new
     summary folds down to; ``summary_tokens`` bounds the summary's length.
     """
-    spec = get_model(model)
-    if strategy not in ("trim", "summarize"):
-        raise ValidationError(f"unknown strategy {strategy!r}; use 'trim' or 'summarize'")
-    if strategy == "summarize" and summarizer is None and summary is None:
-        raise ValidationError(
-            "strategy='summarize' needs summarizer=... (e.g. convkit.ExtractiveSummarizer() offline, "
-            "or an XAISummarizer)"
-        )
-    if fallback not in ("error", "trim"):
-        raise ValidationError(f"fallback must be 'error' or 'trim', got {fallback!r}")
-    trimmed, step = plan_fit(
-        messages,
-        model=spec,
+    if counter is None and isinstance(messages, History):
+        counter = messages.counter
+    settings = WindowSettings.of(
+        model,
         counter=counter,
         reserve=reserve,
         strategy=strategy,
         tools=tools,
         images=images,
         margin=margin,
-        summary=summary,
+        fallback=fallback,
         low_water=low_water,
         summary_tokens=summary_tokens,
     )
+    if strategy == "summarize" and summarizer is None and summary is None:
+        raise ValidationError(
+            "strategy='summarize' needs summarizer=... (e.g. convkit.ExtractiveSummarizer() offline, "
+            "or an XAISummarizer)"
+        )
+    trimmed, step = plan_fit(messages, settings, summary=summary)
     if isinstance(step, FitResult):
         return step
     if summarizer is None:
@@ -220,57 +206,34 @@ def fit(
 
 
 def plan_fit(
-    messages: Iterable[MessageLike] | History,
-    *,
-    model: str | ModelSpec,
-    counter: TokenCounter | None,
-    reserve: int,
-    strategy: Strategy,
-    tools: Sequence[Mapping[str, Any]] | None,
-    images: ImagePolicy,
-    margin: float | None,
-    summary: Summary | None = None,
-    low_water: float = 0.6,
-    summary_tokens: int | None = None,
+    messages: Iterable[MessageLike] | History, settings: WindowSettings, *, summary: Summary | None = None
 ) -> tuple[FitResult, FitResult | FoldRequest]:
     """The trimmed window and, under "summarize", either the final window or what to fold."""
-    spec = get_model(model)
-    if counter is None:
-        counter = messages.counter if isinstance(messages, History) else EstimateCounter()
-    used_margin = counter.margin if margin is None else margin
-    budget = compute_budget(spec, reserve, used_margin)
-    if strategy == "trim" and type(messages) is list and messages and type(messages[-1]) is Message:
-        if images not in ("error", "drop"):
-            raise ValidationError(f"images= must be 'error' or 'drop', got {images!r}")
-        tools_ = tools  # the list's index is kept by the identity of its messages
-        cached = listcache.with_index(
-            messages,
-            counter,
-            spec,
-            images,
-            lambda h: _trim(h, spec, counter, budget, reserve, used_margin, tools_),
-        )
+    spec, counter = settings.spec, settings.counter
+    if settings.strategy == "trim" and type(messages) is list and messages and type(messages[-1]) is Message:
+        # the list's index is kept by the identity of its messages
+        cached = listcache.with_index(messages, counter, spec, settings.images, lambda h: _trim(h, settings))
         if cached is not None:
             return cached, cached
-    history = _as_history(messages, counter, spec, images)
-    trimmed = _trim(history, spec, counter, budget, reserve, used_margin, tools)
-    if strategy == "trim":
+    history = _as_history(messages, counter, spec, settings.images)
+    trimmed = _trim(history, settings)
+    if settings.strategy == "trim":
         return trimmed, trimmed
     from . import summarize as sm
 
-    fr = frame(history, spec, counter, budget, reserve, tools)
+    fr = frame(history, spec, counter, settings.budget, settings.reserve, settings.tools)
     step = sm.plan(
         history,
         spec,
         counter,
-        budget,
-        reserve,
-        used_margin,
+        settings.budget,
+        settings.reserve,
+        settings.margin,
         fr,
         trimmed,
         summary,
-        low_water=low_water,
-        summary_tokens=summary_tokens,
+        low_water=settings.low_water,
+        summary_tokens=settings.summary_tokens,
     )
     return trimmed, step
 
@@ -377,16 +340,9 @@ def frame(
     return Frame(fixed, tail, tools_tok, ovh)
 
 
-def _trim(
-    h: History,
-    spec: ModelSpec,
-    counter: TokenCounter,
-    budget: int,
-    reserve: int,
-    margin: float,
-    tools: Sequence[Mapping[str, Any]] | None,
-) -> FitResult:
-    fr = frame(h, spec, counter, budget, reserve, tools)
+def _trim(h: History, settings: WindowSettings) -> FitResult:
+    spec, budget, reserve, margin = settings.spec, settings.budget, settings.reserve, settings.margin
+    fr = frame(h, spec, settings.counter, budget, reserve, settings.tools)
     n = len(h)
     msgs = h._messages
     dtok, dmsg = h._cum_drop_tok, h._cum_drop_msg

@@ -34,6 +34,7 @@ import attrs
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .._engine.settings import WindowSettings
 from .._results import Calibration, Conversation, StoredSummary, UsageTotals
 from .._stepper import runs
 from ..counting import EstimateCounter, ImagePolicy, TokenCounter
@@ -42,8 +43,6 @@ from ..fitting import (
     FitResult,
     Strategy,
     complete_fold,
-    compute_budget,
-    fit,
     fold_failed,
     plan_fit,
     sync_answer,
@@ -126,52 +125,19 @@ def once(op: Op[T], what: str, *, read: bool = False) -> Flow[T]:
 
 
 class WindowArgs:
-    """Checked arguments of ``window``."""
+    """The window's :class:`~convkit._engine.settings.WindowSettings`, and what the store does with them."""
 
-    def __init__(
-        self,
-        *,
-        model: str | ModelSpec,
-        counter: TokenCounter,
-        reserve: int,
-        strategy: Strategy,
-        tools: Sequence[Mapping[str, Any]] | None,
-        images: ImagePolicy,
-        margin: float | None,
-    ) -> None:
-        if strategy not in ("trim", "summarize"):
-            raise ValidationError(f"unknown strategy {strategy!r}; use 'trim' or 'summarize'")
-        self.strategy = strategy
-        self.spec = get_model(model)
-        self.counter = counter
-        self.reserve = reserve
-        self.margin = counter.margin if margin is None else margin
-        self.budget = compute_budget(self.spec, reserve, self.margin)
-        self.tools = tools
-        self.tools_tokens = counter.tools_tokens(tools)
-        self.images = images
+    def __init__(self, settings: WindowSettings) -> None:
+        self.settings = settings
+        self.strategy = settings.strategy
+        self.spec = settings.spec
+        self.counter = settings.counter
 
     def summarize_plan(
-        self,
-        messages: list[Message],
-        stored: StoredSummary | None,
-        low_water: float,
-        summary_tokens: int | None,
+        self, messages: list[Message], stored: StoredSummary | None
     ) -> tuple[FitResult, FitResult | FoldRequest]:
         previous = Summary(stored.text, stored.first_seq - 1, stored.last_seq - 1) if stored else None
-        return plan_fit(
-            messages,
-            model=self.spec,
-            counter=self.counter,
-            reserve=self.reserve,
-            strategy="summarize",
-            tools=self.tools,
-            images=self.images,
-            margin=self.margin,
-            summary=previous,
-            low_water=low_water,
-            summary_tokens=summary_tokens,
-        )
+        return plan_fit(messages, self.settings, summary=previous)
 
     def stored_summary(self, result: FitResult) -> StoredSummary:
         assert result.summary is not None
@@ -182,15 +148,16 @@ class WindowArgs:
     def trim_op(
         self, ns: str, cid: str, cache: MessageCache | None = None, dialect: str = "sqlite"
     ) -> Op[FitResult]:
+        w = self.settings
         return window_trim(
             ns,
             cid,
-            self.spec,
-            self.counter.identity,
-            self.budget,
-            self.reserve,
-            self.margin,
-            self.tools_tokens,
+            w.spec,
+            w.counter.identity,
+            w.budget,
+            w.reserve,
+            w.margin,
+            w.tools_tokens,
             cache,
             dialect,
         )
@@ -319,15 +286,23 @@ class StoreBase(Generic[E]):
         tools: Sequence[Mapping[str, Any]] | None,
         images: ImagePolicy,
         margin: float | None,
+        fallback: Literal["error", "trim"] = "error",
+        low_water: float = 0.6,
+        summary_tokens: int | None = None,
     ) -> WindowArgs:
         return WindowArgs(
-            model=model,
-            counter=self._default_counter(counter),
-            reserve=reserve,
-            strategy=strategy,
-            tools=tools,
-            images=images,
-            margin=margin,
+            WindowSettings.of(
+                model,
+                counter=self._default_counter(counter),
+                reserve=reserve,
+                strategy=strategy,
+                tools=tools,
+                images=images,
+                margin=margin,
+                fallback=fallback,
+                low_water=low_water,
+                summary_tokens=summary_tokens,
+            )
         )
 
     @staticmethod
@@ -507,9 +482,11 @@ class StoreBase(Generic[E]):
         only the bodies of the kept rows.
         """
         cid = check_id(conversation_id)
-        args = self._window_args(model, counter, reserve, strategy, tools, images, margin)
+        args = self._window_args(
+            model, counter, reserve, strategy, tools, images, margin, fallback, low_water, summary_tokens
+        )
         if args.strategy == "summarize":
-            return self._summarized(cid, args, summarizer, fallback, low_water, summary_tokens)
+            return self._summarized(cid, args, summarizer)
         return self._trimmed(cid, args)
 
     def _trimmed(self, cid: str, args: WindowArgs) -> Flow[FitResult]:
@@ -524,15 +501,8 @@ class StoreBase(Generic[E]):
                 moved += 1
             except NeedsFullFit:  # a text-only model, a conversation holding images
                 messages = yield from self._messages(cid)
-                return fit(
-                    messages,
-                    model=args.spec,
-                    counter=args.counter,
-                    reserve=args.reserve,
-                    tools=args.tools,
-                    images=args.images,
-                    margin=args.margin,
-                )
+                trimmed, _ = plan_fit(messages, args.settings)
+                return trimmed
             except NeedsBackfill:  # a counter that has not counted every message yet
                 while not (yield from self._backfill(cid, args.counter)):
                     pass
@@ -543,24 +513,17 @@ class StoreBase(Generic[E]):
         return once(backfill(self.namespace, cid, counter, BACKFILL_BATCH, self._dialect), "backfill")
 
     def _summarized(
-        self,
-        cid: str,
-        args: WindowArgs,
-        summarizer: Summarizer | AsyncSummarizer | None,
-        fallback: Literal["error", "trim"],
-        low_water: float,
-        summary_tokens: int | None,
+        self, cid: str, args: WindowArgs, summarizer: Summarizer | AsyncSummarizer | None
     ) -> Flow[FitResult]:
         """A summarize window: fold what falls out into the stored summary, when it must."""
         if summarizer is None:
             raise ValidationError(
                 "strategy='summarize' needs summarizer=... (e.g. convkit.ExtractiveSummarizer())"
             )
-        if fallback not in ("error", "trim"):
-            raise ValidationError(f"fallback must be 'error' or 'trim', got {fallback!r}")
+        fallback = args.settings.fallback
         messages = yield from self._messages(cid)
         stored: StoredSummary | None = yield Txn(latest_summary(self.namespace, cid), "window", read=True)
-        trimmed, step = args.summarize_plan(messages, stored, low_water, summary_tokens)
+        trimmed, step = args.summarize_plan(messages, stored)
         if isinstance(step, FitResult):
             return step
         fold = step

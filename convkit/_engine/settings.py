@@ -1,0 +1,105 @@
+"""The window settings: one checked, frozen value that every layer hands on as it is.
+
+``fit``, ``Store.window`` and the session decide a window from the same
+settings: the model, the counter, the reserve for the reply, the margin in
+force, the strategy, the image policy, the tool definitions and the summary
+options. :meth:`WindowSettings.of` checks them all in one place (each bad
+value is a :class:`~convkit.errors.ValidationError` that names it);
+``budget`` is the room the prompt must fit:
+``floor((context_window - reserve) / (1 + margin))``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, TypeAlias
+
+import attrs
+
+from ..counting import EstimateCounter, ImagePolicy, TokenCounter
+from ..errors import ValidationError
+from ..models import ModelSpec, get_model
+
+__all__ = ["Fallback", "Strategy", "WindowSettings", "compute_budget"]
+
+Strategy: TypeAlias = Literal["trim", "summarize"]
+Fallback: TypeAlias = Literal["error", "trim"]
+
+
+def compute_budget(spec: ModelSpec, reserve: int, margin: float) -> int:
+    """``(context_window - reserve) / (1 + margin)``, rounded down."""
+    if isinstance(reserve, bool) or not isinstance(reserve, int) or reserve < 0:
+        raise ValidationError(f"reserve is a non-negative number of tokens, got {reserve!r}")
+    if isinstance(margin, bool) or not isinstance(margin, int | float) or not (0 <= margin < 10):
+        raise ValidationError(f"margin is a relative undercount between 0 and 10, got {margin!r}")
+    return math.floor((spec.context_window - reserve) / (1 + margin))
+
+
+@attrs.frozen
+class WindowSettings:
+    """How to decide a window (see module docstring); build it with :meth:`of`."""
+
+    spec: ModelSpec
+    counter: TokenCounter
+    reserve: int
+    #: the margin in force: the counter's unless overridden
+    margin: float
+    budget: int
+    strategy: Strategy = "trim"
+    images: ImagePolicy = "error"
+    tools: tuple[Mapping[str, Any], ...] | None = None
+    fallback: Fallback = "error"
+    low_water: float = 0.6
+    summary_tokens: int | None = None
+
+    @classmethod
+    def of(
+        cls,
+        model: str | ModelSpec,
+        *,
+        counter: TokenCounter | None = None,
+        reserve: int = 0,
+        strategy: Strategy = "trim",
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        images: ImagePolicy = "error",
+        margin: float | None = None,
+        fallback: Fallback = "error",
+        low_water: float = 0.6,
+        summary_tokens: int | None = None,
+    ) -> WindowSettings:
+        """Checked settings (``counter`` defaults to :class:`~convkit.EstimateCounter`)."""
+        spec = get_model(model)
+        if strategy not in ("trim", "summarize"):
+            raise ValidationError(f"unknown strategy {strategy!r}; use 'trim' or 'summarize'")
+        if images not in ("error", "drop"):
+            raise ValidationError(f"images= must be 'error' or 'drop', got {images!r}")
+        if fallback not in ("error", "trim"):
+            raise ValidationError(f"fallback must be 'error' or 'trim', got {fallback!r}")
+        if isinstance(low_water, bool) or not isinstance(low_water, int | float) or not 0 < low_water <= 1:
+            raise ValidationError(f"low_water is a fraction of the budget in (0, 1], got {low_water!r}")
+        if summary_tokens is not None and (
+            isinstance(summary_tokens, bool) or not isinstance(summary_tokens, int) or summary_tokens < 1
+        ):
+            raise ValidationError(f"summary_tokens must be positive, got {summary_tokens!r}")
+        counter = counter if counter is not None else EstimateCounter()
+        used = counter.margin if margin is None else margin
+        budget = compute_budget(spec, reserve, used)
+        return cls(
+            spec,
+            counter,
+            reserve,
+            float(used),
+            budget,
+            strategy,
+            images,
+            tuple(tools) if tools else None,
+            fallback,
+            float(low_water),
+            summary_tokens,
+        )
+
+    @property
+    def tools_tokens(self) -> int:
+        """Tokens of the tool definitions sent with the request."""
+        return self.counter.tools_tokens(self.tools)
