@@ -1,9 +1,10 @@
 """Helpers for the integration tests (LangChain, Agents SDK, testing kit).
 
-* :func:`database_url` -- a fresh database for a backend: a SQLite file under
-  ``tmp_path``, or a fresh PostgreSQL database from :mod:`tests._pg`
-  (skipped, or failed under ``CI=true``, as it decides). ``flavour="async"``
-  gives the async driver's URL (aiosqlite, asyncpg).
+* :func:`database_url` -- an empty database for a backend: a new SQLite file
+  under ``tmp_path``, or the run's PostgreSQL database emptied
+  (``_store_support.pg_run_database``; skipped, or failed under ``CI=true``,
+  as :mod:`tests._pg` decides). ``flavour="async"`` gives the async driver's
+  URL (aiosqlite, asyncpg).
 * :func:`readme_block` -- the code block of README.md that follows the
   marker ``<!-- test: NAME -->``, so the tests run the README's examples.
 * :func:`png` -- the bytes of a tiny real PNG.
@@ -20,24 +21,23 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from . import _pg
+from . import _store_support
 
-BACKENDS = ("sqlite", "postgresql")
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 @contextmanager
 def database_url(backend: str, tmp_path: Path, flavour: str = "sync") -> Iterator[str]:
-    """A URL of a fresh, empty database of ``backend`` for the ``flavour`` of store."""
+    """A URL of an empty database of ``backend`` for the ``flavour`` of store."""
     if backend == "sqlite":
         driver = "sqlite+aiosqlite" if flavour == "async" else "sqlite"
         yield f"{driver}:///{tmp_path / 'convkit.db'}"
         return
-    with _pg.fresh_database() as fresh:
-        if flavour == "async":
-            yield make_url(fresh).set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
-        else:
-            yield fresh
+    url = _store_support.pg_run_database()
+    if flavour == "async":
+        yield make_url(url).set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+    else:
+        yield url
 
 
 def readme_block(name: str) -> str:

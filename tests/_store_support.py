@@ -22,11 +22,15 @@ sync twin uses psycopg 3.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import inspect
 import io
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +123,26 @@ def pg_database() -> Iterator[str]:
         yield url
 
 
+_RUN_DATABASES = ExitStack()
+_run_pg_url: list[str] = []
+
+
+def pg_run_database() -> str:
+    """One PostgreSQL database at head for the whole run (:func:`pg_database`), emptied on each call.
+
+    Created on first use; dropped by :func:`close_run_databases` (``pytest_sessionfinish`` in conftest.py).
+    """
+    if not _run_pg_url:
+        _run_pg_url.append(_RUN_DATABASES.enter_context(pg_database()))
+    clean(_run_pg_url[0])
+    return _run_pg_url[0]
+
+
+def close_run_databases() -> None:
+    _run_pg_url.clear()
+    _RUN_DATABASES.close()
+
+
 def clean(url: str) -> None:
     """Empty every convkit table (not the version table): a database as good as fresh, faster."""
     from convkit.store import schema
@@ -129,15 +153,32 @@ def clean(url: str) -> None:
         conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
 
 
-def database(backend: str, tmp_path: Path, request: Any) -> str:
-    """An empty database for one test: a new SQLite file, or the module's PostgreSQL database emptied.
+@cache
+def sqlite_template() -> Path:
+    """An SQLite file upgraded to head once per process; tests copy it (Alembic runs once)."""
+    folder = Path(tempfile.mkdtemp(prefix="convkit-tests-"))
+    atexit.register(shutil.rmtree, folder, True)
+    path = folder / "template.db"
+    Store(f"sqlite:///{path}", upgrade=True).close()
+    return path
 
-    ``request`` resolves the module-scoped ``pg_module_url`` fixture (see :func:`pg_database`),
-    so one PostgreSQL database (created, migrated and dropped once per module) serves the
-    module's tests; each starts with every convkit table empty.
+
+def sqlite_database(path: Path) -> str:
+    """The URL of a new SQLite file at ``path``, at the schema's head (a copy of the template)."""
+    shutil.copyfile(sqlite_template(), path)
+    return f"sqlite:///{path}"
+
+
+def database(backend: str, tmp_path: Path, request: Any) -> str:
+    """An empty database at the schema's head for one test: a new SQLite file, or PostgreSQL's emptied.
+
+    The SQLite file is a copy of :func:`sqlite_template`. ``request`` resolves the
+    module-scoped ``pg_module_url`` fixture (see :func:`pg_database`), so one PostgreSQL
+    database (created, migrated and dropped once per module) serves the module's tests;
+    each starts with every convkit table empty.
     """
     if backend == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
+        return sqlite_database(tmp_path / "store.db")
     url = str(request.getfixturevalue("pg_module_url"))
     clean(url)
     return url

@@ -23,12 +23,9 @@
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
 import pickle
 import secrets
-import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,7 +50,7 @@ from convkit import (
 from convkit.testing import XAIStandIn
 from convkit.testing.openapi import OpenAPIDocument, find_document, load_document
 
-from . import _pg
+from . import _store_support
 
 FLAVOURS = ("sync", "async")
 #: Retries in milliseconds, so exhausting them costs nothing.
@@ -158,30 +155,17 @@ def async_url(url: str) -> str:
     return u.render_as_string(hide_password=False)
 
 
-_TEMPLATE: list[Path] = []
-
-
-def _sqlite_template() -> Path:
-    """An SQLite file upgraded to head once per process; tests copy it (Alembic runs once)."""
-    if not _TEMPLATE:
-        folder = Path(tempfile.mkdtemp(prefix="convkit-xai-tests-"))
-        atexit.register(shutil.rmtree, folder, True)
-        path = folder / "template.db"
-        Store(f"sqlite:///{path}", upgrade=True).close()
-        _TEMPLATE.append(path)
-    return _TEMPLATE[0]
-
-
 @contextmanager
 def database(backend: str, tmp_path: Path) -> Any:
-    """A new database at the schema's head: an SQLite file under ``tmp_path``, or a fresh PostgreSQL one."""
+    """An empty database at the schema's head: a new SQLite file under ``tmp_path``, or PostgreSQL's.
+
+    The SQLite file is a copy of a template; the PostgreSQL database is created once for the
+    run and emptied for each test (``_store_support.pg_run_database``).
+    """
     if backend == "sqlite":
-        path = tmp_path / "session.db"
-        shutil.copyfile(_sqlite_template(), path)
-        yield f"sqlite:///{path}"
+        yield _store_support.sqlite_database(tmp_path / "session.db")
     else:
-        with _pg.fresh_database() as url:
-            yield url
+        yield _store_support.pg_run_database()
 
 
 @contextmanager
@@ -319,7 +303,7 @@ class SessionTwin(_Loop):
         super().__init__(flavour)
         self.url = url
         counters = tuple(counters)
-        # SQLite files come from an upgraded template (check only); a fresh PostgreSQL database is upgraded
+        # SQLite files come from an upgraded template (check only); PostgreSQL is upgraded (a no-op at head)
         upgrade = make_url(url).get_backend_name() == "postgresql"
         self.client_kw = dict(client_kw)
         self.clients: list[Any] = []

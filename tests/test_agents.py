@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ from convkit import ContextWindowError, ModelSpec, ValidationError
 from convkit.integrations.agents import ITEM_KEY, ConvkitSession, item_to_message, message_to_items
 from convkit.testing.strategies import image_bytes, json_values, texts
 
-from ._integrations import BACKENDS, database_url, png, readme_block
+from ._integrations import database_url, png, readme_block
 
 set_tracing_disabled(True)  # the SDK would otherwise export traces over the network
 
@@ -151,11 +150,6 @@ def check_conversation(model: ScriptedModel, items: list[dict[str, Any]]) -> Non
     }
     # the last turn's model input is the whole stored history plus the new question
     assert model.inputs[-1] == [*items[:-2], items[-2]]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def test_session_is_an_agents_session() -> None:
@@ -359,13 +353,6 @@ def test_items_round_trip_through_messages(items: list[dict[str, Any]]) -> None:
         for part in m.images:
             if part.data is not None:  # image bytes are kept in the part, not in the stored item
                 assert base64.b64encode(part.data).decode() not in json.dumps(m.metadata)
-
-
-@pytest.fixture(scope="module")
-def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[convkit.Store]:
-    store = convkit.Store(f"sqlite:///{tmp_path_factory.mktemp('agents') / 'items.db'}")
-    yield store
-    store.close()
 
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])

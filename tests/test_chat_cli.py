@@ -20,7 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +37,7 @@ STANDIN_COUNTER = EstimateCounter(4.0, margin=0.0)
 TOKENS_LINE = re.compile(r"^\[(\d+) prompt \+ (\d+) completion tokens, \$(\d+\.\d{6})\]$", re.M)
 HEADER = re.compile(r"^convkit chat: grok-2-1212, conversation ([0-9a-f]{32}) in (.+)$", re.M)
 
-
-@pytest.fixture
-def xai() -> Iterator[XAIStandIn]:
-    with XAIStandIn(api_key=KEY) as server:
-        yield server
-        assert server.errors == [], "the stand-in raised internally"
-        xs.check_requests(server)
+pytestmark = pytest.mark.standin(api_key=KEY)  # the xai fixture (conftest.py)
 
 
 def _env(key: str | None) -> dict[str, str]:
@@ -193,12 +186,19 @@ class Terminal:
         import pty
 
         self.master, slave = pty.openpty()
+        # A child inherits an ignored SIGINT (pytest run as a background job of a shell without job
+        # control) and Python then leaves Ctrl-C ignored; a handled signal is reset to its default by exec
+        inherited = signal.getsignal(signal.SIGINT)
+        if inherited == signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             self.proc = subprocess.Popen(
                 args, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd, close_fds=True
             )
         finally:
             os.close(slave)
+            if inherited == signal.SIG_IGN:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.seen = ""
 
     def read_until(self, text: str) -> str:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +64,7 @@ from convkit.testing import assert_fits
 from convkit.testing.invariants import trim_units
 from convkit.testing.strategies import conversations, image_bytes, json_values, messages, texts
 
-from ._integrations import BACKENDS, database_url, png, readme_block
+from ._integrations import database_url, png, readme_block
 
 # -- strategies of LangChain messages -----------------------------------------------------------
 
@@ -237,13 +236,6 @@ def test_conversations_round_trip(conversation: list[Message]) -> None:
     assert [from_langchain(m) for m in lc] == conversation
 
 
-@pytest.fixture(scope="module")
-def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[convkit.Store]:
-    store = convkit.Store(f"sqlite:///{tmp_path_factory.mktemp('lc') / 'roundtrip.db'}")
-    yield store
-    store.close()
-
-
 @settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batch=st.lists(lc_messages(), min_size=1, max_size=4))
 def test_round_trip_through_a_store(sqlite_store: convkit.Store, batch: list[BaseMessage]) -> None:
@@ -389,11 +381,6 @@ def check_stored(store: convkit.Store, cid: str, added: list[BaseMessage]) -> No
     assert [to_langchain(m) for m in stored] == added
     assert stored[2].tool_calls[0].arguments == EXACT_ARGS  # byte for byte
     assert stored[5].images[0].data == png()  # the image is stored as bytes, counted by tiles
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def test_history_multi_turn_tool_calling(backend: str, tmp_path: Path) -> None:

@@ -54,13 +54,9 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'convkit.db'}"
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database nothing has touched: a new SQLite file, or a fresh PostgreSQL database (``pg_url``)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'convkit.db'}"
     return str(request.getfixturevalue("pg_url"))
@@ -136,20 +132,20 @@ def test_revisions_create_tables_explicitly() -> None:
 # -- empty -> head, schema equality, down/up ------------------------------------------------
 
 
-def test_empty_to_head(db_url: str) -> None:
-    assert migrate.schema_status(db_url) == "empty"
-    assert migrate.current_revision(db_url) is None
-    convkit.upgrade(db_url)
-    assert migrate.current_revision(db_url) == HEAD
-    assert migrate.schema_status(db_url) == "current"
-    assert _table_names(db_url) == OUR_TABLES | {VERSION_TABLE}
-    convkit.upgrade(db_url)  # a second upgrade is a no-op
-    assert migrate.current_revision(db_url) == HEAD
+def test_empty_to_head(empty_db_url: str) -> None:
+    assert migrate.schema_status(empty_db_url) == "empty"
+    assert migrate.current_revision(empty_db_url) is None
+    convkit.upgrade(empty_db_url)
+    assert migrate.current_revision(empty_db_url) == HEAD
+    assert migrate.schema_status(empty_db_url) == "current"
+    assert _table_names(empty_db_url) == OUR_TABLES | {VERSION_TABLE}
+    convkit.upgrade(empty_db_url)  # a second upgrade is a no-op
+    assert migrate.current_revision(empty_db_url) == HEAD
 
 
-def test_migrated_schema_matches_the_table_definitions(db_url: str) -> None:
-    convkit.upgrade(db_url)
-    assert _diffs(db_url) == []
+def test_migrated_schema_matches_the_table_definitions(empty_db_url: str) -> None:
+    convkit.upgrade(empty_db_url)
+    assert _diffs(empty_db_url) == []
 
 
 def _constraint_names(url: str) -> dict[str, set[str]]:
@@ -169,9 +165,9 @@ def _constraint_names(url: str) -> dict[str, set[str]]:
     return out
 
 
-def test_constraint_and_index_names_follow_the_naming_convention(db_url: str) -> None:
-    convkit.upgrade(db_url)
-    engine = _engine(db_url)
+def test_constraint_and_index_names_follow_the_naming_convention(empty_db_url: str) -> None:
+    convkit.upgrade(empty_db_url)
+    engine = _engine(empty_db_url)
     # names as this dialect spells them (PostgreSQL truncates names over 63 characters)
     name = engine.dialect.identifier_preparer.format_constraint
     engine.dispose()
@@ -186,17 +182,17 @@ def test_constraint_and_index_names_follow_the_naming_convention(db_url: str) ->
         for c in table.constraints:
             if type(c) in kinds:
                 expected[kinds[type(c)]].add(str(name(c)))
-    got = _constraint_names(db_url)
-    if make_url(db_url).get_backend_name() == "sqlite":
+    got = _constraint_names(empty_db_url)
+    if make_url(empty_db_url).get_backend_name() == "sqlite":
         # SQLite implements unique constraints with an automatic index
         got["ix"] = {n for n in got["ix"] if not n.startswith("sqlite_autoindex")}
     assert got == expected
 
 
-def test_check_constraints_are_enforced(db_url: str) -> None:
-    convkit.upgrade(db_url)
+def test_check_constraints_are_enforced(empty_db_url: str) -> None:
+    convkit.upgrade(empty_db_url)
     now = datetime.now(timezone.utc)
-    engine = _engine(db_url)
+    engine = _engine(empty_db_url)
     try:
         with engine.begin() as conn:
             conn.execute(
@@ -213,22 +209,22 @@ def test_check_constraints_are_enforced(db_url: str) -> None:
         engine.dispose()
 
 
-def test_downgrade_to_base_then_upgrade_again(db_url: str) -> None:
-    convkit.upgrade(db_url)
-    migrate.downgrade(db_url, "base")
-    assert _table_names(db_url) <= {VERSION_TABLE}
-    assert migrate.current_revision(db_url) is None
-    assert migrate.schema_status(db_url) == "empty"
-    convkit.upgrade(db_url)
-    assert migrate.schema_status(db_url) == "current"
-    assert _diffs(db_url) == []
+def test_downgrade_to_base_then_upgrade_again(empty_db_url: str) -> None:
+    convkit.upgrade(empty_db_url)
+    migrate.downgrade(empty_db_url, "base")
+    assert _table_names(empty_db_url) <= {VERSION_TABLE}
+    assert migrate.current_revision(empty_db_url) is None
+    assert migrate.schema_status(empty_db_url) == "empty"
+    convkit.upgrade(empty_db_url)
+    assert migrate.schema_status(empty_db_url) == "current"
+    assert _diffs(empty_db_url) == []
 
 
-def test_running_totals_are_filled_for_counts_stored_before_them(db_url: str) -> None:
+def test_running_totals_are_filled_for_counts_stored_before_them(empty_db_url: str) -> None:
     """0003 computes run_tokens/run_msgs of counts written under 0002 (keep rows excluded)."""
-    migrate.upgrade(db_url, "0002_calibration")
+    migrate.upgrade(empty_db_url, "0002_calibration")
     now = datetime.now(timezone.utc)
-    engine = _engine(db_url)
+    engine = _engine(empty_db_url)
     keep = [True, False, False, True, False]  # a leading system message, a pinned one
     try:
         with engine.begin() as conn:
@@ -257,7 +253,7 @@ def test_running_totals_are_filled_for_counts_stored_before_them(db_url: str) ->
                             ),
                             {"cid": cid, "counter": counter, "seq": seq, "tokens": tokens},
                         )
-        convkit.upgrade(db_url)
+        convkit.upgrade(empty_db_url)
         with engine.connect() as conn:
             got = conn.execute(
                 sa.text(
@@ -280,7 +276,7 @@ def test_running_totals_are_filled_for_counts_stored_before_them(db_url: str) ->
                 (4, 5, 2),
                 (5, 10, 3),
             ]
-        migrate.downgrade(db_url, "0002_calibration")
+        migrate.downgrade(empty_db_url, "0002_calibration")
         with engine.connect() as conn:
             cols = {c["name"] for c in sa.inspect(conn).get_columns("convkit_token_counts")}
         assert cols == {"conversation_id", "counter_id", "seq", "tokens"}
@@ -291,7 +287,7 @@ def test_running_totals_are_filled_for_counts_stored_before_them(db_url: str) ->
 # -- living beside a host application -------------------------------------------------------
 
 
-def test_host_tables_are_untouched_and_not_reported(db_url: str) -> None:
+def test_host_tables_are_untouched_and_not_reported(empty_db_url: str) -> None:
     host = sa.MetaData()
     users = sa.Table(
         "app_users", host, sa.Column("id", sa.Integer, primary_key=True), sa.Column("n", sa.Text)
@@ -300,27 +296,27 @@ def test_host_tables_are_untouched_and_not_reported(db_url: str) -> None:
     host_versions = sa.Table(
         "alembic_version", host, sa.Column("version_num", sa.String(32), primary_key=True)
     )
-    engine = _engine(db_url)
+    engine = _engine(empty_db_url)
     try:
         with engine.begin() as conn:
             host.create_all(conn)
             conn.execute(users.insert(), [{"id": 1, "n": "ada"}, {"id": 2, "n": "grace"}])
             conn.execute(host_versions.insert(), {"version_num": "hostapp_0042"})
-        assert migrate.schema_status(db_url) == "empty"  # host tables are not ours
+        assert migrate.schema_status(empty_db_url) == "empty"  # host tables are not ours
 
-        convkit.upgrade(db_url)
-        assert _table_names(db_url) == OUR_TABLES | {VERSION_TABLE, "app_users", "alembic_version"}
-        assert _diffs(db_url) == []
+        convkit.upgrade(empty_db_url)
+        assert _table_names(empty_db_url) == OUR_TABLES | {VERSION_TABLE, "app_users", "alembic_version"}
+        assert _diffs(empty_db_url) == []
         # without the filters autogenerate would want to drop the host's table
-        unfiltered = _diffs(db_url, include_name=None, include_object=None)
+        unfiltered = _diffs(empty_db_url, include_name=None, include_object=None)
         assert any(d[0] == "remove_table" and d[1].name == "app_users" for d in unfiltered)
         # env.py applies the same filters: alembic check sees nothing to do
         with engine.connect() as conn:
             cfg = migrate._config(conn)
             command.check(cfg)
 
-        migrate.downgrade(db_url, "base")
-        convkit.upgrade(db_url)
+        migrate.downgrade(empty_db_url, "base")
+        convkit.upgrade(empty_db_url)
         with engine.connect() as conn:
             assert conn.execute(sa.select(users.c.n).order_by(users.c.id)).scalars().all() == ["ada", "grace"]
             assert conn.execute(sa.select(host_versions.c.version_num)).scalar_one() == "hostapp_0042"
@@ -331,8 +327,8 @@ def test_host_tables_are_untouched_and_not_reported(db_url: str) -> None:
 # -- targets: URL, Engine, Connection, AsyncEngine ------------------------------------------
 
 
-def test_engine_and_connection_targets(db_url: str) -> None:
-    engine = _engine(db_url)
+def test_engine_and_connection_targets(empty_db_url: str) -> None:
+    engine = _engine(empty_db_url)
     try:
         assert migrate.schema_status(engine) == "empty"
         with engine.connect() as conn:  # not in a transaction: convkit commits its own
@@ -344,7 +340,7 @@ def test_engine_and_connection_targets(db_url: str) -> None:
         with engine.begin() as conn:  # the caller's transaction: the caller commits
             migrate.ensure_schema(conn, upgrade=True)
             assert conn.in_transaction()
-        assert migrate.current_revision(db_url) == HEAD
+        assert migrate.current_revision(empty_db_url) == HEAD
     finally:
         engine.dispose()
 
@@ -428,14 +424,14 @@ def test_async_engine_itself_is_refused_with_a_hint(tmp_path: Path) -> None:
     asyncio.run(engine.dispose())
 
 
-def test_concurrent_upgrades_of_one_new_database(db_url: str) -> None:
+def test_concurrent_upgrades_of_one_new_database(empty_db_url: str) -> None:
     errors: list[BaseException] = []
     barrier = threading.Barrier(6)
 
     def worker() -> None:
         try:
             barrier.wait()
-            convkit.upgrade(db_url)
+            convkit.upgrade(empty_db_url)
         except BaseException as exc:
             errors.append(exc)
 
@@ -445,8 +441,8 @@ def test_concurrent_upgrades_of_one_new_database(db_url: str) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    assert migrate.schema_status(db_url) == "current"
-    engine = _engine(db_url)
+    assert migrate.schema_status(empty_db_url) == "current"
+    engine = _engine(empty_db_url)
     try:
         with engine.connect() as conn:
             assert conn.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").scalars().all() == [HEAD]
@@ -540,21 +536,21 @@ def _add_conversation_with_message(conn: sa.Connection) -> None:
     )
 
 
-def test_behind_is_reported_and_upgraded(db_url: str, two_revisions: str) -> None:
-    convkit.upgrade(db_url, HEAD)
+def test_behind_is_reported_and_upgraded(empty_db_url: str, two_revisions: str) -> None:
+    convkit.upgrade(empty_db_url, HEAD)
     assert migrate.head_revision() == two_revisions
-    assert migrate.schema_status(db_url) == "behind"
+    assert migrate.schema_status(empty_db_url) == "behind"
     with pytest.raises(SchemaError) as info:
-        migrate.ensure_schema(db_url, upgrade=False)
+        migrate.ensure_schema(empty_db_url, upgrade=False)
     msg = str(info.value)
     assert f"revision {HEAD}, behind this convkit's {two_revisions}" in msg
     assert "convkit db upgrade --url" in msg
     assert "convkit.upgrade(url)" in msg
     assert "upgrade=True" in msg
-    migrate.ensure_schema(db_url, upgrade=True)
-    assert migrate.current_revision(db_url) == two_revisions
-    migrate.downgrade(db_url, HEAD)
-    assert migrate.current_revision(db_url) == HEAD
+    migrate.ensure_schema(empty_db_url, upgrade=True)
+    assert migrate.current_revision(empty_db_url) == two_revisions
+    migrate.downgrade(empty_db_url, HEAD)
+    assert migrate.current_revision(empty_db_url) == HEAD
 
 
 def test_batch_rebuild_keeps_rows_when_foreign_keys_are_on(tmp_path: Path, two_revisions: str) -> None:
@@ -591,33 +587,33 @@ def _stamp(url: str, revision: str) -> None:
         engine.dispose()
 
 
-def test_ahead_says_the_code_is_older(db_url: str) -> None:
-    convkit.upgrade(db_url)
-    _stamp(db_url, "0099_from_the_future")
-    assert migrate.schema_status(db_url) == "ahead"
-    assert migrate.current_revision(db_url) == "0099_from_the_future"
+def test_ahead_says_the_code_is_older(empty_db_url: str) -> None:
+    convkit.upgrade(empty_db_url)
+    _stamp(empty_db_url, "0099_from_the_future")
+    assert migrate.schema_status(empty_db_url) == "ahead"
+    assert migrate.current_revision(empty_db_url) == "0099_from_the_future"
     for call in (
-        lambda: migrate.ensure_schema(db_url, upgrade=False),
-        lambda: migrate.ensure_schema(db_url, upgrade=True),
-        lambda: convkit.upgrade(db_url),
-        lambda: migrate.downgrade(db_url, "base"),
+        lambda: migrate.ensure_schema(empty_db_url, upgrade=False),
+        lambda: migrate.ensure_schema(empty_db_url, upgrade=True),
+        lambda: convkit.upgrade(empty_db_url),
+        lambda: migrate.downgrade(empty_db_url, "base"),
     ):
         with pytest.raises(SchemaError, match="the code is older than the database"):
             call()
-    assert _table_names(db_url) == OUR_TABLES | {VERSION_TABLE}
+    assert _table_names(empty_db_url) == OUR_TABLES | {VERSION_TABLE}
 
 
-def test_unversioned_convkit_tables_are_unknown(db_url: str) -> None:
-    engine = _engine(db_url)
+def test_unversioned_convkit_tables_are_unknown(empty_db_url: str) -> None:
+    engine = _engine(empty_db_url)
     try:
         schema.metadata.create_all(engine)
     finally:
         engine.dispose()
-    assert migrate.schema_status(db_url) == "unknown"
+    assert migrate.schema_status(empty_db_url) == "unknown"
     with pytest.raises(SchemaError, match="cannot tell their version"):
-        migrate.ensure_schema(db_url, upgrade=True)
+        migrate.ensure_schema(empty_db_url, upgrade=True)
     with pytest.raises(SchemaError, match="cannot tell their version"):
-        convkit.upgrade(db_url)
+        convkit.upgrade(empty_db_url)
 
 
 def test_empty_message_hides_the_password(pg_url: str) -> None:
@@ -669,21 +665,21 @@ def _cli(*argv: str) -> tuple[int, str]:
     return code, out.getvalue()
 
 
-def test_cli_db_commands(db_url: str) -> None:
-    code, text = _cli("db", "check", "--url", db_url)
+def test_cli_db_commands(empty_db_url: str) -> None:
+    code, text = _cli("db", "check", "--url", empty_db_url)
     assert code == 1
     assert "convkit db upgrade --url" in text
-    code, text = _cli("db", "current", "--url", db_url)
+    code, text = _cli("db", "current", "--url", empty_db_url)
     assert (code, "revision none (empty;" in text) == (0, True)
-    code, text = _cli("db", "upgrade", "--url", db_url)
+    code, text = _cli("db", "upgrade", "--url", empty_db_url)
     assert (code, f"upgraded from base to {HEAD}" in text) == (0, True)
-    code, text = _cli("db", "upgrade", "--url", db_url)
+    code, text = _cli("db", "upgrade", "--url", empty_db_url)
     assert (code, f"already at {HEAD}" in text) == (0, True)
-    code, text = _cli("db", "current", "--url", db_url)
+    code, text = _cli("db", "current", "--url", empty_db_url)
     assert (code, f"revision {HEAD} (current;" in text) == (0, True)
-    code, text = _cli("db", "check", "--url", db_url)
+    code, text = _cli("db", "check", "--url", empty_db_url)
     assert (code, f"at head ({HEAD})" in text) == (0, True)
-    code, text = _cli("db", "upgrade", "--url", db_url, "--revision", "base")
+    code, text = _cli("db", "upgrade", "--url", empty_db_url, "--revision", "base")
     assert code == 0
 
 

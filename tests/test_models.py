@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,7 +11,6 @@ from hypothesis import strategies as st
 
 import convkit
 from convkit import ModelRegistry, ModelSpec, UnknownModelError, ValidationError, get_model
-from convkit import models as convkit_models
 
 BUILTIN = {
     # name: (window, modalities, $/M text in, $/M image in, $/M completion, aliases, deprecated)
@@ -21,20 +19,6 @@ BUILTIN = {
     "grok-vision-beta": (8192, {"text", "image"}, 5.00, 5.00, 15.00, (), True),
     "grok-beta": (131072, {"text"}, 5.00, None, 15.00, (), True),
 }
-
-
-@pytest.fixture
-def default_registry_restored() -> Iterator[ModelRegistry]:
-    """The default registry, put back as it was after the test."""
-    reg = convkit_models.default_registry
-    with reg._lock:
-        saved = (dict(reg._specs), dict(reg._alias))
-    yield reg
-    with reg._lock:
-        reg._specs.clear()
-        reg._specs.update(saved[0])
-        reg._alias.clear()
-        reg._alias.update(saved[1])
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN))

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from convkit import (
@@ -357,7 +358,8 @@ def test_a_failed_turn_keeps_the_user_message_once(env: Env, fault: str, mode: s
     got: list[Any] = []
     client = s.session.client
     if fault == "slow":  # a client that gives up quickly, for this turn only (every response is held)
-        s.session.client = s.make_client(timeout=0.05)
+        # only reading gives up: connecting on a busy machine may take longer than the read wait
+        s.session.client = s.make_client(timeout=httpx.Timeout(5, read=0.05))
     try:
         with pytest.raises(APIError) as info:
             turn(s, mode, "second question", into=got)

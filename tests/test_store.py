@@ -27,7 +27,6 @@ import io
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,36 +58,6 @@ from . import _store_support as sup
 PNG = sup.image("PNG", (600, 300), 10)
 JPEG = sup.image("JPEG", (20, 1000), 200)
 OTHER_PNG = sup.image("PNG", (3, 3), 77)
-
-
-@pytest.fixture(params=sup.BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(params=sup.FLAVOURS)
-def flavour(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(scope="module")
-def pg_module_url() -> Iterator[str]:
-    with sup.pg_database() as url:
-        yield url
-
-
-@pytest.fixture
-def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    return sup.database(backend, tmp_path, request)
-
-
-@pytest.fixture
-def open_store(db_url: str, flavour: str, backend: str) -> Iterator[sup.StoreOpener]:
-    opener = sup.StoreOpener(db_url, flavour, backend)
-    try:
-        yield opener
-    finally:
-        opener.close()
 
 
 @pytest.fixture

@@ -26,7 +26,6 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,22 +40,6 @@ SPAWN = multiprocessing.get_context("spawn")
 PROCESSES, PER_PROCESS = 4, 250
 THREADS, PER_THREAD = 8, 50
 TIMEOUT = 240.0
-
-
-@pytest.fixture(params=sup.BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(scope="module")
-def pg_module_url() -> Iterator[str]:
-    with sup.pg_database() as url:
-        yield url
-
-
-@pytest.fixture
-def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    return sup.database(backend, tmp_path, request)
 
 
 @pytest.fixture
@@ -113,6 +96,7 @@ def _stop(procs: list[Any]) -> None:
             p.join(timeout=30)
 
 
+@pytest.mark.slow  # four fresh interpreters (spawn), 1000 appends: 4-12 s on two cores
 def test_processes_append_to_one_conversation(db_url: str, store: Store) -> None:
     cid = store.create_conversation().id
     start = SPAWN.Barrier(PROCESSES + 1)

@@ -23,8 +23,6 @@ import base64
 import io
 import math
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -418,20 +416,12 @@ class StoreMachine(RuleBasedStateMachine):
             assert sup.running_total_errors(conn, ids) == []
 
 
-@pytest.fixture(scope="module")
-def pg_module_url() -> Iterator[str]:
-    with sup.pg_database() as url:
-        yield url
-
-
-@pytest.mark.parametrize("backend", sup.BACKENDS)
 def test_store_agrees_with_a_plain_model(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest, tiny_counter: Any, custom_model: Any
+    backend: str, db_url: str, tiny_counter: Any, custom_model: Any
 ) -> None:
-    url = sup.database(backend, tmp_path, request)
     if backend == "sqlite":
-        Store(url).close()  # creates and upgrades the file
-    engine = create_sync(url)
+        Store(db_url).close()  # creates and upgrades the file
+    engine = create_sync(db_url)
     try:
         run_state_machine_as_test(
             lambda: StoreMachine(engine, tiny_counter),

@@ -23,8 +23,6 @@ one after its first window, which encodes only the messages it had not seen.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -86,33 +84,6 @@ EXAMPLES = {
 
 def _examples(backend: str, flavour: str) -> int:
     return min(settings().max_examples, EXAMPLES[backend, flavour])
-
-
-@pytest.fixture(params=sup.BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(params=sup.FLAVOURS)
-def flavour(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(scope="module")
-def pg_module_url() -> Iterator[str]:
-    with sup.pg_database() as url:
-        yield url
-
-
-@pytest.fixture
-def open_store(
-    backend: str, flavour: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[sup.StoreOpener]:
-    opener = sup.StoreOpener(sup.database(backend, tmp_path, request), flavour, backend)
-    try:
-        yield opener
-    finally:
-        opener.close()
 
 
 def spec_of(model: str | ModelSpec) -> ModelSpec:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ from convkit.testing import Fault, Reply, XAIStandIn
 from convkit.testing.strategies import conversations, texts
 from convkit.xai.summarizer import MIN_INPUT
 
-from . import _pg, oracle
+from . import oracle
 
 #: Unregistered (passed as a value): a small window with overheads of its own.
 SMALL = ModelSpec(
@@ -652,15 +652,6 @@ def check_store_step(
             )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'summaries.db'}"
-    else:
-        with _pg.fresh_database() as url:
-            yield url
-
-
 def run_turns_sync(
     store: Store, counter: TokenCounter, batches: list[list[Message]]
 ) -> tuple[str, Mirror, Counting]:
@@ -920,15 +911,12 @@ TINY_SUMMARIZER = ModelSpec("summarizer-test-tiny", 2048, {"text"}, 1.0, None, 2
 #: Counts exactly as the summarizer's default counter does (``EstimateCounter()``, whose margin is 0):
 #: the stand-in refuses any request the summarizer's own count did not fit into the window.
 TIGHT = EstimateCounter()
+#: The models the stand-in serves: the default ones, TINY_SUMMARIZER and SMALL.
+STANDIN_MODELS = convkit_models.ModelRegistry(
+    [*convkit_models.default_registry.specs(), TINY_SUMMARIZER, SMALL]
+)
 
-
-@pytest.fixture
-def xai() -> Iterator[XAIStandIn]:
-    registry = convkit_models.ModelRegistry(
-        [*convkit_models.default_registry.specs(), TINY_SUMMARIZER, SMALL]
-    )
-    with XAIStandIn(counter=TIGHT, registry=registry) as standin:
-        yield standin
+pytestmark = pytest.mark.standin(counter=TIGHT, registry=STANDIN_MODELS)  # the xai fixture (conftest.py)
 
 
 def client_for(xai: XAIStandIn, **kw: Any) -> XAIClient:

@@ -60,25 +60,14 @@ HI = [Message.user("hello there, stand-in")]
 MAX_RETRIES = 2
 STANDIN_COUNTER = EstimateCounter(4.0, margin=0.0)  # the stand-in's default counter
 
+pytestmark = pytest.mark.standin(api_key=KEY)  # the xai fixture (conftest.py)
+
 
 @pytest.fixture(autouse=True)
 def _no_key_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     xs.capture_all_logs(caplog)
     yield
     xs.assert_logs_clean(caplog, KEY)
-
-
-@pytest.fixture
-def xai() -> Iterator[XAIStandIn]:
-    with XAIStandIn(api_key=KEY) as server:
-        yield server
-        assert server.errors == [], "the stand-in raised internally"
-        xs.check_requests(server)
-
-
-@pytest.fixture(params=xs.FLAVOURS)
-def flavour(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 @pytest.fixture

@@ -234,6 +234,8 @@ class Server(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False
+    #: many clients connect at once in load tests; the default backlog of 5 stalls them
+    request_queue_size = 128
     standin: XAIStandIn
 
     def __init__(self, address: tuple[str, int]) -> None:
