@@ -33,6 +33,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeAlias, TypeVar
 
 import attrs
 
+from ._engine.settings import WindowSettings
 from ._results import Calibration, UsageTotals
 from .counting import EstimateCounter, ImagePolicy, TokenCounter
 from .errors import PromptTooLongError, ValidationError
@@ -162,6 +163,18 @@ class SessionBase(Generic[StoreT, ClientT]):
         self.fallback = fallback
         self.low_water = low_water
         self.summary_tokens = summary_tokens
+        # every window setting checked now, not after the user's message is stored
+        WindowSettings.of(
+            self.spec,
+            counter=self.counter,
+            reserve=reserve,
+            strategy=strategy,
+            tools=tools,
+            images=images,
+            fallback=fallback,
+            low_water=low_water,
+            summary_tokens=summary_tokens,
+        )
         self._opened()
 
     def _opened(self) -> None:
@@ -257,6 +270,7 @@ class SessionBase(Generic[StoreT, ClientT]):
         self, /, content_or_message: str | Sequence[Part | str] | MessageLike, **options: Any
     ) -> Flow[Completion]:
         """Append the user's message (once, even when retried) and complete the turn."""
+        self._chat_kw(options)  # a bad option is refused before anything is stored
         margin = yield from self._begin(_as_user(content_or_message))
         return (yield from self._complete(margin, options))
 
@@ -264,6 +278,7 @@ class SessionBase(Generic[StoreT, ClientT]):
         self, /, content_or_message: str | Sequence[Part | str] | MessageLike, **options: Any
     ) -> Flow[None]:
         """As :meth:`send`, streaming the reply's events; the reply is stored at the end."""
+        self._chat_kw(options)  # a bad option is refused before anything is stored
         margin = yield from self._begin(_as_user(content_or_message))
         yield from self._complete_stream(margin, options)
 

@@ -187,7 +187,7 @@ def fit(
             "strategy='summarize' needs summarizer=... (e.g. convkit.ExtractiveSummarizer() offline, "
             "or an XAISummarizer)"
         )
-    trimmed, step = plan_fit(messages, settings, summary=summary)
+    trimmed, step = plan_fit(messages, settings, summary=summary, cache=True)
     if isinstance(step, FitResult):
         return step
     if summarizer is None:
@@ -206,11 +206,19 @@ def fit(
 
 
 def plan_fit(
-    messages: Iterable[MessageLike] | History, settings: WindowSettings, *, summary: Summary | None = None
+    messages: Iterable[MessageLike] | History,
+    settings: WindowSettings,
+    *,
+    summary: Summary | None = None,
+    cache: bool = False,
 ) -> tuple[FitResult, FitResult | FoldRequest]:
-    """The trimmed window and, under "summarize", either the final window or what to fold."""
+    """The trimmed window and, under "summarize", either the final window or what to fold.
+
+    ``cache``: keep a plain list's index by the identity of its messages (see
+    :mod:`convkit._engine.listcache`); for a caller's own list, never for one made afresh.
+    """
     spec, counter = settings.spec, settings.counter
-    if settings.strategy == "trim" and type(messages) is list and messages and type(messages[-1]) is Message:
+    if cache and settings.strategy == "trim" and type(messages) is list and messages:
         # the list's index is kept by the identity of its messages
         cached = listcache.with_index(messages, counter, spec, settings.images, lambda h: _trim(h, settings))
         if cached is not None:

@@ -198,3 +198,79 @@ def test_a_store_window_prices_a_model_the_registry_does_not_know(tmp_path: Any)
     with pytest.raises(convkit.UnknownModelError):
         convkit.get_model(spec.name)
     assert window.estimate_cost(100) == pytest.approx(spec.estimate_cost(window.prompt_tokens, 100))
+
+
+def test_new_messages_are_counted_by_the_callers_counter() -> None:
+    class Recording(EstimateCounter):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[str] = []
+
+        def _encode(self, texts: list[str]) -> list[int]:
+            self.seen.extend(texts)
+            return super()._encode(texts)
+
+    first, second = Recording(), Recording()
+    assert first.identity == second.identity
+    msgs = [Message.user("hello there"), Message.assistant("hi")]
+    fit(msgs, model="grok-2-1212", counter=first)
+    grown = [*msgs, Message.user("a brand new question")]
+    assert fit(grown, model="grok-2-1212", counter=second) == fresh(grown, model="grok-2-1212")
+    assert "a brand new question" in second.seen
+    assert "a brand new question" not in first.seen
+
+
+def test_building_one_lists_index_does_not_hold_up_another_list() -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    class Slow(EstimateCounter):
+        @property
+        def identity(self) -> str:
+            return "slow-test-counter"
+
+        def content_tokens(self, messages: Any) -> list[int]:
+            entered.set()
+            assert release.wait(10)
+            return super().content_tokens(messages)
+
+    slow_list = [Message.user("waits for its count")]
+    worker = threading.Thread(
+        target=fit, args=(slow_list,), kwargs={"model": "grok-2-1212", "counter": Slow()}
+    )
+    worker.start()
+    try:
+        assert entered.wait(10)
+        other = [Message.user("another conversation entirely")]
+        assert fit(other, model="grok-2-1212", counter=COUNTER) == fresh(other, model="grok-2-1212")
+    finally:
+        release.set()
+        worker.join(10)
+    assert not worker.is_alive()
+
+
+def test_a_grown_list_whose_late_result_folds_cached_units() -> None:
+    call = ToolCall("late", "lookup", "{}")
+    msgs = [
+        Message.system("rules"),
+        Message.user("look it up"),
+        Message.assistant(None, tool_calls=[call]),
+        *[Message.user(f"meanwhile {i} " * 5) for i in range(30)],
+    ]
+    kw: dict[str, Any] = {"model": "grok-2-vision-1212", "counter": COUNTER, "reserve": 8192 - 1000}
+    assert fit(msgs, **kw) == fresh(msgs, **kw)  # cached: the call is a unit of its own, so far
+    grown = [*msgs, Message.tool("found it", tool_call_id="late"), Message.user("and?")]
+    result = fit(grown, **kw)
+    assert result == fresh(grown, **kw)
+    # the late result folded the call and everything after it into one unit: all of it or none
+    assert set(range(2, len(grown) - 1)) <= set(result.kept) or not set(range(2, len(grown) - 1)) & set(
+        result.kept
+    )
+
+
+def test_lists_made_afresh_by_the_store_are_not_cached(tmp_path: Any) -> None:
+    png = convkit.ImagePart.from_url("https://example.com/a.png")
+    with convkit.Store(f"sqlite:///{tmp_path / 'c.db'}") as store:
+        conv = store.create_conversation()
+        store.extend(conv.id, [Message.user(["look", png]), Message.assistant("a cat")])
+        store.window(conv.id, model="grok-2-1212", images="drop")  # text-only: the whole conversation is read
+    assert not listcache._entries

@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 import pytest
 
+import convkit
 from convkit import (
     APIConnectionError,
     APIError,
@@ -669,3 +670,20 @@ def test_readme_send_a_conversation_to_grok(
         assert messages[3].tool_calls[0].arguments == '{"city":"Paris"}'
         assert messages[-1].text == "It is 18 °C and clear in Paris."
         assert store.usage(conv.id).turns == 3
+
+
+def test_bad_settings_and_options_are_refused_before_anything_is_stored(tmp_path: Any) -> None:
+    with XAIStandIn() as xai, convkit.Store(f"sqlite:///{tmp_path / 's.db'}") as store:
+        conv = store.create_conversation()
+        with convkit.XAIClient(api_key=xai.api_key, base_url=xai.base_url) as client:
+            with pytest.raises(convkit.ValidationError, match="images="):
+                convkit.Session(store, conv.id, model="grok-2", client=client, images="x")  # type: ignore[arg-type]
+            with pytest.raises(convkit.ValidationError, match="low_water"):
+                convkit.Session(store, conv.id, model="grok-2", client=client, low_water=2.0)
+            session = convkit.Session(store, conv.id, model="grok-2", client=client, reserve=100)
+            with pytest.raises(convkit.ValidationError, match="max_tokens=500"):
+                session.send("hello", max_tokens=500)
+            with pytest.raises(convkit.ValidationError, match="max_tokens=500"):
+                list(session.send_stream("hello", max_tokens=500))
+        assert store.messages(conv.id) == []
+        assert xai.chat_requests == []

@@ -10,11 +10,42 @@ here (modules with a leading underscore) is implementation.
 
 from __future__ import annotations
 
-from ._retry import Backoff
-from .client import DEFAULT_BASE_URL, AsyncXAIClient, XAIClient
-from .counter import XAITokenCounter
-from .protocol import Completion, Done, StreamEvent, TextDelta, ToolCallDelta, Usage
-from .summarizer import AsyncXAISummarizer, XAISummarizer
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._retry import Backoff
+    from .client import DEFAULT_BASE_URL, AsyncXAIClient, XAIClient
+    from .counter import XAITokenCounter
+    from .protocol import Completion, Done, StreamEvent, TextDelta, ToolCallDelta, Usage
+    from .summarizer import AsyncXAISummarizer, XAISummarizer
+
+#: Loaded on first use, so the wire types (``convkit.xai.protocol``) never pull in httpx.
+_LAZY = {
+    "Backoff": "._retry",
+    "DEFAULT_BASE_URL": ".client",
+    "AsyncXAIClient": ".client",
+    "XAIClient": ".client",
+    "XAITokenCounter": ".counter",
+    "Completion": ".protocol",
+    "Done": ".protocol",
+    "StreamEvent": ".protocol",
+    "TextDelta": ".protocol",
+    "ToolCallDelta": ".protocol",
+    "Usage": ".protocol",
+    "AsyncXAISummarizer": ".summarizer",
+    "XAISummarizer": ".summarizer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'convkit.xai' has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_BASE_URL",
