@@ -36,7 +36,13 @@ __all__ = ["MAX_MARGIN", "AsyncSession", "Session"]
 
 
 class Session(SessionBase[Store, XAIClient]):
-    """A conversation with Grok, stored turn by turn (synchronous)."""
+    """A conversation with Grok, stored turn by turn (synchronous).
+
+    A turn runs the store's own combined transactions (its message with the
+    calibration read, the window, the reply with its usage), so it needs a
+    :class:`~convkit.Store`, not a look-alike: a subclass that overrides
+    ``append`` or ``record_turn`` is not called by ``send``.
+    """
 
     _summarizer_type = XAISummarizer
 
@@ -121,7 +127,7 @@ class Session(SessionBase[Store, XAIClient]):
 
 
 class AsyncSession(SessionBase[AsyncStore, AsyncXAIClient]):
-    """The asyncio twin of :class:`Session` (same methods, awaitable)."""
+    """The asyncio twin of :class:`Session` (same methods, awaitable), over an ``AsyncStore``."""
 
     _summarizer_type = AsyncXAISummarizer
 
