@@ -270,17 +270,17 @@ class SessionBase(Generic[StoreT, ClientT]):
         self, /, content_or_message: str | Sequence[Part | str] | MessageLike, **options: Any
     ) -> Flow[Completion]:
         """Append the user's message (once, even when retried) and complete the turn."""
-        self._chat_kw(options)  # a bad option is refused before anything is stored
+        kw = self._chat_kw(options)  # a bad option is refused before anything is stored
         margin = yield from self._begin(_as_user(content_or_message))
-        return (yield from self._complete(margin, options))
+        return (yield from self._complete(margin, kw))
 
     def _send_stream(
         self, /, content_or_message: str | Sequence[Part | str] | MessageLike, **options: Any
     ) -> Flow[None]:
         """As :meth:`send`, streaming the reply's events; the reply is stored at the end."""
-        self._chat_kw(options)  # a bad option is refused before anything is stored
+        kw = self._chat_kw(options)  # a bad option is refused before anything is stored
         margin = yield from self._begin(_as_user(content_or_message))
-        yield from self._complete_stream(margin, options)
+        yield from self._complete_stream(margin, kw)
 
     def _add_tool_results(self, results: Mapping[str, str] | Iterable[MessageLike]) -> Flow[range]:
         """Store tool results (``{call_id: content}`` or tool messages); then :meth:`resume`."""
@@ -293,13 +293,15 @@ class SessionBase(Generic[StoreT, ClientT]):
 
     def _resume(self, /, **options: Any) -> Flow[Completion]:
         """Send the stored conversation as it is (after tool results, or to retry a failed turn)."""
+        kw = self._chat_kw(options)
         margin = yield from self._margin()
-        return (yield from self._complete(margin, options))
+        return (yield from self._complete(margin, kw))
 
     def _resume_stream(self, /, **options: Any) -> Flow[None]:
         """As :meth:`resume`, streaming; the reply is stored when ``Done`` arrives, before it is yielded."""
+        kw = self._chat_kw(options)
         margin = yield from self._margin()
-        yield from self._complete_stream(margin, options)
+        yield from self._complete_stream(margin, kw)
 
     def _window(self) -> Flow[FitResult]:
         """The window the next request would send (folding a new summary when needed)."""
@@ -328,8 +330,7 @@ class SessionBase(Generic[StoreT, ClientT]):
         _, calib = yield Run("begin_turn", (self.conversation_id, message, key))
         return _margin(self.counter, calib)
 
-    def _complete(self, margin: float, options: Mapping[str, Any]) -> Flow[Completion]:
-        kw = self._chat_kw(options)
+    def _complete(self, margin: float, kw: Mapping[str, Any]) -> Flow[Completion]:
         window = yield from self._window_at(margin)
         try:
             completion: Completion = yield Chat(window.messages, kw)
@@ -339,8 +340,7 @@ class SessionBase(Generic[StoreT, ClientT]):
         yield from self._record(completion, window)
         return completion
 
-    def _complete_stream(self, margin: float, options: Mapping[str, Any]) -> Flow[None]:
-        kw = self._chat_kw(options)
+    def _complete_stream(self, margin: float, kw: Mapping[str, Any]) -> Flow[None]:
         window = yield from self._window_at(margin)
         try:
             yield Open(window.messages, kw)

@@ -277,34 +277,6 @@ class StoreBase(Generic[E]):
         msgs = as_messages(messages)
         return prepare(msgs, self.counters)
 
-    def _window_args(
-        self,
-        model: str | ModelSpec,
-        counter: TokenCounter | None,
-        reserve: int,
-        strategy: Strategy,
-        tools: Sequence[Mapping[str, Any]] | None,
-        images: ImagePolicy,
-        margin: float | None,
-        fallback: Literal["error", "trim"] = "error",
-        low_water: float = 0.6,
-        summary_tokens: int | None = None,
-    ) -> WindowArgs:
-        return WindowArgs(
-            WindowSettings.of(
-                model,
-                counter=self._default_counter(counter),
-                reserve=reserve,
-                strategy=strategy,
-                tools=tools,
-                images=images,
-                margin=margin,
-                fallback=fallback,
-                low_water=low_water,
-                summary_tokens=summary_tokens,
-            )
-        )
-
     @staticmethod
     def _read_source(source: str | os.PathLike[str] | IO[str]) -> list[Message]:
         if isinstance(source, str | os.PathLike):
@@ -482,8 +454,19 @@ class StoreBase(Generic[E]):
         only the bodies of the kept rows.
         """
         cid = check_id(conversation_id)
-        args = self._window_args(
-            model, counter, reserve, strategy, tools, images, margin, fallback, low_water, summary_tokens
+        args = WindowArgs(
+            WindowSettings.of(
+                model,
+                counter=self._default_counter(counter),
+                reserve=reserve,
+                strategy=strategy,
+                tools=tools,
+                images=images,
+                margin=margin,
+                fallback=fallback,
+                low_water=low_water,
+                summary_tokens=summary_tokens,
+            )
         )
         if args.strategy == "summarize":
             return self._summarized(cid, args, summarizer)
