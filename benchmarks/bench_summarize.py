@@ -28,12 +28,19 @@ It reports:
   request's ``max_tokens``; the stand-in recorded no error; and the number of
   chat requests equals turns + summarizer calls (no request was refused and
   retried);
-* timings: wall time, and per-turn medians (early and late turns, to show
-  whether a turn's cost grows with the conversation's length).
+* timings: wall time, and per-turn medians: the first 500 turns after the
+  window filled (the first fold) and the last 500, to show whether a turn's
+  cost grows with the conversation's length (issue 11: it must not);
+* **scale** (``--scale``, issue 11): conversations of 5,000 and 100,000
+  stored messages, each with a stored summary (folded once, untimed, by
+  :class:`convkit.ExtractiveSummarizer`), then ``--scale-turns`` turns of
+  ``Session(strategy="summarize")`` on each, interleaved turn by turn; the
+  ratio of their median turn times (target: within 1.5x).
 
-Run: ``/work/venv/bin/python benchmarks/bench_summarize.py`` (writes
-``benchmarks/results/summarize.json``); ``--quick`` runs 300 turns and writes
-nothing.
+Run: ``python benchmarks/bench_summarize.py`` (writes
+``benchmarks/results/summarize.json``); ``--quick`` runs 300 turns and a
+small scale run, and writes nothing; ``--scale-only`` runs only the scale
+comparison (and writes ``benchmarks/results/summarize_scale.json``).
 """
 
 from __future__ import annotations
@@ -116,10 +123,13 @@ def run(turns: int, db_dir: Path) -> dict[str, Any]:
         assert isinstance(summarizer, convkit.XAISummarizer)
         assert summarizer.spec.name == SUMMARIZER_MODEL
         check = RequestCheck(xai)
+        filled = 0  # turns before the window filled (the first fold)
         for i, message in enumerate(messages, 1):
             t0 = time.perf_counter_ns()
             completion = session.send(message)
             turn_ns.append(time.perf_counter_ns() - t0)
+            if not filled and summarizer.calls:
+                filled = i
             chat_prompt += completion.usage.prompt_tokens
             chat_completion += completion.usage.completion_tokens
             if i % CHECK_EVERY == 0 or i == turns:
@@ -138,8 +148,9 @@ def run(turns: int, db_dir: Path) -> dict[str, Any]:
         margin = session.margin()
     calls = summarizer.calls
     summarizing = summarizer.prompt_tokens + summarizer.completion_tokens
-    early = turn_ns[: max(1, turns // 10)]
-    late = turn_ns[-max(1, turns // 10) :]
+    span = min(500, max(1, (turns - filled) // 2))
+    early = turn_ns[filled : filled + span]
+    late = turn_ns[-span:]
     return {
         "turns": turns,
         "messages_stored": len(stored),
@@ -168,10 +179,78 @@ def run(turns: int, db_dir: Path) -> dict[str, Any]:
         "every_request_fit": check.too_long == 0 and check.requests == turns + calls,
         "usage_rows": usage.turns,
         "wall_s": round(wall, 2),
-        "turn_median_ms_first_10pct": round(statistics.median(early) / 1e6, 2),
-        "turn_median_ms_last_10pct": round(statistics.median(late) / 1e6, 2),
+        "window_filled_at_turn": filled,
+        "turns_compared": span,
+        "turn_median_ms_first_after_fill": round(statistics.median(early) / 1e6, 2),
+        "turn_median_ms_last": round(statistics.median(late) / 1e6, 2),
+        "late_over_early": round(statistics.median(late) / statistics.median(early), 3),
         "turn_p90_ms": round(sorted(turn_ns)[int(len(turn_ns) * 0.9)] / 1e6, 2),
     }
+
+
+def scale_run(sizes: tuple[int, ...], turns: int, db_dir: Path) -> dict[str, Any]:
+    """Median turn time of a summarize session over stored conversations of ``sizes`` messages."""
+    counter = EstimateCounter()
+    asks = user_messages(turns + 1, seed=11)
+    times: dict[int, list[int]] = {size: [] for size in sizes}
+    sessions: dict[int, Session] = {}
+    stores: list[Store] = []
+    with (
+        XAIStandIn() as xai,
+        XAIClient(api_key=xai.api_key, base_url=xai.base_url, max_retries=0) as client,
+    ):
+        try:
+            for size in sizes:
+                store = Store(f"sqlite:///{db_dir / f'scale-{size}.db'}", counters=[counter])
+                stores.append(store)
+                cid = store.create_conversation(title=f"scale {size}").id
+                batch: list[Message] = []
+                t0 = time.perf_counter()
+                for m in iter_conversation(size, seed=size):
+                    batch.append(m)
+                    if len(batch) == 5000:
+                        store.extend(cid, batch)
+                        batch = []
+                if batch:
+                    store.extend(cid, batch)
+                session = Session(
+                    store,
+                    cid,
+                    model=MODEL,
+                    client=client,
+                    counter=counter,
+                    strategy="summarize",
+                    summarizer=convkit.ExtractiveSummarizer(counter),
+                )
+                session.send(asks[0])  # the first fold, over everything before the window: untimed
+                assert store.summaries(cid), "the first turn stored no summary"
+                sessions[size] = session
+                print(f"  {size} messages stored and folded in {time.perf_counter() - t0:.1f} s", flush=True)
+            for message in asks[1:]:
+                for size in sizes:  # interleaved, so the machine's load falls on both alike
+                    t0 = time.perf_counter_ns()
+                    sessions[size].send(message)
+                    times[size].append(time.perf_counter_ns() - t0)
+            assert not xai.errors, xai.errors
+        finally:
+            for store in stores:
+                store.close()
+    medians = {size: statistics.median(times[size]) / 1e6 for size in sizes}
+    small, large = min(sizes), max(sizes)
+    return {
+        "sizes": list(sizes),
+        "turns": turns,
+        "turn_median_ms": {str(k): round(v, 2) for k, v in medians.items()},
+        "large_over_small": round(medians[large] / medians[small], 3),
+        "target": 1.5,
+        "target_met": medians[large] / medians[small] <= 1.5,
+    }
+
+
+def print_scale(scale: dict[str, Any]) -> None:
+    rows = [[f"{size} messages", f"{scale['turn_median_ms'][str(size)]} ms"] for size in scale["sizes"]]
+    rows.append(["largest / smallest (target <= 1.5)", f"{scale['large_over_small']:.3f}"])
+    print_table([f"median turn ({scale['turns']} turns each)", "value"], rows)
 
 
 def main() -> None:
@@ -179,8 +258,21 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--turns", type=int, default=5000)
-    parser.add_argument("--quick", action="store_true", help="300 turns, write nothing")
+    parser.add_argument("--quick", action="store_true", help="300 turns, a small scale run, write nothing")
+    parser.add_argument("--scale-only", action="store_true", help="only the 5,000 vs 100,000 comparison")
+    parser.add_argument("--scale-turns", type=int, default=200)
     args = parser.parse_args()
+    sizes = (1000, 10000) if args.quick else (5000, 100000)
+    what = " vs ".join(map(str, sizes))
+    print(f"scale: {what} stored messages with a summary, Session(strategy='summarize')")
+    with tempfile.TemporaryDirectory(prefix="convkit-bench-summarize-") as tmp:
+        scale = scale_run(sizes, 50 if args.quick else args.scale_turns, Path(tmp))
+    print_scale(scale)
+    if args.scale_only:
+        if not args.quick:
+            path = write_result("summarize_scale", {"result": scale, "target_met": scale["target_met"]})
+            print(f"wrote {path}")
+        return
     turns = 300 if args.quick else args.turns
     print(f"{turns} turns through Session(strategy='summarize') into {MODEL} (stand-in on 127.0.0.1)")
     with tempfile.TemporaryDirectory(prefix="convkit-bench-summarize-") as tmp:
@@ -200,8 +292,9 @@ def main() -> None:
         ["every request fit", str(result["every_request_fit"])],
         ["wall time", f"{result['wall_s']:.1f} s"],
         [
-            "turn median, first / last 10%",
-            f"{result['turn_median_ms_first_10pct']} / {result['turn_median_ms_last_10pct']} ms",
+            f"turn median, {result['turns_compared']} after the fill / last {result['turns_compared']}",
+            f"{result['turn_median_ms_first_after_fill']} / {result['turn_median_ms_last']} ms "
+            f"({result['late_over_early']:.3f}x)",
         ],
     ]
     print_table(["figure", "value"], rows)
@@ -210,7 +303,8 @@ def main() -> None:
     if args.quick:
         print("(--quick: nothing written)")
         return
-    path = write_result("summarize", {"result": result, "target_met": result["every_request_fit"]})
+    met = result["every_request_fit"] and result["late_over_early"] <= 1.0 and scale["target_met"]
+    path = write_result("summarize", {"result": result, "scale": scale, "target_met": met})
     print(f"wrote {path}")
 
 

@@ -211,11 +211,15 @@ def plan_fit(
     *,
     summary: Summary | None = None,
     cache: bool = False,
+    origin: Sequence[tuple[int, int]] | None = None,
+    length: int | None = None,
 ) -> tuple[FitResult, FitResult | FoldRequest]:
     """The trimmed window and, under "summarize", either the final window or what to fold.
 
     ``cache``: keep a plain list's index by the identity of its messages (see
     :mod:`convkit._engine.listcache`); for a caller's own list, never for one made afresh.
+    ``origin``/``length``: ``messages`` is a part of the input standing for all of it (see
+    :func:`convkit.summarize.plan`); the trimmed window is then the part's own.
     """
     spec, counter = settings.spec, settings.counter
     if cache and settings.strategy == "trim" and type(messages) is list and messages:
@@ -242,6 +246,8 @@ def plan_fit(
         summary,
         low_water=settings.low_water,
         summary_tokens=settings.summary_tokens,
+        origin=origin,
+        length=length,
     )
     return trimmed, step
 
@@ -253,7 +259,9 @@ def complete_fold(step: FoldRequest, text: object) -> FitResult:
     return sm.complete(step, text)
 
 
-def fold_failed(exc: Exception, trimmed: FitResult, fallback: str, *, answer: bool = False) -> FitResult:
+def fold_failed(
+    exc: Exception, trimmed: FitResult | None, fallback: str, *, answer: bool = False
+) -> FitResult:
     """Fall back to ``trimmed`` when asked, else raise a typed error (nothing was written).
 
     ``exc`` is what the summarizer raised: any error (a timeout, an API error...) becomes a
@@ -262,7 +270,7 @@ def fold_failed(exc: Exception, trimmed: FitResult, fallback: str, *, answer: bo
     :func:`complete_fold` raised for the summarizer's answer (a SummarizerError for an empty one,
     a :class:`~convkit.errors.ContextWindowError` when the summary itself does not fit), raised as is.
     """
-    if fallback == "trim":
+    if fallback == "trim" and trimmed is not None:
         return trimmed
     if answer or isinstance(exc, SummarizerError):
         raise exc

@@ -120,6 +120,18 @@ class _Context:
     margin: float
     frame: Frame
     droppable: tuple[int, ...]  # unit indices of droppable units before the tail
+    #: per History index, the half-open range of input positions it stands for (None: itself)
+    origin: Sequence[tuple[int, int]] | None = None
+    #: the input's length (None: the History's)
+    length: int | None = None
+
+    def start(self, i: int) -> int:
+        """The first input position History index ``i`` stands for."""
+        return i if self.origin is None else self.origin[i][0]
+
+    def end(self, i: int) -> int:
+        """The last input position History index ``i`` stands for."""
+        return i if self.origin is None else self.origin[i][1] - 1
 
 
 def _unit_cost(ctx: _Context, u: int) -> int:
@@ -151,6 +163,8 @@ def _assemble(ctx: _Context, summary: Summary, k: int, new: bool) -> FitResult:
     out: list[Message] = [*msgs[:prefix], summary_message(summary)]
     for a, b in spans:
         out.extend(msgs[max(a, prefix) : b])
+    if ctx.origin is not None:  # spans in input positions (kept indices each stand for one)
+        spans = _input_spans(ctx, spans)
     tokens = ctx.counter.count_messages(out, model=ctx.spec) + ctx.frame.tools_tokens
     if tokens > ctx.budget:
         raise ContextWindowError(
@@ -172,13 +186,26 @@ def _assemble(ctx: _Context, summary: Summary, k: int, new: bool) -> FitResult:
         reserve=ctx.reserve,
         margin=ctx.margin,
         strategy="summarize",
-        input_length=n,
+        input_length=n if ctx.length is None else ctx.length,
         kept_spans=spans,
         tools_tokens=ctx.frame.tools_tokens,
         summary=summary,
         summary_is_new=new,
         spec=ctx.spec,
     )
+
+
+def _input_spans(ctx: _Context, spans: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """History-index spans as input-position spans (adjacent ones merged)."""
+    out: list[tuple[int, int]] = []
+    for a, b in spans:
+        for i in range(a, b):
+            p = ctx.start(i)
+            if out and out[-1][1] == p:
+                out[-1] = (out[-1][0], p + 1)
+            else:
+                out.append((p, p + 1))
+    return tuple(out)
 
 
 def plan(
@@ -194,21 +221,29 @@ def plan(
     *,
     low_water: float = 0.6,
     summary_tokens: int | None = None,
+    origin: Sequence[tuple[int, int]] | None = None,
+    length: int | None = None,
 ) -> FitResult | FoldRequest:
-    """Decide whether a summary is needed, reusable, or must be (re)made."""
+    """Decide whether a summary is needed, reusable, or must be (re)made.
+
+    Summaries and results speak of input positions. ``h`` is the input itself, or (the
+    store's window over a conversation with a stored summary) a part of it: then
+    ``origin[i]`` is the half-open range of input positions ``h``'s message ``i`` stands for
+    (one message standing for the folded range, the rest for themselves) and ``length`` is
+    the input's length.
+    """
     if not 0 < low_water <= 1:
         raise ValidationError(f"low_water is a fraction of the budget in (0, 1], got {low_water!r}")
     if not trimmed.dropped:
         return attrs.evolve(trimmed, strategy="summarize")
     pinned = set(h._pinned_units)
     droppable = tuple(u for u in range(frame.tail) if u not in pinned)
-    ctx = _Context(h, spec, counter, budget, reserve, margin, frame, droppable)
-    starts = [h._unit_start[u] for u in droppable]
-    first = starts[0]
+    ctx = _Context(h, spec, counter, budget, reserve, margin, frame, droppable, origin, length)
+    first = ctx.start(h._unit_start[droppable[0]])
     suffix = _suffix_costs(ctx)
     k0 = 0
     if previous is not None and previous.first == first:
-        ends = [h.unit_bounds(u)[1] - 1 for u in droppable]
+        ends = [ctx.end(h.unit_bounds(u)[1] - 1) for u in droppable]
         if previous.last in ends:
             k0 = ends.index(previous.last) + 1
     if k0:
@@ -228,7 +263,7 @@ def plan(
     for u in droppable[k0:k]:
         a, b = h.unit_bounds(u)
         fold.extend(h._messages[a:b])
-    last = h.unit_bounds(droppable[k - 1])[1] - 1
+    last = ctx.end(h.unit_bounds(droppable[k - 1])[1] - 1)
     return FoldRequest(
         messages=tuple(fold),
         previous=previous.text if k0 and previous is not None else None,

@@ -703,6 +703,50 @@ def test_store_turns_keep_originals_and_reuse_summaries(db_url: str) -> None:
         assert again.summaries(cid) == rows
 
 
+def test_store_summarize_windows_read_only_what_follows_the_summary(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a summary is stored, a summarize window reads the keep rows and the rows after the
+    summary, never the whole conversation (issue 11), and still equals ``fit`` over all of it."""
+    import convkit.store._base as store_base
+
+    full_reads: list[str] = []
+    real = store_base.read_messages
+
+    def spy(ns: str, cid: str, start: int | None, stop: int | None) -> Any:
+        full_reads.append(cid)
+        return real(ns, cid, start, stop)
+
+    counter = EstimateCounter()
+    batches = turn_script(seed=5, turns=40)
+    with Store(db_url, counters=[counter], upgrade=True) as store:
+        cid = store.create_conversation(title="partial").id
+        mirror = Mirror(counter)
+        summarizer = Counting()
+        reads_with_summary = 0
+        windows_with_summary = 0
+        for batch in batches:
+            store.extend(cid, batch)
+            mirror.messages.extend(batch)
+            had_summary = bool(store.summaries(cid))
+            monkeypatch.setattr(store_base, "read_messages", spy)
+            before = len(full_reads)
+            result = store.window(
+                cid, counter=counter, strategy="summarize", summarizer=summarizer, **STORE_KW
+            )
+            monkeypatch.setattr(store_base, "read_messages", real)
+            expected = mirror.window()
+            assert result.messages == expected.messages
+            assert result.kept_spans == expected.kept_spans
+            assert result.prompt_tokens == expected.prompt_tokens
+            assert result.summary == expected.summary
+            if had_summary:
+                windows_with_summary += 1
+                reads_with_summary += len(full_reads) - before
+        assert windows_with_summary >= 20
+        assert reads_with_summary == 0, "a summarize window read the whole conversation"
+
+
 def test_store_window_with_an_unseen_counter_backfills_and_summarizes(tmp_path: Path) -> None:
     """A counter the store does not count with: the summarized window is still fit's answer."""
     counter = EstimateCounter(3.0)

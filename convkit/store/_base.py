@@ -61,6 +61,7 @@ from ._conversations import (
 )
 from ._forks import fork, pop, truncate
 from ._ops_core import Op
+from ._summary_window import Part, summary_part
 from ._totals import backfill
 from ._turns import (
     add_calibration,
@@ -495,6 +496,31 @@ class StoreBase(Generic[E]):
         """Count one batch of messages past ``counter``'s watermark; True when none are left."""
         return once(backfill(self.namespace, cid, counter, BACKFILL_BATCH, self._dialect), "backfill")
 
+    def _summary_plan(
+        self, cid: str, args: WindowArgs
+    ) -> Flow[tuple[FitResult | None, FitResult | FoldRequest]]:
+        """The summarize plan: over the part a stored summary leaves (see
+        :mod:`convkit.store._summary_window`), else over every message; and the trimmed window
+        (``None`` when planned over a part: then :meth:`_trimmed` gives it, if needed)."""
+        while True:
+            try:
+                op = summary_part(self.namespace, cid, args.spec, args.counter, self._cache)
+                part: Part | None = yield Txn(op, "window", read=True)
+                break
+            except NeedsBackfill:
+                while not (yield from self._backfill(cid, args.counter)):
+                    pass
+        if part is not None:
+            _, step = plan_fit(
+                part.history, args.settings, summary=part.previous, origin=part.origin, length=part.length
+            )
+            if not isinstance(step, FitResult) or step.summary is not None:
+                return None, step
+            # the part fits whole, so the conversation does: its window holds no summary
+        messages = yield from self._messages(cid)
+        stored: StoredSummary | None = yield Txn(latest_summary(self.namespace, cid), "window", read=True)
+        return args.summarize_plan(messages, stored)
+
     def _summarized(
         self, cid: str, args: WindowArgs, summarizer: Summarizer | AsyncSummarizer | None
     ) -> Flow[FitResult]:
@@ -504,12 +530,11 @@ class StoreBase(Generic[E]):
                 "strategy='summarize' needs summarizer=... (e.g. convkit.ExtractiveSummarizer())"
             )
         fallback = args.settings.fallback
-        messages = yield from self._messages(cid)
-        stored: StoredSummary | None = yield Txn(latest_summary(self.namespace, cid), "window", read=True)
-        trimmed, step = args.summarize_plan(messages, stored)
+        trimmed, step = yield from self._summary_plan(cid, args)
         if isinstance(step, FitResult):
             return step
         fold = step
+        failed: tuple[Exception, bool] | None = None
         try:
             text: Any = yield Summarize(
                 lambda: summarizer.summarize(
@@ -517,13 +542,18 @@ class StoreBase(Generic[E]):
                 )
             )
         except Exception as exc:
-            return fold_failed(exc, trimmed, fallback)
-        if self._synchronous:
-            text = sync_answer(text, "Store.window")
-        try:
-            result = complete_fold(step, text)
-        except ConvkitError as exc:
-            return fold_failed(exc, trimmed, fallback, answer=True)
+            failed = (exc, False)
+        else:
+            if self._synchronous:
+                text = sync_answer(text, "Store.window")
+            try:
+                result = complete_fold(step, text)
+            except ConvkitError as exc:
+                failed = (exc, True)
+        if failed is not None:
+            if trimmed is None and fallback == "trim":  # planned over a part: trim the whole
+                trimmed = yield from self._trimmed(cid, args)
+            return fold_failed(failed[0], trimmed, fallback, answer=failed[1])
         yield Txn(save_summary(self.namespace, cid, args.stored_summary(result)), "save_summary")
         return result
 

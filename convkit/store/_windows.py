@@ -51,6 +51,7 @@ __all__ = [
     "NeedsBackfill",
     "NeedsFullFit",
     "WindowMoved",
+    "kept_bodies",
     "window_trim",
 ]
 
@@ -254,7 +255,7 @@ def _check_seen(rows: Sequence[Any], seen: tuple[int, int], cid: str) -> None:
         raise WindowMoved(cid)
 
 
-def _kept_bodies(
+def kept_bodies(
     cid: str,
     kept: list[int],
     cut: int,
@@ -484,7 +485,7 @@ def window_trim(
             remaining -= top
     pins = sorted(seq for seq in keep_cost if seq < cut)
     kept = [*pins, *range(cut, n + 1)]
-    msgs = yield from _kept_bodies(cid, kept, cut, n, known, image_count > 0, seen)
+    msgs = yield from kept_bodies(cid, kept, cut, n, known, image_count > 0, seen)
     if cache is not None:
         cache.put(cid, epoch, dict(zip(kept, msgs, strict=True)))
     spans = kept_spans(((seq - 1, seq) for seq in pins), cut - 1, n)  # 0-based, as fit's
