@@ -295,7 +295,6 @@ def table_counts(url: str, conversation_id: str | None = None) -> dict[str, int]
             "convkit_messages",
             "convkit_tool_calls",
             "convkit_token_counts",
-            "convkit_counter_progress",
         ):
             q = f"SELECT count(*) FROM {table}"
             if conversation_id is not None:
@@ -311,25 +310,23 @@ def table_counts(url: str, conversation_id: str | None = None) -> dict[str, int]
 def running_total_errors(conn: sa.Connection, conversation_ids: Iterable[str]) -> list[str]:
     """Stored running totals that differ from a recount of the counts and keep flags.
 
-    Checked up to each counter's watermark (counts past it are rewritten by the back-fill).
+    Counts have no holes (a missing seq is an error) and every total equals the recount.
     """
     ids = sorted(conversation_ids)
     if not ids:
         return []
     stmt = sa.text(
-        "SELECT c.conversation_id, c.counter_id, c.seq, c.tokens, c.run_tokens, c.run_msgs, m.keep, "
-        "p.counted_seq FROM convkit_token_counts c "
+        "SELECT c.conversation_id, c.counter_id, c.seq, c.tokens, c.run_tokens, c.run_msgs, m.keep "
+        "FROM convkit_token_counts c "
         "JOIN convkit_messages m ON m.conversation_id = c.conversation_id AND m.seq = c.seq "
-        "JOIN convkit_counter_progress p ON p.conversation_id = c.conversation_id "
-        "AND p.counter_id = c.counter_id "
-        "WHERE c.seq <= p.counted_seq AND c.conversation_id IN :ids "
+        "WHERE c.conversation_id IN :ids "
         "ORDER BY c.conversation_id, c.counter_id, c.seq"
     ).bindparams(sa.bindparam("ids", expanding=True))
     got = conn.execute(stmt, {"ids": ids}).all()
     errors: list[str] = []
     key: tuple[str, str] | None = None
     run_tokens = run_msgs = expect_seq = 0
-    for cid, counter_id, seq, tokens, rt, rm, keep, _counted in got:
+    for cid, counter_id, seq, tokens, rt, rm, keep in got:
         if (cid, counter_id) != key:
             key, run_tokens, run_msgs, expect_seq = (cid, counter_id), 0, 0, 1
         if seq != expect_seq:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import re
 import shlex
@@ -43,7 +44,7 @@ from convkit.store.migrate import VERSION_TABLE
 from . import _pg
 
 REPO = Path(__file__).resolve().parents[1]
-HEAD = "0003_running_totals"
+HEAD = "0004_counts_contiguous"
 OUR_TABLES = {t.name for t in schema.metadata.sorted_tables}
 PASSWORD = "hunter2-not-shown"
 
@@ -253,7 +254,7 @@ def test_running_totals_are_filled_for_counts_stored_before_them(empty_db_url: s
                             ),
                             {"cid": cid, "counter": counter, "seq": seq, "tokens": tokens},
                         )
-        convkit.upgrade(empty_db_url)
+        migrate.upgrade(empty_db_url, "0003_running_totals")
         with engine.connect() as conn:
             got = conn.execute(
                 sa.text(
@@ -280,6 +281,72 @@ def test_running_totals_are_filled_for_counts_stored_before_them(empty_db_url: s
         with engine.connect() as conn:
             cols = {c["name"] for c in sa.inspect(conn).get_columns("convkit_token_counts")}
         assert cols == {"conversation_id", "counter_id", "seq", "tokens"}
+    finally:
+        engine.dispose()
+
+
+def test_counts_past_a_watermark_are_dropped_with_the_progress_table(empty_db_url: str) -> None:
+    """0004: counts are contiguous from seq 1, so the watermark table goes; counts earlier versions
+    wrote past a counter's watermark (holes below them) are deleted, and a window back-fills them."""
+    migrate.upgrade(empty_db_url, "0003_running_totals")
+    now = datetime.now(timezone.utc)
+    engine = _engine(empty_db_url)
+    texts = ["hello", "hi there", "how are you", "fine thanks", "bye now"]
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO convkit_conversations (id, namespace, metadata, last_seq, prefix_len, "
+                    "image_count, epoch, created_at, updated_at) "
+                    "VALUES ('a', 'ns', '{}', 5, 0, 0, 0, :now, :now)"
+                ),
+                {"now": now},
+            )
+            for seq, text in enumerate(texts, 1):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO convkit_messages (conversation_id, seq, role, content, pinned, "
+                        "unit_seq, keep, created_at) "
+                        "VALUES ('a', :seq, :role, :content, FALSE, :seq, FALSE, :now)"
+                    ),
+                    {
+                        "seq": seq,
+                        "role": "user" if seq % 2 else "assistant",
+                        "content": json.dumps(text),
+                        "now": now,
+                    },
+                )
+            # x counted everything; y reached seq 2 and has stray counts at 4 and 5; z has no watermark
+            for counter, seqs in (("x", [1, 2, 3, 4, 5]), ("y", [1, 2, 4, 5]), ("z", [3])):
+                for seq in seqs:
+                    conn.execute(
+                        sa.text(
+                            "INSERT INTO convkit_token_counts (conversation_id, counter_id, seq, tokens, "
+                            "run_tokens, run_msgs) VALUES ('a', :counter, :seq, 1, :seq, :seq)"
+                        ),
+                        {"counter": counter, "seq": seq},
+                    )
+            for counter, counted in (("x", 5), ("y", 2)):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO convkit_counter_progress (conversation_id, counter_id, counted_seq) "
+                        "VALUES ('a', :counter, :counted)"
+                    ),
+                    {"counter": counter, "counted": counted},
+                )
+        convkit.upgrade(empty_db_url)
+        with engine.connect() as conn:
+            got = conn.execute(
+                sa.text("SELECT counter_id, seq FROM convkit_token_counts ORDER BY counter_id, seq")
+            ).all()
+            assert "convkit_counter_progress" not in sa.inspect(conn).get_table_names()
+        assert [tuple(r) for r in got] == [("x", s) for s in range(1, 6)] + [("y", 1), ("y", 2)]
+        migrate.downgrade(empty_db_url, "0003_running_totals")
+        with engine.connect() as conn:
+            progress = conn.execute(
+                sa.text("SELECT counter_id, counted_seq FROM convkit_counter_progress ORDER BY counter_id")
+            ).all()
+        assert [tuple(r) for r in progress] == [("x", 5), ("y", 2)]
     finally:
         engine.dispose()
 

@@ -197,7 +197,6 @@ def test_delete_conversation_removes_everything_it_owns(store: Any, db_url: str)
         "convkit_messages",
         "convkit_tool_calls",
         "convkit_token_counts",
-        "convkit_counter_progress",
     ):
         assert after[table] == 0, table
     assert sup.table_counts(db_url, keep.id) == {**before_keep, "convkit_conversations": 1}

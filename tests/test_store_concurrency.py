@@ -74,7 +74,7 @@ def check_writes(url: str, store: Store, cid: str, writers: dict[str, int], base
     # the configured counter's counts kept up with every append
     counted = sup.scalar(
         url,
-        "SELECT counted_seq FROM convkit_counter_progress WHERE conversation_id = :cid",
+        "SELECT max(seq) FROM convkit_token_counts WHERE conversation_id = :cid",
         cid=cid,
     )
     assert counted == total

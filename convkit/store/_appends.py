@@ -31,7 +31,7 @@ from ..messages import ImagePart, Message
 from . import schema as t
 from ._conversations import create_conversation, get_conversation, lock_conversation
 from ._ops_core import CHUNK, Exec, Op, insert_for, utc_now
-from ._totals import advance_progress, recompute_runs, store_counts
+from ._totals import recompute_runs, store_counts
 from .codec import encode_message, image_row
 
 __all__ = ["Prepared", "append", "create_filled", "prepare"]
@@ -176,7 +176,6 @@ def append(ns: str, cid: str, batch: Prepared, dialect: str, locked: Any = None)
     keeps = [unit_of[first + k][1] for k in range(n)]
     for counter_id, counts in batch.counts.items():
         yield from store_counts(cid, counter_id, first, list(counts), keeps, dialect)
-        yield from advance_progress(cid, counter_id, first - 1, first + n - 1, dialect)
     images_added = sum(1 for m in batch.messages for p in m.content if isinstance(p, ImagePart))
     yield Exec(
         sa.update(t.conversations)

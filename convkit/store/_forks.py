@@ -43,7 +43,7 @@ def fork(ns: str, cid: str, at_seq: int | None, title: str | None) -> Op[Convers
     at = conv.last_seq if at_seq is None else at_seq
     if isinstance(at, bool) or not isinstance(at, int) or not 0 <= at <= conv.last_seq:
         raise ValidationError(f"fork point must be a seq from 0 to {conv.last_seq}, got {at_seq!r}")
-    m, tc, c, p = t.messages, t.tool_calls, t.token_counts, t.counter_progress
+    m, tc, c = t.messages, t.tool_calls, t.token_counts
     new_id = uuid.uuid4().hex
     now = utc_now()
     prefix = min(conv.prefix_len, at)
@@ -106,16 +106,6 @@ def fork(ns: str, cid: str, at_seq: int | None, title: str | None) -> Op[Convers
                 c.c.run_tokens,
                 c.c.run_msgs,
             ).where(c.c.conversation_id == cid, c.c.seq <= at),
-        )
-    )
-    yield Exec(
-        sa.insert(p).from_select(
-            ["conversation_id", "counter_id", "counted_seq"],
-            sa.select(
-                sa.literal(new_id, sa.String),
-                p.c.counter_id,
-                sa.case((p.c.counted_seq < at, p.c.counted_seq), else_=at),
-            ).where(p.c.conversation_id == cid),
         )
     )
     if at:
@@ -214,7 +204,7 @@ def truncate(ns: str, cid: str, keep: int) -> Op[list[Message]]:
         raise ValidationError(
             f"truncate keeps messages 1..keep with keep from 0 to {conv.last_seq}, got {keep!r}"
         )
-    m, tc, c, p, s = t.messages, t.tool_calls, t.token_counts, t.counter_progress, t.summaries
+    m, tc, c, s = t.messages, t.tool_calls, t.token_counts, t.summaries
     if keep == conv.last_seq:
         return []
     gone_rows = (
@@ -226,9 +216,6 @@ def truncate(ns: str, cid: str, keep: int) -> Op[list[Message]]:
         yield Exec(sa.delete(table).where(table.c.conversation_id == cid, table.c.seq > keep))
     yield from restore_earlier_calls(cid, cid, keep, cut_calls)
     yield Exec(sa.delete(s).where(s.c.conversation_id == cid, s.c.last_seq > keep))
-    yield Exec(
-        sa.update(p).where(p.c.conversation_id == cid, p.c.counted_seq > keep).values(counted_seq=keep)
-    )
     prefix = min(conv.prefix_len, keep)
     if keep:
         yield from rebuild_last_unit(cid, keep, prefix)

@@ -69,12 +69,16 @@ class Part:
 @functools.cache
 def _head_sql() -> sa.Select[Any]:
     """The conversation, its counter's watermark and its latest summary: one row, or none."""
-    cv, s, p = t.conversations, t.summaries, t.counter_progress
+    cv, s, c = t.conversations, t.summaries, t.token_counts
     s2 = s.alias("s2")
     latest = sa.select(sa.func.max(s2.c.id)).where(s2.c.conversation_id == cv.c.id).scalar_subquery()
-    counted = (
-        sa.select(p.c.counted_seq)
-        .where(p.c.conversation_id == cv.c.id, p.c.counter_id == sa.bindparam("counter_id"))
+    counted = (  # counts have no holes: the count of the newest message, if any
+        sa.select(c.c.seq)
+        .where(
+            c.c.conversation_id == cv.c.id,
+            c.c.counter_id == sa.bindparam("counter_id"),
+            c.c.seq == cv.c.last_seq,
+        )
         .scalar_subquery()
     )
     return (

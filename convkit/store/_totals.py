@@ -5,16 +5,13 @@ appended or, for a counter the store did not have then, by :func:`backfill`;
 windows then read counts, never re-tokenize. Next to each count: the running
 totals ``run_tokens``/``run_msgs`` of the droppable (not ``keep``) messages up
 to that seq, which the window's search for its cut reads (see
-:mod:`convkit.store._windows`); ``convkit_counter_progress`` is each counter's
-watermark (every seq up to it is counted).
+:mod:`convkit.store._windows`). A counter's newest count is its watermark.
 
-Invariants: the counts of a counter cover seqs ``1..watermark`` without a hole;
-a running total at ``s`` equals the sum over the non-keep seqs ``1..s`` whenever
-the counts below ``s`` exist (totals written before the counter reached that
-far are rewritten by the back-fill that reaches them); a change of ``keep``
-flags rewrites the totals from the first changed seq (:func:`recompute_runs`);
-the watermark only moves from where it stood (:func:`advance_progress`), so a
-concurrent back-fill and append never skip a seq.
+Invariants: the counts of a counter cover seqs ``1..watermark`` without a hole
+(a count is written only on top of the one before it, :func:`store_counts`);
+a running total at ``s`` equals the sum over the non-keep seqs ``1..s``; a
+change of ``keep`` flags rewrites the totals from the first changed seq
+(:func:`recompute_runs`).
 """
 
 from __future__ import annotations
@@ -29,7 +26,7 @@ from . import schema as t
 from ._conversations import lock_conversation
 from ._ops_core import CHUNK, Exec, Op, body, decode_body, insert_for
 
-__all__ = ["advance_progress", "backfill", "recompute_runs", "store_counts"]
+__all__ = ["backfill", "recompute_runs", "store_counts"]
 
 
 def _runs_at(cid: str, counter_id: str, seq: int) -> Op[tuple[int, int] | None]:
@@ -52,12 +49,32 @@ def store_counts(
 ) -> Op[None]:
     """Store the counts of seqs ``first...`` with their running totals (``keeps``: their keep flags).
 
-    A count already stored keeps its tokens but takes the new running totals: when a counter's
-    earlier messages were not counted yet, an append's totals start from nothing, and the
-    back-fill that reaches them later rewrites them from the right base.
+    Only on top of the count of ``first - 1``: a counter that has not counted that far yet
+    writes nothing (its back-fill counts these messages when it gets there), so counts never
+    have a hole. One message is one statement (its totals computed from the count before it
+    in the same INSERT); a batch reads the count before it, then inserts.
     """
+    c = t.token_counts
+    if first > 1 and len(counts) == 1:
+        add_tokens, add_msgs = (0, 0) if keeps[0] else (counts[0], 1)
+        yield Exec(
+            sa.insert(c).from_select(
+                ["conversation_id", "counter_id", "seq", "tokens", "run_tokens", "run_msgs"],
+                sa.select(
+                    c.c.conversation_id,
+                    c.c.counter_id,
+                    sa.literal(first, sa.Integer),
+                    sa.literal(counts[0], sa.Integer),
+                    c.c.run_tokens + add_tokens,
+                    c.c.run_msgs + add_msgs,
+                ).where(c.c.conversation_id == cid, c.c.counter_id == counter_id, c.c.seq == first - 1),
+            )
+        )
+        return
     base = yield from _runs_at(cid, counter_id, first - 1)
-    run_tokens, run_msgs = base or (0, 0)
+    if base is None:
+        return
+    run_tokens, run_msgs = base
     rows = []
     for k, tokens in enumerate(counts):
         if not keeps[k]:
@@ -73,8 +90,8 @@ def store_counts(
                 "run_msgs": run_msgs,
             }
         )
-    ins = insert_for(dialect, t.token_counts)
-    ins = ins.on_conflict_do_update(
+    ins = insert_for(dialect, c)
+    ins = ins.on_conflict_do_update(  # two back-fills at once write the same rows
         index_elements=["conversation_id", "counter_id", "seq"],
         set_={"run_tokens": ins.excluded.run_tokens, "run_msgs": ins.excluded.run_msgs},
     )
@@ -130,26 +147,15 @@ def recompute_runs(cid: str, start: int) -> Op[None]:
             yield Exec(stmt, changes[i : i + CHUNK])
 
 
-def advance_progress(cid: str, counter_id: str, prev: int, new: int, dialect: str) -> Op[None]:
-    """Move the counted watermark from ``prev`` to ``new`` when it stood exactly at ``prev``."""
-    p = t.counter_progress
-    res = yield Exec(
-        sa.update(p)
-        .where(p.c.conversation_id == cid, p.c.counter_id == counter_id, p.c.counted_seq == prev)
-        .values(counted_seq=new)
-    )
-    if res.rowcount == 0 and prev == 0:
-        ins = insert_for(dialect, p).on_conflict_do_nothing(index_elements=["conversation_id", "counter_id"])
-        yield Exec(ins.values(conversation_id=cid, counter_id=counter_id, counted_seq=new))
-
-
 def backfill(ns: str, cid: str, counter: TokenCounter, limit: int, dialect: str) -> Op[bool]:
-    """Count up to ``limit`` messages past the counter's watermark; returns True when none are left."""
+    """Count up to ``limit`` messages past the counter's newest count; returns True when none are left."""
     conv = yield from lock_conversation(ns, cid)
-    p, m = t.counter_progress, t.messages
+    c, m = t.token_counts, t.messages
     counter_id = counter.identity
     done = (
-        yield Exec(sa.select(p.c.counted_seq).where(p.c.conversation_id == cid, p.c.counter_id == counter_id))
+        yield Exec(
+            sa.select(sa.func.max(c.c.seq)).where(c.c.conversation_id == cid, c.c.counter_id == counter_id)
+        )
     ).scalar_one_or_none() or 0
     if done >= conv.last_seq:
         return True
@@ -166,5 +172,4 @@ def backfill(ns: str, cid: str, counter: TokenCounter, limit: int, dialect: str)
     keeps = [bool(r[-1]) for r in rows]
     yield from store_counts(cid, counter_id, done + 1, list(counts), keeps, dialect)
     top = rows[-1].seq if rows else conv.last_seq
-    yield from advance_progress(cid, counter_id, done, top, dialect)
     return bool(top >= conv.last_seq)

@@ -155,7 +155,7 @@ def _window_sql() -> _WindowSQL:
     before the range, with its count; 2: a message of the range; 3: a count of the range.
     Parameters: ``cid``, ``ns``, ``counter_id``, ``step`` (first), ``lo``, ``hi`` (older).
     """
-    m, c, p, cv = t.messages, t.token_counts, t.counter_progress, t.conversations
+    m, c, cv = t.messages, t.token_counts, t.conversations
     cid, counter_id = sa.bindparam("cid", type_=sa.String), sa.bindparam("counter_id", type_=sa.String)
     ns = sa.bindparam("ns", type_=sa.String)
     none_s, none_i, none_b = sa.null().cast(sa.String), sa.null().cast(sa.Integer), sa.null().cast(sa.Boolean)
@@ -164,9 +164,10 @@ def _window_sql() -> _WindowSQL:
     def kind(k: int) -> Any:
         return sa.literal_column(str(k), sa.Integer)
 
+    # counts have no holes (see convkit.store._totals): the count of the newest message, if any
     counted = (
-        sa.select(p.c.counted_seq)
-        .where(p.c.conversation_id == cv.c.id, p.c.counter_id == counter_id)
+        sa.select(c.c.seq)
+        .where(c.c.conversation_id == cv.c.id, c.c.counter_id == counter_id, c.c.seq == cv.c.last_seq)
         .scalar_subquery()
     )
     head = sa.select(

@@ -27,9 +27,9 @@ host application's own; the Alembic version table is ``convkit_alembic_version``
   tokens) and ``run_msgs`` (how many). Any span's cost under a model's
   per-message overhead ``o`` is then ``Δrun_tokens + o * Δrun_msgs``, so a
   window finds where to cut by a binary search of primary-key lookups instead
-  of reading every kept row's count.
-* ``convkit_counter_progress``: per conversation and counter, the seq up to
-  which every message has a count (a window back-fills past it in batches).
+  of reading every kept row's count. A counter's counts cover seqs ``1..k``
+  without a hole, so its newest count is its watermark (a window back-fills
+  past it in batches).
 * ``convkit_summaries`` and ``convkit_usage``: summaries (summarize strategy)
   and per-turn usage and cost as xAI reported them.
 * ``convkit_calibration``: per (model, counter), how xAI's prompt counts
@@ -45,7 +45,6 @@ import sqlalchemy as sa
 __all__ = [
     "NAMING",
     "conversations",
-    "counter_progress",
     "images",
     "messages",
     "metadata",
@@ -153,18 +152,6 @@ token_counts = sa.Table(
     sa.Column("run_msgs", sa.Integer, nullable=False, server_default="0"),
 )
 
-counter_progress = sa.Table(
-    "convkit_counter_progress",
-    metadata,
-    sa.Column(
-        "conversation_id",
-        sa.String(64),
-        sa.ForeignKey("convkit_conversations.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    sa.Column("counter_id", sa.String(128), primary_key=True),
-    sa.Column("counted_seq", sa.Integer, nullable=False),
-)
 
 summaries = sa.Table(
     "convkit_summaries",
@@ -184,6 +171,8 @@ summaries = sa.Table(
     sa.Column("tokens", sa.Integer, nullable=False),
     sa.Column("created_at", _ts, nullable=False),
     sa.Index("ix_convkit_summaries_conv_last", "conversation_id", "last_seq"),
+    # the latest summary (the window's, every turn) by one index lookup, however many there are
+    sa.Index("ix_convkit_summaries_conv_id", "conversation_id", "id"),
 )
 
 usage = sa.Table(
