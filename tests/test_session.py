@@ -391,6 +391,23 @@ def test_a_failed_turn_keeps_the_user_message_once(env: Env, fault: str, mode: s
     assert [m["content"] for m in sent if m["role"] == "user"] == ["first question", "second question"]
 
 
+def test_a_resent_message_is_a_retry_however_its_metadata_is_ordered(env: Env) -> None:
+    """The turn's first statement compares the stored last message by its encoding; an equal
+    message that encodes apart (metadata keys in another order) is still recognised."""
+    xai = env.standin()
+    s = env.session(xai)
+    xai.queue(Fault.plain_422())
+    with pytest.raises(BadRequestError):
+        turn(s, "chat", Message.user("question", metadata={"a": 1, "b": [1, 2]}, pinned=True))
+    done = turn(s, "chat", Message.user("question", metadata={"b": [1, 2], "a": 1}, pinned=True))
+    assert done.text == "You said: question"
+    assert roles(s) == ["user", "assistant"]
+    turn(s, "chat", Message.user("question", metadata={"b": [1, 2], "a": 1}, pinned=True))
+    assert roles(s) == ["user", "assistant", "user", "assistant"], (
+        "after a reply, the same text is a new turn"
+    )
+
+
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 @pytest.mark.parametrize(("fault", "mode"), [("429", "chat"), ("dropped", "stream"), ("wrong-key", "stream")])
 def test_a_failed_turn_keeps_the_user_message_once_on_postgresql(env: Env, fault: str, mode: str) -> None:

@@ -324,7 +324,7 @@ def test_a_window_never_mixes_two_states_of_a_conversation(open_store: sup.Store
     """
     store = open_store()
     other = Store(open_store.url, counters=[EstimateCounter()])  # the writer, on its own connections
-    spec = ModelSpec("moved", 300, {"text"}, message_overhead=3, request_overhead=2)
+    spec = ModelSpec("moved", 1000, {"text"}, message_overhead=3, request_overhead=2)
     conv = store.create_conversation()
     before = _talk("a", 30)
     store.extend(conv.id, before)

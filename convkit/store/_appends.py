@@ -16,6 +16,7 @@ hash; counts go in with their running totals (see :mod:`convkit.store._totals`).
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping, Sequence
 from itertools import pairwise
 from typing import Any
@@ -26,7 +27,7 @@ import sqlalchemy as sa
 from .._engine.units import Units, link_owners
 from .._results import Conversation
 from ..counting import TokenCounter
-from ..errors import InvalidMessageError
+from ..errors import ConversationNotFoundError, InvalidMessageError
 from ..messages import ImagePart, Message
 from . import schema as t
 from ._conversations import create_conversation, get_conversation, lock_conversation
@@ -35,6 +36,11 @@ from ._totals import recompute_runs, store_counts
 from .codec import encode_message, image_row
 
 __all__ = ["Prepared", "append", "create_filled", "prepare"]
+
+
+def _returning(dialect: str) -> bool:
+    """Whether the database returns rows from an UPDATE (SQLite from 3.35, PostgreSQL always)."""
+    return dialect == "postgresql" or (dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 35))
 
 
 @attrs.frozen
@@ -78,6 +84,8 @@ def append(ns: str, cid: str, batch: Prepared, dialect: str, locked: Any = None)
         if locked is None:
             yield from lock_conversation(ns, cid)
         return range(0)
+    if n == 1 and locked is None and batch.messages[0].role != "tool" and _returning(dialect):
+        return (yield from _append_one(ns, cid, batch, dialect))
     conv = locked if locked is not None else (yield from lock_conversation(ns, cid, for_update=True))
     last, prefix = conv.last_seq, conv.prefix_len
     first = last + 1
@@ -141,6 +149,70 @@ def append(ns: str, cid: str, batch: Prepared, dialect: str, locked: Any = None)
             )
     if keep_changed:
         yield from recompute_runs(cid, min(keep_changed))
+    yield from _write(cid, batch, first, [unit_of[first + k] for k in range(n)], dialect, now)
+    yield Exec(
+        sa.update(t.conversations)
+        .where(t.conversations.c.id == cid)
+        .values(
+            last_seq=last + n,
+            prefix_len=new_prefix,
+            image_count=conv.image_count + _images(batch),
+            updated_at=now,
+        )
+    )
+    return range(first, first + n)
+
+
+def create_filled(ns: str, title: str | None, batch: Prepared, dialect: str) -> Op[Conversation]:
+    """A new conversation holding a prepared batch (all of it or, on any error, nothing)."""
+    conv = yield from create_conversation(ns, title, None)
+    yield from append(ns, conv.id, batch, dialect)
+    return (yield from get_conversation(ns, conv.id))
+
+
+def _images(batch: Prepared) -> int:
+    return sum(1 for m in batch.messages for p in m.content if isinstance(p, ImagePart))
+
+
+def _append_one(ns: str, cid: str, batch: Prepared, dialect: str) -> Op[range]:
+    """One message that answers no call (most appends: a user message, a reply).
+
+    The new seq and leading-system run come back from the conversation row's UPDATE (which
+    takes its write lock), so nothing is read first; a message that answers no call joins no
+    older unit, so there is no unit work.
+    """
+    (m,) = batch.messages
+    c = t.conversations
+    now = utc_now()
+    values: dict[str, Any] = {
+        "last_seq": c.c.last_seq + 1,
+        "image_count": c.c.image_count + _images(batch),
+        "updated_at": now,
+    }
+    if m.role == "system":  # the leading system run goes on when it reaches the last message
+        values["prefix_len"] = sa.case(
+            (c.c.prefix_len == c.c.last_seq, c.c.last_seq + 1), else_=c.c.prefix_len
+        )
+    stmt = (
+        sa.update(c)
+        .where(c.c.id == cid, c.c.namespace == ns)
+        .values(**values)
+        .returning(c.c.last_seq, c.c.prefix_len)
+    )
+    row = (yield Exec(stmt)).first()
+    if row is None:
+        raise ConversationNotFoundError(cid, ns)
+    seq, prefix = int(row[0]), int(row[1])
+    yield from _write(cid, batch, seq, [(seq, m.pinned or seq <= prefix)], dialect, now)
+    return range(seq, seq + 1)
+
+
+def _write(
+    cid: str, batch: Prepared, first: int, units: Sequence[tuple[int, bool]], dialect: str, now: Any
+) -> Op[None]:
+    """Write a batch's images, rows (``units``: each one's unit seq and keep flag), calls, counts."""
+    n = len(batch.messages)
+    m_t, tc = t.messages, t.tool_calls
     if batch.images:
         ins = insert_for(dialect, t.images).on_conflict_do_nothing(index_elements=["sha256"])
         rows_i = [{**r, "created_at": now} for r in batch.images]
@@ -151,8 +223,8 @@ def append(ns: str, cid: str, batch: Prepared, dialect: str, locked: Any = None)
             **enc,
             "conversation_id": cid,
             "seq": first + k,
-            "unit_seq": unit_of[first + k][0],
-            "keep": unit_of[first + k][1],
+            "unit_seq": units[k][0],
+            "keep": units[k][1],
             "created_at": now,
         }
         for k, enc in enumerate(batch.encoded)
@@ -173,25 +245,6 @@ def append(ns: str, cid: str, batch: Prepared, dialect: str, locked: Any = None)
         )
         for i in range(0, len(dedup), CHUNK):
             yield Exec(ins, dedup[i : i + CHUNK])
-    keeps = [unit_of[first + k][1] for k in range(n)]
+    keeps = [units[k][1] for k in range(n)]
     for counter_id, counts in batch.counts.items():
         yield from store_counts(cid, counter_id, first, list(counts), keeps, dialect)
-    images_added = sum(1 for m in batch.messages for p in m.content if isinstance(p, ImagePart))
-    yield Exec(
-        sa.update(t.conversations)
-        .where(t.conversations.c.id == cid)
-        .values(
-            last_seq=last + n,
-            prefix_len=new_prefix,
-            image_count=conv.image_count + images_added,
-            updated_at=now,
-        )
-    )
-    return range(first, first + n)
-
-
-def create_filled(ns: str, title: str | None, batch: Prepared, dialect: str) -> Op[Conversation]:
-    """A new conversation holding a prepared batch (all of it or, on any error, nothing)."""
-    conv = yield from create_conversation(ns, title, None)
-    yield from append(ns, conv.id, batch, dialect)
-    return (yield from get_conversation(ns, conv.id))

@@ -15,17 +15,18 @@ once written (the next one is a new row; originals are never touched).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 
 from .._results import Calibration, StoredSummary, UsageTotals
-from ..errors import ValidationError
+from ..errors import ConversationNotFoundError, ValidationError
 from . import schema as t
 from ._appends import Prepared, append
 from ._conversations import lock_conversation
-from ._ops_core import Exec, Op, body, decode_body, insert_for, utc_now
+from ._ops_core import Exec, Op, decode_body, insert_for, utc_now
 
 __all__ = [
     "USAGE_FIELDS",
@@ -78,22 +79,64 @@ def begin_turn(
     """A session turn's first transaction: the user's message, and what calibration knows.
 
     The message is appended unless it already is the conversation's last (the same message
-    sent again after a failed turn waits for its reply: a retry, not a new turn); then the
-    calibration of ``(model, counter_id)`` is read, for the window's margin. Returns the new
-    message's seq (``None`` for a retry) and the calibration.
+    sent again after a failed turn waits for its reply: a retry, not a new turn). One
+    statement locks the conversation's row and reads its last message and the calibration of
+    ``(model, counter_id)`` (for the window's margin). Returns the new message's seq (``None``
+    for a retry) and the calibration.
     """
-    conv = yield from lock_conversation(ns, cid, for_update=True)
+    model, counter_id = calibration if calibration is not None else ("", "")
+    row = (
+        yield Exec(
+            _turn_head(calibration is not None), {"cid": cid, "ns": ns, "model": model, "cnt": counter_id}
+        )
+    ).first()
+    if row is None:
+        raise ConversationNotFoundError(cid, ns)
+    stored = {k: row._mapping[f"last_{k}"] for k in _LAST}
+    wanted = batch.encoded[0]
+    same = stored["role"] is not None and all(
+        (bool(stored[k]) if k == "pinned" else stored[k]) == wanted[k] for k in _LAST
+    )
+    if not same and stored["role"] == wanted["role"]:  # equal messages may encode apart (key order)
+        (last,) = yield from decode_body([(row.last_seq, *(stored[k] for k in _LAST))])
+        same = last == batch.messages[0]
     seq: int | None = None
-    last = None
-    if conv.last_seq:
-        m = t.messages
-        stmt = sa.select(*body()).where(m.c.conversation_id == cid, m.c.seq == conv.last_seq)
-        rows = (yield Exec(stmt)).all()
-        (last,) = yield from decode_body(rows)
-    if last != batch.messages[0]:
-        (seq,) = yield from append(ns, cid, batch, dialect, locked=conv)
-    calib = (yield from get_calibration(*calibration)) if calibration is not None else None
+    if not same:
+        (seq,) = yield from append(ns, cid, batch, dialect, locked=row)
+    calib = None
+    if calibration is not None and row.cal_samples is not None:
+        calib = Calibration(model, counter_id, float(row.cal_max), float(row.cal_last), int(row.cal_samples))
     return seq, calib
+
+
+#: The message columns a retry compares, in BODY_COLUMNS order after ``seq``.
+_LAST = ("role", "content", "tool_calls", "tool_call_id", "name", "pinned", "metadata")
+
+
+@functools.cache
+def _turn_head(calibrated: bool) -> sa.Select[Any]:
+    """The conversation's row (locked on PostgreSQL), its last message and, when ``calibrated``,
+    the calibration of ``(:model, :cnt)``: one row, or none outside the namespace."""
+    c, m, k = t.conversations, t.messages.alias("last_message"), t.calibration
+    cols: list[Any] = [*c.c, *(m.c[name].label(f"last_{name}") for name in _LAST)]
+    joined = c.outerjoin(m, sa.and_(m.c.conversation_id == c.c.id, m.c.seq == c.c.last_seq))
+    if calibrated:
+        cols += [
+            k.c.ratio_max.label("cal_max"),
+            k.c.ratio_last.label("cal_last"),
+            k.c.samples.label("cal_samples"),
+        ]
+        joined = joined.outerjoin(
+            k, sa.and_(k.c.model == sa.bindparam("model"), k.c.counter_id == sa.bindparam("cnt"))
+        )
+    else:
+        cols += [sa.null().label("cal_max"), sa.null().label("cal_last"), sa.null().label("cal_samples")]
+    return (
+        sa.select(*cols)
+        .select_from(joined)
+        .where(c.c.id == sa.bindparam("cid"), c.c.namespace == sa.bindparam("ns"))
+        .with_for_update(of=c)
+    )
 
 
 def end_turn(

@@ -150,10 +150,14 @@ class _WindowSQL:
 def _window_sql() -> _WindowSQL:
     """The window's statements, built once (building SQL expressions costs more than running them).
 
-    Rows are ``(kind, seq, role, unit_seq, keep, tokens, run_tokens, run_msgs)``; kind 0: the
-    conversation (``last_seq``, -, ``image_count``, -, count watermark, ``epoch``, -); 1: a keep row
-    before the range, with its count; 2: a message of the range; 3: a count of the range.
-    Parameters: ``cid``, ``ns``, ``counter_id``, ``step`` (first), ``lo``, ``hi`` (older).
+    Rows are ``(kind, seq, role, unit_seq, keep, tokens, run_tokens, run_msgs, *body)``; kind 0:
+    the conversation (``last_seq``, -, ``image_count``, -, count watermark, ``epoch``, -); 1: a keep
+    row before the range, with its count; 2: a message of the range; 3: a count of the range.
+    ``body`` is ``content, tool_calls, tool_call_id, name, pinned, metadata``: of a range row with
+    ``seq >= body_from``, and of the keep rows when ``keep_bodies`` is 1 (else NULL), so a window
+    whose kept bodies the store's cache mostly holds reads the rest in its first statement.
+    Parameters: ``cid``, ``ns``, ``counter_id``, ``step``, ``body_from``, ``keep_bodies`` (first),
+    ``lo``, ``hi`` (older).
     """
     m, c, cv = t.messages, t.token_counts, t.conversations
     cid, counter_id = sa.bindparam("cid", type_=sa.String), sa.bindparam("counter_id", type_=sa.String)
@@ -163,6 +167,12 @@ def _window_sql() -> _WindowSQL:
 
     def kind(k: int) -> Any:
         return sa.literal_column(str(k), sa.Integer)
+
+    no_body = (none_s, none_s, none_s, none_s, none_b, none_s)
+
+    def body_if(cond: Any) -> tuple[Any, ...]:
+        cols = (m.c.content, m.c.tool_calls, m.c.tool_call_id, m.c.name, m.c.pinned, m.c.metadata)
+        return tuple(sa.case((cond, col), else_=none) for col, none in zip(cols, no_body, strict=True))
 
     # counts have no holes (see convkit.store._totals): the count of the newest message, if any
     counted = (
@@ -179,21 +189,23 @@ def _window_sql() -> _WindowSQL:
         counted,
         sa.cast(cv.c.epoch, sa.BigInteger),
         none_i,
+        *no_body,
     ).where(cv.c.id == cid, cv.c.namespace == ns)
     # the conversation's length, looked up once (and nothing at all in another namespace)
     n = sa.select(cv.c.last_seq).where(cv.c.id == cid, cv.c.namespace == ns).scalar_subquery()
     low = n - sa.bindparam("step", type_=sa.Integer) + 1
 
-    def light(a: Any, b: Any) -> list[sa.Select[Any]]:
+    def light(a: Any, b: Any, bodies: bool) -> list[sa.Select[Any]]:
         """Rows a <= seq <= b of the messages (kind 2) and of the counts (kind 3): two index ranges,
         not a join (with stale statistics PostgreSQL planned the join as a nested loop over the
         whole count range)."""
+        body = body_if(m.c.seq >= sa.bindparam("body_from", type_=sa.Integer)) if bodies else no_body
         return [
-            sa.select(kind(2), m.c.seq, m.c.role, m.c.unit_seq, m.c.keep, none_i, none_l, none_i).where(
-                m.c.conversation_id == cid, m.c.seq >= a, m.c.seq <= b
-            ),
             sa.select(
-                kind(3), c.c.seq, none_s, none_i, none_b, c.c.tokens, c.c.run_tokens, c.c.run_msgs
+                kind(2), m.c.seq, m.c.role, m.c.unit_seq, m.c.keep, none_i, none_l, none_i, *body
+            ).where(m.c.conversation_id == cid, m.c.seq >= a, m.c.seq <= b),
+            sa.select(
+                kind(3), c.c.seq, none_s, none_i, none_b, c.c.tokens, c.c.run_tokens, c.c.run_msgs, *no_body
             ).where(c.c.conversation_id == cid, c.c.counter_id == counter_id, c.c.seq >= a, c.c.seq <= b),
         ]
 
@@ -204,14 +216,22 @@ def _window_sql() -> _WindowSQL:
         .scalar_subquery()
     )
     keep_rows = sa.select(
-        kind(1), m.c.seq, m.c.role, m.c.unit_seq, m.c.keep, keep_tokens, none_l, none_i
+        kind(1),
+        m.c.seq,
+        m.c.role,
+        m.c.unit_seq,
+        m.c.keep,
+        keep_tokens,
+        none_l,
+        none_i,
+        *body_if(sa.bindparam("keep_bodies", type_=sa.Integer) == 1),
     ).where(m.c.conversation_id == cid, m.c.keep.is_(True), m.c.seq < low)
     lo, hi = sa.bindparam("lo", type_=sa.Integer), sa.bindparam("hi", type_=sa.Integer)
     return _WindowSQL(
         # the conversation, the keep rows before the first look (always in the window: leading
         # system, pinned units), then the newest rows: one statement
-        first=sa.union_all(head, keep_rows, *light(low, n)),
-        older=sa.union_all(head, *light(lo, hi)),
+        first=sa.union_all(head, keep_rows, *light(low, n, True)),
+        older=sa.union_all(head, *light(lo, hi, False)),
     )
 
 
@@ -385,11 +405,21 @@ def window_trim(
     least, most = WINDOW_FIRST_ROWS.get(dialect, WINDOW_FIRST_ROWS["sqlite"])
     step = min(max(budget // WINDOW_FIRST_DIVISOR.get(dialect, 512), least), most)
     params = {"cid": cid, "counter_id": counter_id}
-    rows = (yield Exec(sql.first, {**params, "ns": ns, "step": step}, raw=True)).all()
+    # bodies in the first statement: those after the cache's newest (else the first look's, and
+    # the keep rows'), so a turn's window is usually one statement
+    newest = cache.newest(cid) if cache is not None else None
+    first_params = {
+        **params,
+        "ns": ns,
+        "step": step,
+        "body_from": 1 if newest is None else newest + 1,
+        "keep_bodies": 1 if newest is None else 0,
+    }
+    rows = (yield Exec(sql.first, first_params, raw=True)).all()
     head = next((r for r in rows if r[0] == 0), None)
     if head is None:
         raise ConversationNotFoundError(cid, ns)
-    _, n, _, image_count, _, counted, epoch, _ = head
+    _, n, _, image_count, _, counted, epoch, *_ = head
     seen = (n, epoch)  # later statements must see the conversation so (reads may lack a snapshot)
     if n == 0:
         raise ValidationError("nothing to fit: the conversation has no messages")
@@ -407,7 +437,7 @@ def window_trim(
         """Merge the rows of messages and counts with lo <= seq <= hi (and keep rows) into ``got``."""
         shape: dict[int, tuple[str, int, bool]] = {}
         counts: dict[int, tuple[int, int, int]] = {}
-        for kind, seq, role, unit, keep, tokens, run_tokens, run_msgs in rows:
+        for kind, seq, role, unit, keep, tokens, run_tokens, run_msgs, *_ in rows:
             if kind == 2:
                 shape[seq] = (role, unit, bool(keep))
             elif kind == 3:
@@ -466,6 +496,12 @@ def window_trim(
         return got[s][4] + ovh * got[s][5]
 
     known = cache.get(cid, epoch) if cache is not None else {}
+    # the bodies the first statement read (rows of the first look, or newer than the cache's)
+    first_bodies = [(r[1], r[2], *r[8:14]) for r in rows if r[0] in (1, 2) and r[8] is not None]
+    first_bodies = [b for b in first_bodies if b[0] not in known]
+    if first_bodies:
+        decoded = yield from decode_body(first_bodies, image_count > 0)
+        known = {**known, **dict(zip([b[0] for b in first_bodies], decoded, strict=True))}
     cut = 1
     if last_unit > 1:
         top = cost_to(last_unit - 1)

@@ -49,6 +49,17 @@ class MessageCache:
             self._entries.move_to_end(conversation_id)
             return entry[1]
 
+    def newest(self, conversation_id: str) -> int | None:
+        """The newest seq held for the conversation, whatever its epoch (``None``: nothing held).
+
+        A window asks for the bodies after it in its first statement, before it knows the epoch.
+        """
+        if not self._capacity:
+            return None
+        with self._lock:
+            entry = self._entries.get(conversation_id)
+            return max(entry[1], default=None) if entry is not None else None
+
     def put(self, conversation_id: str, epoch: int, messages: dict[int, Message]) -> None:
         """Keep exactly ``messages`` (seq -> message) for this epoch; evict the least recent."""
         if not self._capacity:
