@@ -31,7 +31,7 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
-from ._engine.spans import kept_spans
+from ._engine.spans import input_spans, kept_spans
 from .counting import EstimateCounter, TokenCounter
 from .errors import ContextWindowError, SummarizerError, ValidationError
 from .fitting import FitResult, Frame
@@ -164,7 +164,7 @@ def _assemble(ctx: _Context, summary: Summary, k: int, new: bool) -> FitResult:
     for a, b in spans:
         out.extend(msgs[max(a, prefix) : b])
     if ctx.origin is not None:  # spans in input positions (kept indices each stand for one)
-        spans = _input_spans(ctx, spans)
+        spans = input_spans(spans, [ctx.start(i) for i in range(n)])
     tokens = ctx.counter.count_messages(out, model=ctx.spec) + ctx.frame.tools_tokens
     if tokens > ctx.budget:
         raise ContextWindowError(
@@ -193,19 +193,6 @@ def _assemble(ctx: _Context, summary: Summary, k: int, new: bool) -> FitResult:
         summary_is_new=new,
         spec=ctx.spec,
     )
-
-
-def _input_spans(ctx: _Context, spans: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
-    """History-index spans as input-position spans (adjacent ones merged)."""
-    out: list[tuple[int, int]] = []
-    for a, b in spans:
-        for i in range(a, b):
-            p = ctx.start(i)
-            if out and out[-1][1] == p:
-                out[-1] = (out[-1][0], p + 1)
-            else:
-                out.append((p, p + 1))
-    return tuple(out)
 
 
 def plan(

@@ -421,6 +421,74 @@ def test_window_for_a_text_only_model_with_images(open_store: sup.StoreOpener) -
     assert vision.image_tokens == 1792 + 512  # 3x2 tiles (capped at 6) + 1; a 10x10 URL image: 1 + 1
 
 
+def _with_images(seed: int, n: int) -> list[Message]:
+    """A long conversation with images, tool groups, pinned messages and system notes."""
+    import random
+
+    rng = random.Random(seed)
+    png = ImagePart.from_bytes(sup.image("PNG", (64, 64)))
+    out: list[Message] = [Message.system("You describe pictures.")]
+    call = 0
+    while len(out) < n:
+        r = rng.random()
+        words = " ".join(
+            rng.choice(("cat", "a blue house", "42", "Ünïcode", "sky")) for _ in range(rng.randint(1, 30))
+        )
+        if r < 0.15:
+            out.append(Message.user([words, png]))
+        elif r < 0.25:
+            ids = [f"c{call + k}" for k in range(rng.randint(1, 2))]
+            call += len(ids)
+            out.append(Message.assistant("", tool_calls=[ToolCall(i, "look", "{}") for i in ids]))
+            out.extend(Message.tool(words, tool_call_id=i) for i in ids)
+        elif r < 0.28:
+            out.append(Message.user(words, pinned=True))
+        elif r < 0.31:
+            out.append(Message.system("note: " + words))
+        else:
+            out.append((Message.user if len(out) % 2 else Message.assistant)(words))
+    out.append(Message.user("and now?"))
+    return out
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 64])
+def test_a_text_only_window_over_images_reads_only_what_it_keeps(
+    open_store: sup.StoreOpener, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """``images="drop"`` for a text-only model: stored counts are of the images, so the window
+    counts rows as sent, newest first, and stops once it has dropped a unit (issue 11). It equals
+    ``fit`` over every message, and a small window reads a small part of a long conversation."""
+    from convkit.store import _scan_window
+
+    monkeypatch.setattr(_scan_window, "FIRST_CHUNK", chunk)
+    read: list[int] = []
+    real_decode = _scan_window.decode_body
+
+    def spy(rows: Any, images: bool = True) -> Any:
+        read.extend(r[0] for r in rows)
+        return real_decode(rows, images)
+
+    monkeypatch.setattr(_scan_window, "decode_body", spy)
+    store = open_store(window_cache=0)
+    for seed in range(4):
+        msgs = _with_images(seed, 400)
+        conv = store.create_conversation()
+        store.extend(conv.id, msgs)
+        for model in (TINY_TEXT, ModelSpec("scan-mid", 3000, {"text"}, message_overhead=3), "grok-2-1212"):
+            read.clear()
+            try:
+                want = fit(msgs, model=model, images="drop", reserve=100)
+            except ContextWindowError as exc:
+                with pytest.raises(ContextWindowError) as info:
+                    store.window(conv.id, model=model, images="drop", reserve=100)
+                assert (info.value.required, info.value.available) == (exc.required, exc.available)
+                continue
+            got = store.window(conv.id, model=model, images="drop", reserve=100)
+            assert got == want
+            if want.dropped and len(want.kept) < 100:
+                assert len(set(read)) < len(msgs) // 2, "a small window read most of the conversation"
+
+
 def test_configured_counters_are_never_reencoded(
     open_store: sup.StoreOpener, tiny_tokenizer: Any, custom_model: Any
 ) -> None:

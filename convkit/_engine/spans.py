@@ -1,10 +1,14 @@
-"""Kept messages as half-open index ranges, adjacent ranges merged (the shape of ``FitResult.kept_spans``)."""
+"""Kept messages as half-open index ranges, adjacent ranges merged (the shape of ``FitResult.kept_spans``).
+
+:func:`input_spans` maps the spans of a window planned over a part of the input (the store's
+windows that read only what they keep) back to the input's positions.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-__all__ = ["kept_spans"]
+__all__ = ["input_spans", "kept_spans"]
 
 
 def kept_spans(pinned: Iterable[tuple[int, int]], start: int, stop: int) -> tuple[tuple[int, int], ...]:
@@ -16,3 +20,17 @@ def kept_spans(pinned: Iterable[tuple[int, int]], start: int, stop: int) -> tupl
         else:
             spans.append((a, b))
     return tuple(spans)
+
+
+def input_spans(spans: Iterable[tuple[int, int]], position: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    """Spans over a part of the input as spans over the input (``position[i]``: where part index
+    ``i`` stands in the input; positions ascending), adjacent ones merged."""
+    out: list[tuple[int, int]] = []
+    for a, b in spans:
+        for i in range(a, b):
+            p = position[i]
+            if out and out[-1][1] == p:
+                out[-1] = (out[-1][0], p + 1)
+            else:
+                out.append((p, p + 1))
+    return tuple(out)

@@ -61,6 +61,7 @@ from ._conversations import (
 )
 from ._forks import fork, pop, truncate
 from ._ops_core import Op
+from ._scan_window import window_scan
 from ._summary_window import Part, summary_part
 from ._totals import backfill
 from ._turns import (
@@ -484,7 +485,12 @@ class StoreBase(Generic[E]):
             except WindowMoved:  # written to between its statements: again (in a snapshot at last)
                 moved += 1
             except NeedsFullFit:  # a text-only model, a conversation holding images
-                messages = yield from self._messages(cid)
+                if args.settings.images == "drop":  # newest first, counted as sent
+                    scanned: FitResult = yield Txn(
+                        window_scan(self.namespace, cid, args.settings, self._cache), "window", read=True
+                    )
+                    return scanned
+                messages = yield from self._messages(cid)  # raises, naming the first image
                 trimmed, _ = plan_fit(messages, args.settings)
                 return trimmed
             except NeedsBackfill:  # a counter that has not counted every message yet
