@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._engine.settings import DEFAULT_RESERVE, WindowSettings
 from ._lazy import lazy_getattr
 from ._version import __version__
 from .counting import BaseCounter, EstimateCounter, HFTokenCounter, TokenCounter
@@ -105,6 +106,7 @@ __all__ = [
     "Conversation",
     "ConversationNotFoundError",
     "ConvkitError",
+    "DEFAULT_RESERVE",
     "DatabaseError",
     "Done",
     "EstimateCounter",
@@ -144,6 +146,7 @@ __all__ = [
     "Usage",
     "UsageTotals",
     "ValidationError",
+    "WindowSettings",
     "XAIClient",
     "XAISummarizer",
     "XAITokenCounter",

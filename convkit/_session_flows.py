@@ -33,7 +33,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeAlias, TypeVar
 
 import attrs
 
-from ._engine.settings import WindowSettings
+from ._engine.settings import WindowSettings, default_reserve
 from ._results import Calibration, UsageTotals
 from .counting import EstimateCounter, ImagePolicy, TokenCounter
 from .errors import PromptTooLongError, ValidationError
@@ -131,7 +131,7 @@ class SessionBase(Generic[StoreT, ClientT]):
         client: ClientT,
         counter: TokenCounter | None = None,
         strategy: Strategy = "trim",
-        reserve: int = 1024,
+        reserve: int | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         images: ImagePolicy = "error",
         calibrate: bool = True,
@@ -142,6 +142,8 @@ class SessionBase(Generic[StoreT, ClientT]):
     ) -> None:
         if strategy not in ("trim", "summarize"):
             raise ValidationError(f"unknown strategy {strategy!r}; use 'trim' or 'summarize'")
+        self.spec = get_model(model)
+        reserve = default_reserve(self.spec) if reserve is None else reserve
         if isinstance(reserve, bool) or not isinstance(reserve, int) or reserve < 0:
             raise ValidationError(
                 f"reserve (the reply's max_tokens) must be a non-negative integer, got {reserve!r}"
@@ -149,7 +151,6 @@ class SessionBase(Generic[StoreT, ClientT]):
         self.store = store
         self.client = client
         self.conversation_id = conversation_id
-        self.spec = get_model(model)
         counters: tuple[TokenCounter, ...] = getattr(store, "counters", ())
         self.counter = counter or (counters[0] if counters else EstimateCounter())
         self.strategy = strategy

@@ -30,7 +30,7 @@ def run_chat(
     db: str,
     conversation: str | None,
     base_url: str | None,
-    reserve: int,
+    reserve: int | None,
     tokenizer: str | None,
     stdin: TextIO,
     out: TextIO,

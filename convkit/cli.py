@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from ._engine.settings import DEFAULT_RESERVE
 from ._version import __version__
 from .counting import EstimateCounter, HFTokenCounter, TokenCounter, apply_image_policy
 from .errors import ContextWindowError, ConvkitError, SchemaError, UnknownModelError
@@ -83,7 +84,7 @@ def _cmd_fit(args: argparse.Namespace, out: TextIO) -> int:
     result = fit(
         messages, model=spec, counter=counter, reserve=args.reserve, images=args.images, margin=args.margin
     )
-    cost = result.estimate_cost(args.reserve)
+    cost = result.estimate_cost(result.reserve)
     if args.json:
         json.dump(
             {
@@ -114,7 +115,7 @@ def _cmd_fit(args: argparse.Namespace, out: TextIO) -> int:
         f"{result.prompt_tokens} of {result.budget} budget tokens "
         f"(window {result.context_window}, reserve {result.reserve}, margin {result.margin:g}); "
         f"counter {counter!r}\n"
-        f"estimated cost: ${cost:.6f} (prompt{' + reserve as completion' if args.reserve else ''})\n"
+        f"estimated cost: ${cost:.6f} (prompt{' + reserve as completion' if result.reserve else ''})\n"
     )
     return 0
 
@@ -194,7 +195,12 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="store a demo conversation in SQLite and show its windows")
     d.add_argument("--db", default="convkit-demo.db", help="SQLite file to use (default: ./convkit-demo.db)")
     d.add_argument("--tokenizer", help="tokenizer.json to count with (default: conservative estimate)")
-    d.add_argument("--reserve", type=int, default=1024, help="tokens kept free for the reply (default 1024)")
+    d.add_argument(
+        "--reserve",
+        type=int,
+        default=DEFAULT_RESERVE,
+        help=f"tokens kept free for the reply (default {DEFAULT_RESERVE})",
+    )
     d.set_defaults(func=_cmd_demo)
 
     c = sub.add_parser("chat", help="chat with Grok in the terminal; the conversation is stored")
@@ -202,7 +208,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--db", default="convkit-chat.db", help="SQLite file (default ./convkit-chat.db)")
     c.add_argument("--conversation", help="continue this conversation id")
     c.add_argument("--base-url", help="API base URL (default https://api.x.ai/v1)")
-    c.add_argument("--reserve", type=int, default=1024, help="max_tokens for each reply (default 1024)")
+    c.add_argument(
+        "--reserve",
+        type=int,
+        default=DEFAULT_RESERVE,
+        help=f"max_tokens for each reply (default {DEFAULT_RESERVE})",
+    )
     c.add_argument("--tokenizer", help="tokenizer.json to count with (default: conservative estimate)")
     c.set_defaults(func=_cmd_chat)
 
@@ -213,7 +224,13 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="fit a JSONL conversation into a model's window")
     f.add_argument("file", help="JSONL file, one OpenAI/xAI-shaped message per line")
     f.add_argument("--model", required=True, help="model name or alias, e.g. grok-2")
-    f.add_argument("--reserve", type=int, default=0, help="tokens kept free for the completion")
+    f.add_argument(
+        "--reserve",
+        type=int,
+        default=None,
+        help=f"tokens kept free for the completion (default {DEFAULT_RESERVE}, or a quarter of a smaller "
+        "window; 0 fills the window)",
+    )
     f.add_argument("--tokenizer", help="tokenizer.json to count with (default: conservative estimate)")
     f.add_argument(
         "--images",

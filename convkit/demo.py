@@ -143,7 +143,7 @@ def _print_window(out: TextIO, title: str, result: FitResult, messages: list[Mes
     )
 
 
-def run_demo(db_path: str, out: TextIO, *, tokenizer: str | None = None, reserve: int = 1024) -> str:
+def run_demo(db_path: str, out: TextIO, *, tokenizer: str | None = None, reserve: int | None = None) -> str:
     """Store the demo conversation in ``db_path`` and print its windows; returns the conversation id."""
     from .store import Store
 
@@ -160,7 +160,10 @@ def run_demo(db_path: str, out: TextIO, *, tokenizer: str | None = None, reserve
         )
         vision = store.window(conv.id, model="grok-2-vision-1212", counter=counter, reserve=reserve)
         _print_window(
-            out, f"grok-2-vision-1212 (8192-token window, {reserve} reserved for the reply)", vision, messages
+            out,
+            f"grok-2-vision-1212 (8192-token window, {vision.reserve} reserved for the reply)",
+            vision,
+            messages,
         )
         text = store.window(conv.id, model="grok-2-1212", counter=counter, reserve=reserve, images="drop")
         _print_window(

@@ -143,7 +143,7 @@ def fit(
     *,
     model: str | ModelSpec,
     counter: TokenCounter | None = None,
-    reserve: int = 0,
+    reserve: int | None = None,
     strategy: Strategy = "trim",
     tools: Sequence[Mapping[str, Any]] | None = None,
     images: ImagePolicy = "error",
@@ -157,7 +157,9 @@ def fit(
     """Fit a conversation into ``model``'s context window (see module docstring).
 
     ``messages``: Message objects, OpenAI-shaped dicts, or a :class:`History`.
-    ``reserve``: tokens kept free for the completion (your ``max_tokens``).
+    ``reserve``: tokens kept free for the completion (your ``max_tokens``; by default
+    :data:`~convkit.DEFAULT_RESERVE`, 1024, or a quarter of a smaller model's window;
+    ``0`` lets the prompt fill the window).
     ``tools``: tool definitions sent with the request (they count too).
     ``images``: ``"error"`` (default) or ``"drop"`` for text-only models.
     ``margin``: override the counter's safety margin.

@@ -332,8 +332,8 @@ def test_estimator_margin_comes_off_the_budget() -> None:
     assert result.margin == 0.1
     assert result.budget == math.floor((8192 - 1000) / 1.1)
     override = fit([Message.user("hi")], model="grok-2-vision-1212", counter=estimate, margin=0.0)
-    assert override.budget == 8192
-    exact = fit([Message.user("hi")], model=CUSTOM_MODEL, counter=EstimateCounter(margin=0))
+    assert override.budget == 8192 - convkit.DEFAULT_RESERVE  # the default reserve
+    exact = fit([Message.user("hi")], model=CUSTOM_MODEL, counter=EstimateCounter(margin=0), reserve=0)
     assert exact.budget == CUSTOM_MODEL.context_window
 
 

@@ -7,6 +7,12 @@ options. :meth:`WindowSettings.of` checks them all in one place (each bad
 value is a :class:`~convkit.errors.ValidationError` that names it);
 ``budget`` is the room the prompt must fit:
 ``floor((context_window - reserve) / (1 + margin))``.
+
+:func:`default_reserve` is the one default for the reply's room: ``fit``,
+``Store.window``, ``Session`` (its ``max_tokens``), the integrations and the
+CLI all keep :data:`DEFAULT_RESERVE` (1024) tokens free when no reserve is
+given, or a quarter of a window smaller than four times that
+(``reserve=0`` fills the window, leaving the model no room to answer).
 """
 
 from __future__ import annotations
@@ -21,7 +27,16 @@ from ..counting import EstimateCounter, ImagePolicy, TokenCounter
 from ..errors import ValidationError
 from ..models import ModelSpec, get_model
 
-__all__ = ["Fallback", "Strategy", "WindowSettings", "compute_budget"]
+__all__ = ["DEFAULT_RESERVE", "Fallback", "Strategy", "WindowSettings", "compute_budget", "default_reserve"]
+
+#: Tokens kept free for the reply unless a caller says otherwise (the reply's ``max_tokens``).
+DEFAULT_RESERVE = 1024
+
+
+def default_reserve(spec: ModelSpec) -> int:
+    """The reserve when none is given: :data:`DEFAULT_RESERVE`, or a quarter of a small window."""
+    return min(DEFAULT_RESERVE, spec.context_window // 4)
+
 
 Strategy: TypeAlias = Literal["trim", "summarize"]
 Fallback: TypeAlias = Literal["error", "trim"]
@@ -59,7 +74,7 @@ class WindowSettings:
         model: str | ModelSpec,
         *,
         counter: TokenCounter | None = None,
-        reserve: int = 0,
+        reserve: int | None = None,
         strategy: Strategy = "trim",
         tools: Sequence[Mapping[str, Any]] | None = None,
         images: ImagePolicy = "error",
@@ -68,7 +83,8 @@ class WindowSettings:
         low_water: float = 0.6,
         summary_tokens: int | None = None,
     ) -> WindowSettings:
-        """Checked settings (``counter`` defaults to :class:`~convkit.EstimateCounter`)."""
+        """Checked settings (``counter`` defaults to :class:`~convkit.EstimateCounter`, ``reserve``
+        to :func:`default_reserve`)."""
         spec = get_model(model)
         if strategy not in ("trim", "summarize"):
             raise ValidationError(f"unknown strategy {strategy!r}; use 'trim' or 'summarize'")
@@ -83,6 +99,7 @@ class WindowSettings:
         ):
             raise ValidationError(f"summary_tokens must be positive, got {summary_tokens!r}")
         counter = counter if counter is not None else EstimateCounter()
+        reserve = default_reserve(spec) if reserve is None else reserve
         used = counter.margin if margin is None else margin
         budget = compute_budget(spec, reserve, used)
         return cls(

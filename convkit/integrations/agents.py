@@ -212,7 +212,7 @@ class ConvkitSession:
         session_id: str | None = None,
         window_model: str | ModelSpec | None = None,
         counter: TokenCounter | None = None,
-        reserve: int = 0,
+        reserve: int | None = None,
         session_settings: SessionSettings | None = None,
     ) -> None:
         from ..store import AsyncStore, Store

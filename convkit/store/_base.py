@@ -440,7 +440,7 @@ class StoreBase(Generic[E]):
         *,
         model: str | ModelSpec,
         counter: TokenCounter | None = None,
-        reserve: int = 0,
+        reserve: int | None = None,
         strategy: Strategy = "trim",
         tools: Sequence[Mapping[str, Any]] | None = None,
         images: ImagePolicy = "error",

@@ -24,7 +24,7 @@ is trusted only for the epoch it was filled in.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -330,7 +330,7 @@ def _search_cut(
     x: int,
     ovh: int,
     keep_cost: Mapping[int, int],
-    known: Mapping[int, Message],
+    known: Collection[int],
     images: bool,
     seen: tuple[int, int],
 ) -> Op[tuple[int, int, dict[int, Message]]]:
@@ -496,12 +496,10 @@ def window_trim(
         return got[s][4] + ovh * got[s][5]
 
     known = cache.get(cid, epoch) if cache is not None else {}
-    # the bodies the first statement read (rows of the first look, or newer than the cache's)
-    first_bodies = [(r[1], r[2], *r[8:14]) for r in rows if r[0] in (1, 2) and r[8] is not None]
-    first_bodies = [b for b in first_bodies if b[0] not in known]
-    if first_bodies:
-        decoded = yield from decode_body(first_bodies, image_count > 0)
-        known = {**known, **dict(zip([b[0] for b in first_bodies], decoded, strict=True))}
+    # the bodies the first statement read (rows of the first look, or newer than the cache's),
+    # decoded below only if the window keeps them
+    raw = {r[1]: (r[1], r[2], *r[8:14]) for r in rows if r[0] in (1, 2) and r[8] is not None}
+    have = set(known) | set(raw)
     cut = 1
     if last_unit > 1:
         top = cost_to(last_unit - 1)
@@ -513,7 +511,7 @@ def window_trim(
                 before_cut = cost_to(cut - 1)
             else:  # search the running totals, and read the kept bodies the cache lacks, at once
                 cut, before_cut, fetched = yield from _search_cut(
-                    cid, counter_id, n, low, last_unit, x, ovh, keep_cost, known, image_count > 0, seen
+                    cid, counter_id, n, low, last_unit, x, ovh, keep_cost, have, image_count > 0, seen
                 )
                 if fetched:
                     known = {**known, **fetched}
@@ -522,6 +520,10 @@ def window_trim(
             remaining -= top
     pins = sorted(seq for seq in keep_cost if seq < cut)
     kept = [*pins, *range(cut, n + 1)]
+    ready = [raw[seq] for seq in kept if seq in raw and seq not in known]
+    if ready:
+        decoded = yield from decode_body(ready, image_count > 0)
+        known = {**known, **dict(zip([b[0] for b in ready], decoded, strict=True))}
     msgs = yield from kept_bodies(cid, kept, cut, n, known, image_count > 0, seen)
     if cache is not None:
         cache.put(cid, epoch, dict(zip(kept, msgs, strict=True)))

@@ -59,6 +59,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from .._engine.settings import default_reserve
 from .._engine.units import leading_system, must_keep_units, newest_turn, unit_lists, unit_starts
 from ..counting import ImagePolicy, TokenCounter, apply_image_policy
 from ..errors import ContextWindowError, ConvkitError
@@ -114,7 +115,7 @@ def assert_fits(
     *,
     counter: TokenCounter,
     model: str | ModelSpec,
-    reserve: int = 0,
+    reserve: int | None = None,
     tools: Sequence[Mapping[str, Any]] | None = None,
     images: ImagePolicy = "error",
     margin: float | None = None,
@@ -130,6 +131,7 @@ def assert_fits(
     spec = get_model(model)
     given = _Input(messages, spec, images)
     source, n = given.messages, len(given.messages)
+    reserve = default_reserve(spec) if reserve is None else reserve
     used_margin = counter.margin if margin is None else margin
     budget = compute_budget(spec, reserve, used_margin)
     sent = list(result.messages)
@@ -306,7 +308,7 @@ def assert_cannot_fit(
     *,
     counter: TokenCounter,
     model: str | ModelSpec,
-    reserve: int = 0,
+    reserve: int | None = None,
     tools: Sequence[Mapping[str, Any]] | None = None,
     images: ImagePolicy = "error",
     margin: float | None = None,
@@ -319,6 +321,7 @@ def assert_cannot_fit(
     """
     spec = get_model(model)
     given = _Input(messages, spec, images)
+    reserve = default_reserve(spec) if reserve is None else reserve
     budget = compute_budget(spec, reserve, counter.margin if margin is None else margin)
     must = [given.messages[i] for u, unit in enumerate(given.units) if given.must_keep[u] for i in unit]
     required = _count(counter, must, spec, tools=tools, images=images)
