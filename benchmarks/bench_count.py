@@ -48,8 +48,8 @@ import _common
 import _data
 
 import convkit
-from convkit.counting import TOOL_CALL_OVERHEAD
-from convkit.messages import ImagePart, Message, TextPart
+from convkit._counting import TOOL_CALL_OVERHEAD
+from convkit._messages import ImagePart, Message, TextPart
 
 TARGET_RATIO = 1.2
 MODEL = "grok-2-vision-1212"

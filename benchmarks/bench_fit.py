@@ -52,8 +52,8 @@ import _data
 from langchain_core.messages import convert_to_messages, trim_messages
 
 import convkit
-from convkit.fitting import compute_budget
-from convkit.messages import Message
+from convkit._fitting import compute_budget
+from convkit._messages import Message
 
 MODELS = ("grok-2-1212", "grok-2-vision-1212")
 TARGET_MEDIAN_NS = 1_000_000

@@ -88,11 +88,11 @@ from bench_fit import LC_OPTIONS, lc_counter
 from langchain_core.messages import convert_to_messages, message_to_dict, trim_messages
 
 import convkit
-from convkit.messages import Message
+from convkit._messages import Message
 from convkit.store import Store, _ops_core, codec
-from convkit.store import schema as t
-from convkit.store.engine import safe_url
-from convkit.store.sync import drive
+from convkit.store import _schema as t
+from convkit.store._db import safe_url
+from convkit.store._sync import drive
 
 MODELS = ("grok-2-1212", "grok-2-vision-1212")
 TARGET_VS_1K = 2.0

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._counting import BaseCounter, EstimateCounter, HFTokenCounter, TokenCounter
 from ._engine.settings import DEFAULT_RESERVE, WindowSettings
-from ._lazy import lazy_getattr
-from ._version import __version__
-from .counting import BaseCounter, EstimateCounter, HFTokenCounter, TokenCounter
-from .errors import (
+from ._errors import (
     APIConnectionError,
     APIError,
     APITimeoutError,
@@ -42,45 +40,47 @@ from .errors import (
     UnsupportedInputError,
     ValidationError,
 )
-from .fitting import FitResult, fit
-from .history import History
-from .images import image_tokens
-from .jsonl import dumps_jsonl, loads_jsonl, read_jsonl
-from .messages import ImagePart, Message, TextPart, ToolCall
-from .models import ModelRegistry, ModelSpec, get_model, list_models, override_model, register_model
-from .summarize import AsyncSummarizer, ExtractiveSummarizer, Summarizer, Summary
+from ._fitting import FitResult, fit
+from ._history import History
+from ._images import image_tokens
+from ._jsonl import dumps_jsonl, loads_jsonl, read_jsonl
+from ._lazy import lazy_getattr
+from ._messages import ImagePart, Message, TextPart, ToolCall
+from ._models import ModelRegistry, ModelSpec, get_model, list_models, override_model, register_model
+from ._summarize import AsyncSummarizer, ExtractiveSummarizer, Summarizer, Summary
+from ._version import __version__
 
 if TYPE_CHECKING:
     from ._results import Calibration, Conversation, StoredSummary, UsageTotals
-    from .session import AsyncSession, Session
+    from ._session import AsyncSession, Session
     from .store import AsyncStore, Store
-    from .store.migrate import upgrade
-    from .xai.client import AsyncXAIClient, Backoff, XAIClient
-    from .xai.counter import XAITokenCounter
-    from .xai.protocol import Completion, Done, TextDelta, ToolCallDelta, Usage
-    from .xai.summarizer import AsyncXAISummarizer, XAISummarizer
+    from .store._migrate import upgrade
+    from .xai._client import AsyncXAIClient, Backoff, XAIClient
+    from .xai._counter import XAITokenCounter
+    from .xai._protocol import Completion, Done, TextDelta, ToolCallDelta, Usage
+    from .xai._summarizer import AsyncXAISummarizer, XAISummarizer
 
 _LAZY = {
-    "AsyncSession": ".session",
+    "AsyncSession": "._session",
     "AsyncStore": ".store",
-    "AsyncXAIClient": ".xai.client",
-    "Backoff": ".xai.client",
-    "Completion": ".xai.protocol",
-    "Done": ".xai.protocol",
-    "Session": ".session",
-    "TextDelta": ".xai.protocol",
-    "ToolCallDelta": ".xai.protocol",
-    "Usage": ".xai.protocol",
-    "XAIClient": ".xai.client",
-    "XAITokenCounter": ".xai.counter",
-    "XAISummarizer": ".xai.summarizer",
-    "AsyncXAISummarizer": ".xai.summarizer",
+    "AsyncXAIClient": ".xai._client",
+    "Backoff": ".xai._client",
+    "Completion": ".xai._protocol",
+    "Done": ".xai._protocol",
+    "Session": "._session",
+    "TextDelta": ".xai._protocol",
+    "ToolCallDelta": ".xai._protocol",
+    "Usage": ".xai._protocol",
+    "XAIClient": ".xai._client",
+    "XAITokenCounter": ".xai._counter",
+    "XAISummarizer": ".xai._summarizer",
+    "AsyncXAISummarizer": ".xai._summarizer",
     "Calibration": "._results",
     "Conversation": "._results",
     "StoredSummary": "._results",
     "UsageTotals": "._results",
     "Store": ".store",
-    "upgrade": ".store.migrate",
+    "upgrade": ".store._migrate",
 }
 
 

@@ -33,15 +33,15 @@ from typing import Any, ClassVar, Generic, Literal, TypeAlias, TypeVar
 
 import attrs
 
+from ._counting import EstimateCounter, ImagePolicy, TokenCounter
 from ._engine.settings import WindowSettings, default_reserve
+from ._errors import PromptTooLongError, ValidationError
+from ._fitting import FitResult, Strategy
+from ._messages import Message, MessageLike, Part, as_message
+from ._models import ModelSpec, get_model
 from ._results import Calibration, UsageTotals
-from .counting import EstimateCounter, ImagePolicy, TokenCounter
-from .errors import PromptTooLongError, ValidationError
-from .fitting import FitResult, Strategy
-from .messages import Message, MessageLike, Part, as_message
-from .models import ModelSpec, get_model
-from .summarize import AsyncSummarizer, Summarizer
-from .xai.protocol import Completion, Done, StreamEvent
+from ._summarize import AsyncSummarizer, Summarizer
+from .xai._protocol import Completion, Done, StreamEvent
 
 __all__ = ["MAX_MARGIN", "Call", "Chat", "Emit", "Flow", "Next", "Open", "Run", "SessionBase", "Step"]
 

@@ -1,6 +1,6 @@
 """Alembic environment for convkit's schema (SQLite and PostgreSQL, one history).
 
-Normally run by :mod:`convkit.store.migrate` (``convkit.upgrade(...)``, ``convkit
+Normally run by :mod:`convkit.store._migrate` (``convkit.upgrade(...)``, ``convkit
 db upgrade``), which hands over a SQLAlchemy Connection in
 ``config.attributes["connection"]`` (from an AsyncEngine too, through
 ``conn.run_sync``). Without one it connects to a URL taken from, in order:
@@ -27,8 +27,8 @@ from typing import Any
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from convkit.store.migrate import VERSION_TABLE, include_name, include_object, migration_engine
-from convkit.store.schema import metadata
+from convkit.store._migrate import VERSION_TABLE, include_name, include_object, migration_engine
+from convkit.store._schema import metadata
 
 config = context.config
 

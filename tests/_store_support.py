@@ -145,7 +145,7 @@ def close_run_databases() -> None:
 
 def clean(url: str) -> None:
     """Empty every convkit table (not the version table): a database as good as fresh, faster."""
-    from convkit.store import schema
+    from convkit.store import _schema as schema
 
     names = ", ".join(t.name for t in schema.metadata.sorted_tables)
     with raw_engine(url) as engine, engine.begin() as conn:

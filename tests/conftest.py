@@ -46,7 +46,7 @@ from hypothesis import HealthCheck, settings
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 import convkit
-from convkit import models as convkit_models
+from convkit import _models as convkit_models
 from convkit.testing import XAIStandIn
 
 from . import _store_support as sup

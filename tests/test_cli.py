@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from convkit import EstimateCounter, HFTokenCounter, Message, fit
-from convkit.cli import main
+from convkit._cli import main
 
 CONVERSATION: list[dict[str, Any]] = [
     {"role": "system", "content": "You are a support assistant."},

@@ -27,7 +27,7 @@ from convkit import (
     fit,
     image_tokens,
 )
-from convkit.counting import RULES_VERSION, TOOL_CALL_OVERHEAD, TOOL_DEF_OVERHEAD
+from convkit._counting import RULES_VERSION, TOOL_CALL_OVERHEAD, TOOL_DEF_OVERHEAD
 from convkit.testing.strategies import conversations, messages, texts
 
 from .conftest import CUSTOM_MODEL, build_tiny_tokenizer

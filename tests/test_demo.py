@@ -6,9 +6,9 @@ import io
 from pathlib import Path
 
 from convkit import EstimateCounter, Store, fit
-from convkit.cli import main
-from convkit.demo import demo_conversation, run_demo
-from convkit.store import migrate
+from convkit._cli import main
+from convkit._demo import demo_conversation, run_demo
+from convkit.store import _migrate as migrate
 
 
 def test_demo_stores_the_conversation_and_prints_both_windows(tmp_path: Path) -> None:

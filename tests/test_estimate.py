@@ -72,7 +72,7 @@ def test_estimate_counter_defaults_to_the_class_estimate() -> None:
     assert counter.margin == 0.0
     assert counter.bytes_per_token is None
     assert counter.identity == (
-        f"estimate:classes-{RATES_VERSION}-{table_digest()}:r{convkit.counting.RULES_VERSION}"
+        f"estimate:classes-{RATES_VERSION}-{table_digest()}:r{convkit._counting.RULES_VERSION}"
     )
     assert repr(counter) == "EstimateCounter(margin=0.0)"
     assert counter.count_texts(["12345 東京"]) == [estimate_tokens("12345 東京")]
@@ -255,7 +255,7 @@ def test_default_windows_fit_the_room_by_grok1_count(model: str, chat: str, grok
 
 def test_summarizer_cuts_an_enormous_line_by_count_not_by_length() -> None:
     """Digits cost a token each and prose words less: a cut by average density would overflow."""
-    from convkit.xai.summarizer import _Planner
+    from convkit.xai._summarizer import _Planner
 
     planner = _Planner("grok-2-1212", EstimateCounter(), 256)
     line = "1234567890" * 300 + " the window" * 3000

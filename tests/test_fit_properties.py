@@ -36,7 +36,7 @@ from convkit import (
     fit,
     get_model,
 )
-from convkit.counting import apply_image_policy
+from convkit._counting import apply_image_policy
 from convkit.testing.strategies import budgets, conversations, texts
 
 from . import oracle
@@ -384,7 +384,7 @@ def test_images_on_text_only_models(
 
 @given(
     conversation=conversations(max_size=6),
-    name=texts(max_size=30).filter(lambda s: s not in convkit.models.default_registry),
+    name=texts(max_size=30).filter(lambda s: s not in convkit._models.default_registry),
 )
 def test_unknown_model_is_loud(conversation: list[Message], name: str) -> None:
     with pytest.raises(UnknownModelError) as info:

@@ -61,7 +61,7 @@ from convkit.integrations.langchain import (
     to_langchain,
 )
 from convkit.testing import assert_fits
-from convkit.testing.invariants import trim_units
+from convkit.testing._invariants import trim_units
 from convkit.testing.strategies import conversations, image_bytes, json_values, messages, texts
 
 from ._integrations import database_url, png, readme_block

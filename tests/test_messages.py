@@ -23,7 +23,7 @@ from convkit import (
     UnsupportedInputError,
     ValidationError,
 )
-from convkit.messages import as_messages
+from convkit._messages import as_messages
 from convkit.testing.strategies import conversations, image_bytes, messages
 
 

@@ -36,10 +36,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
 import convkit
-from convkit import cli
-from convkit.errors import ConvkitError, DatabaseError, SchemaError, ValidationError
-from convkit.store import migrate, schema
-from convkit.store.migrate import VERSION_TABLE
+from convkit import _cli as cli
+from convkit._errors import ConvkitError, DatabaseError, SchemaError, ValidationError
+from convkit.store import _migrate as migrate
+from convkit.store import _schema as schema
+from convkit.store._migrate import VERSION_TABLE
 
 from . import _pg
 
@@ -825,7 +826,7 @@ def test_wheel_ships_migrations_and_upgrades_a_new_sqlite_file(tmp_path: Path) -
     location = run(
         python,
         "-c",
-        "import convkit; from convkit.store import migrate; "
+        "import convkit; from convkit.store import _migrate as migrate; "
         f"convkit.upgrade({f'sqlite:///{db}'!r}); print(migrate.script_location())",
     ).strip()
     assert Path(location) == venv.joinpath(*Path(location).relative_to(venv).parts)

@@ -290,5 +290,5 @@ def test_fit_result_cost_prices_images_apart() -> None:
 def test_cost_of_a_fit_against_an_unregistered_spec() -> None:
     spec = ModelSpec("private-model", 4000, {"text"}, price_text_in=3.0, price_completion=6.0)
     result = convkit.fit([convkit.Message.user("hello there")], model=spec)
-    assert "private-model" not in convkit.models.default_registry
+    assert "private-model" not in convkit._models.default_registry
     assert result.estimate_cost(1000) == pytest.approx(spec.estimate_cost(result.prompt_tokens, 1000))

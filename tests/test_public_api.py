@@ -120,3 +120,30 @@ def test_testing_strategies_are_public_and_documented() -> None:
     for name in ("texts", "images", "messages", "conversations", "budgets"):
         assert name in strategies.__all__
         assert (getattr(strategies, name).__doc__ or "").strip(), name
+
+
+#: The modules a user imports; every other module's name starts with an underscore.
+PUBLIC_MODULES = {
+    "convkit",
+    "convkit.__main__",
+    "convkit.integrations",
+    "convkit.integrations.agents",
+    "convkit.integrations.langchain",
+    "convkit.store",
+    "convkit.store.ops",  # deprecated: the result types moved to convkit
+    "convkit.testing",
+    "convkit.testing.openapi",
+    "convkit.testing.strategies",
+    "convkit.xai",
+}
+
+
+def test_implementation_modules_are_private() -> None:
+    """Issue 11: implementation modules are private behind curated package ``__init__``s."""
+    import pkgutil
+
+    found = {"convkit"}
+    for info in pkgutil.walk_packages(convkit.__path__, "convkit."):
+        if not any(part.startswith("_") and part != "__main__" for part in info.name.split(".")):
+            found.add(info.name)
+    assert found == PUBLIC_MODULES

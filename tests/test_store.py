@@ -49,7 +49,7 @@ from convkit import (
     ValidationError,
     fit,
 )
-from convkit.errors import ConversationNotFoundError, DatabaseError, SchemaError
+from convkit._errors import ConversationNotFoundError, DatabaseError, SchemaError
 from convkit.store import AsyncStore, Store
 from convkit.testing.strategies import conversations
 

@@ -20,9 +20,9 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convkit.errors import DatabaseError
-from convkit.messages import ImagePart, Message, TextPart, ToolCall
-from convkit.store import codec
+from convkit._errors import DatabaseError
+from convkit._messages import ImagePart, Message, TextPart, ToolCall
+from convkit.store import _codec as codec
 from convkit.testing import strategies
 
 

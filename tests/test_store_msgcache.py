@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from convkit import Message
-from convkit.store.msgcache import MessageCache
+from convkit.store._msgcache import MessageCache
 
 
 def _msgs(*seqs: int) -> dict[int, Message]:

@@ -49,9 +49,9 @@ from convkit import (
     fit,
     get_model,
 )
-from convkit.errors import ConversationNotFoundError
+from convkit._errors import ConversationNotFoundError
 from convkit.store import Store
-from convkit.store.engine import create_sync
+from convkit.store._db import create_sync
 from convkit.testing.strategies import conversations, texts, tool_calls
 
 from . import _store_support as sup

@@ -63,14 +63,14 @@ from convkit import (
     fit,
     get_model,
 )
-from convkit import models as convkit_models
-from convkit.errors import APITimeoutError
-from convkit.session import AsyncSession, Session
+from convkit import _models as convkit_models
+from convkit._errors import APITimeoutError
+from convkit._session import AsyncSession, Session
+from convkit._summarize import summary_message
 from convkit.store import AsyncStore, Store
-from convkit.summarize import summary_message
 from convkit.testing import Fault, Reply, XAIStandIn
 from convkit.testing.strategies import conversations, texts
-from convkit.xai.summarizer import MIN_INPUT
+from convkit.xai._summarizer import MIN_INPUT
 
 from . import oracle
 
@@ -1021,7 +1021,7 @@ def test_xai_summarizer_is_hierarchical_and_every_request_fits(xai: XAIStandIn, 
     )
     # the first round saw every message once, in order; the previous summary went along first
     bodies = [r["messages"][-1]["content"] for r in requests]
-    lines = convkit.xai.summarizer.render_transcript(messages)
+    lines = convkit.xai._summarizer.render_transcript(messages)
     first_round = [b for b in bodies if "partial summary" not in b]
     joined = "\n".join(first_round)
     positions = [joined.find(line) for line in lines]
@@ -1342,7 +1342,7 @@ def test_extractive_summarizer_is_deterministic_bounded_and_never_empty() -> Non
     with pytest.raises(SummarizerError, match="nothing to summarize"):
         s.summarize([], previous=None, max_tokens=100)
     # the xAI summarizer's transcript marks images and tool calls the same way
-    lines = convkit.xai.summarizer.render_transcript(msgs)
+    lines = convkit.xai._summarizer.render_transcript(msgs)
     assert lines[0].startswith("user: [1 image(s)] What is in this picture?")
     assert lines[1] == 'assistant: [calls lookup_order({"id": 4471})]'
     assert lines[2] == "tool result for c1: shipped on Tuesday"

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 import convkit
 from convkit import ContextWindowError, EstimateCounter, FitResult, Message, ModelSpec, ToolCall, fit
 from convkit.testing import assert_cannot_fit, assert_fits
-from convkit.testing.invariants import trim_units
+from convkit.testing._invariants import trim_units
 from convkit.testing.strategies import budgets, conversations
 
 from ._integrations import readme_block
@@ -283,7 +283,7 @@ def test_docstring_example_runs() -> None:
 
     from hypothesis import settings
 
-    import convkit.testing.invariants as module
+    import convkit.testing._invariants as module
 
     doc = module.__doc__ or ""
     namespace: dict[str, Any] = {}
@@ -296,7 +296,7 @@ def test_module_imports_neither_pytest_nor_hypothesis() -> None:
     import sys
 
     code = (
-        "import sys; import convkit.testing.invariants; "
+        "import sys; import convkit.testing._invariants; "
         "assert 'pytest' not in sys.modules and 'hypothesis' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

@@ -1,4 +1,4 @@
-"""The local xAI stand-in (convkit.testing.server), driven over real sockets with httpx.
+"""The local xAI stand-in (convkit.testing._server), driven over real sockets with httpx.
 
 Covers: lifecycle and binding; auth on every endpoint and key redaction;
 chat replies (default, scripted text and tool calls, usage, cost, images);

@@ -4,7 +4,7 @@ Every fault mode of :mod:`convkit.testing` is driven through both twins
 (``flavour``) and, where it applies, both the plain and the streaming call
 (``mode``): what is retried is retried (the stand-in counts the requests)
 and stops at ``max_retries``; what is not is raised at once; errors are
-the typed tree of :mod:`convkit.errors` and no httpx exception escapes.
+the typed tree of :mod:`convkit._errors` and no httpx exception escapes.
 The API key (``xai-TESTKEY-<random>``) is looked for in every log record
 (DEBUG, httpx and httpcore included), the reprs, and each error's text,
 repr and pickled form. Every chat body the stand-in receives validates
@@ -684,7 +684,7 @@ def test_language_models_refresh_a_fresh_registry(
     other = ModelRegistry()
     client.refresh_models(other)
     assert other.get("grok-2-new").price_completion == 15.0
-    assert "grok-2-new" not in convkit.models.default_registry
+    assert "grok-2-new" not in convkit._models.default_registry
 
 
 def test_language_models_errors(xai: XAIStandIn, make_client: Callable[..., xs.ClientTwin]) -> None:

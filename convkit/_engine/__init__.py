@@ -4,7 +4,7 @@
   its results and everything between) and which units are pinned; the
   tool-link rule (a tool result answers an earlier call).
 * :mod:`.cut`: where the oldest droppable units are cut so the rest fits,
-  and the one :class:`~convkit.errors.ContextWindowError` for a must-keep
+  and the one :class:`~convkit._errors.ContextWindowError` for a must-keep
   part that cannot fit.
 * :mod:`.spans`: the kept messages as merged index ranges.
 * :mod:`.listcache`: a plain list's index, kept by the identity of its

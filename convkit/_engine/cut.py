@@ -14,8 +14,8 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable
 
-from ..errors import ContextWindowError
-from ..models import ModelSpec
+from .._errors import ContextWindowError
+from .._models import ModelSpec
 
 __all__ = ["MUST_KEEP", "check_must_keep", "find_cut", "threshold"]
 

@@ -29,10 +29,10 @@ from typing import TypeVar
 
 import attrs
 
-from ..counting import ImagePolicy, TokenCounter, apply_image_policy
-from ..history import History
-from ..messages import Message
-from ..models import ModelSpec
+from .._counting import ImagePolicy, TokenCounter, apply_image_policy
+from .._history import History
+from .._messages import Message
+from .._models import ModelSpec
 
 __all__ = ["CAPACITY", "clear", "with_index"]
 

@@ -4,7 +4,7 @@
 settings: the model, the counter, the reserve for the reply, the margin in
 force, the strategy, the image policy, the tool definitions and the summary
 options. :meth:`WindowSettings.of` checks them all in one place (each bad
-value is a :class:`~convkit.errors.ValidationError` that names it);
+value is a :class:`~convkit._errors.ValidationError` that names it);
 ``budget`` is the room the prompt must fit:
 ``floor((context_window - reserve) / (1 + margin))``.
 
@@ -23,9 +23,9 @@ from typing import Any, Literal, TypeAlias
 
 import attrs
 
-from ..counting import EstimateCounter, ImagePolicy, TokenCounter
-from ..errors import ValidationError
-from ..models import ModelSpec, get_model
+from .._counting import EstimateCounter, ImagePolicy, TokenCounter
+from .._errors import ValidationError
+from .._models import ModelSpec, get_model
 
 __all__ = ["DEFAULT_RESERVE", "Fallback", "Strategy", "WindowSettings", "compute_budget", "default_reserve"]
 

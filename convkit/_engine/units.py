@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
-from ..errors import InvalidConversationError
-from ..messages import Message
+from .._errors import InvalidConversationError
+from .._messages import Message
 
 __all__ = [
     "Units",

@@ -16,9 +16,9 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from ..errors import InvalidImageError, InvalidMessageError
-from ..images import decode_data_url
-from ..messages import ImagePart, Part, TextPart
+from .._errors import InvalidImageError, InvalidMessageError
+from .._images import decode_data_url
+from .._messages import ImagePart, Part, TextPart
 
 _DETAILS = (None, "auto", "low", "high")
 

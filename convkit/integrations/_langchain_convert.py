@@ -17,8 +17,8 @@ from typing import Any, cast
 import attrs
 from langchain_core.messages import AIMessage, BaseMessage, message_to_dict, messages_from_dict
 
-from ..errors import InvalidMessageError
-from ..messages import ImagePart, Message, MessageLike, ToolCall, as_message
+from .._errors import InvalidMessageError
+from .._messages import ImagePart, Message, MessageLike, ToolCall, as_message
 from ._langchain_content import _fill, _parse_content, _render
 
 #: Key of ``additional_kwargs`` holding convkit's ``pinned``, ``metadata`` and URL-image sizes.

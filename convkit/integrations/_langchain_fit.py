@@ -14,13 +14,13 @@ import attrs
 from langchain_core.messages import BaseMessage, HumanMessage, convert_to_messages
 from langchain_core.messages.utils import count_tokens_approximately
 
+from .._counting import BaseCounter, EstimateCounter, ImagePolicy, TokenCounter
 from .._engine.units import must_keep_units, unit_lists, unit_starts
-from ..counting import BaseCounter, EstimateCounter, ImagePolicy, TokenCounter
-from ..errors import ContextWindowError, InvalidMessageError, ValidationError
-from ..fitting import fit
-from ..history import History
-from ..messages import Message
-from ..models import ModelSpec, get_model
+from .._errors import ContextWindowError, InvalidMessageError, ValidationError
+from .._fitting import fit
+from .._history import History
+from .._messages import Message
+from .._models import ModelSpec, get_model
 from ._langchain_convert import _convert, to_langchain
 
 if TYPE_CHECKING:

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, cast
 from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import BaseMessage
 
-from ..errors import ValidationError
-from ..fitting import FitResult
-from ..models import ModelSpec
+from .._errors import ValidationError
+from .._fitting import FitResult
+from .._models import ModelSpec
 from ._langchain_convert import from_langchain, to_langchain
 
 if TYPE_CHECKING:

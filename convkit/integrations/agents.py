@@ -41,11 +41,11 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from ..counting import TokenCounter
-from ..errors import InvalidConversationError, InvalidMessageError, ValidationError
-from ..fitting import FitResult
-from ..messages import ImagePart, Message, Part, TextPart, ToolCall
-from ..models import ModelSpec
+from .._counting import TokenCounter
+from .._errors import InvalidConversationError, InvalidMessageError, ValidationError
+from .._fitting import FitResult
+from .._messages import ImagePart, Message, Part, TextPart, ToolCall
+from .._models import ModelSpec
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem

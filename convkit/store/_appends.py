@@ -8,7 +8,7 @@ length; :func:`create_filled` is a new conversation with a batch (an import).
 Invariants: ``seq`` is allocated under the conversation row's write lock,
 contiguous from 1; a batch is validated (tool links included) before anything
 is written, and written whole or not at all; tool units and pinned flags are
-maintained exactly as :class:`~convkit.history.History` builds them (a tool
+maintained exactly as :class:`~convkit._history.History` builds them (a tool
 result joins its call's unit, however far back), so a stored window equals
 :func:`convkit.fit` over the same messages; images are stored once per content
 hash; counts go in with their running totals (see :mod:`convkit.store._totals`).
@@ -24,16 +24,16 @@ from typing import Any
 import attrs
 import sqlalchemy as sa
 
+from .._counting import TokenCounter
 from .._engine.units import Units, link_owners
+from .._errors import ConversationNotFoundError, InvalidMessageError
+from .._messages import ImagePart, Message
 from .._results import Conversation
-from ..counting import TokenCounter
-from ..errors import ConversationNotFoundError, InvalidMessageError
-from ..messages import ImagePart, Message
-from . import schema as t
+from . import _schema as t
+from ._codec import encode_message, image_row
 from ._conversations import create_conversation, get_conversation, lock_conversation
 from ._ops_core import CHUNK, Exec, Op, insert_for, utc_now
 from ._totals import recompute_runs, store_counts
-from .codec import encode_message, image_row
 
 __all__ = ["Prepared", "append", "create_filled", "prepare"]
 

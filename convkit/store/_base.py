@@ -21,7 +21,7 @@ docstrings (by construction); arguments are checked and batches prepared
 before the first transaction (so bad input stores nothing, and an
 :class:`~convkit.store.AsyncStore` checks them before its schema); each step
 runs in a transaction of its own, never two at once; database errors come out
-as :class:`~convkit.errors.DatabaseError` (``db_errors`` in the twins' ``_run``).
+as :class:`~convkit._errors.DatabaseError` (``db_errors`` in the twins' ``_run``).
 """
 
 from __future__ import annotations
@@ -34,12 +34,10 @@ import attrs
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .._counting import EstimateCounter, ImagePolicy, TokenCounter
 from .._engine.settings import WindowSettings
-from .._results import Calibration, Conversation, StoredSummary, UsageTotals
-from .._stepper import runs
-from ..counting import EstimateCounter, ImagePolicy, TokenCounter
-from ..errors import ConvkitError, ValidationError
-from ..fitting import (
+from .._errors import ConvkitError, ValidationError
+from .._fitting import (
     FitResult,
     Strategy,
     complete_fold,
@@ -47,10 +45,12 @@ from ..fitting import (
     plan_fit,
     sync_answer,
 )
-from ..jsonl import dumps_jsonl, loads_jsonl, read_jsonl
-from ..messages import Message, MessageLike, as_messages
-from ..models import ModelSpec, get_model
-from ..summarize import AsyncSummarizer, FoldRequest, Summarizer, Summary, summary_message
+from .._jsonl import dumps_jsonl, loads_jsonl, read_jsonl
+from .._messages import Message, MessageLike, as_messages
+from .._models import ModelSpec, get_model
+from .._results import Calibration, Conversation, StoredSummary, UsageTotals
+from .._stepper import runs
+from .._summarize import AsyncSummarizer, FoldRequest, Summarizer, Summary, summary_message
 from ._appends import Prepared, append, create_filled, prepare
 from ._conversations import (
     create_conversation,
@@ -59,7 +59,9 @@ from ._conversations import (
     list_conversations,
     read_messages,
 )
+from ._db import DEFAULT_URL, db_errors, safe_url
 from ._forks import fork, pop, truncate
+from ._msgcache import MessageCache
 from ._ops_core import Op
 from ._scan_window import window_scan
 from ._summary_window import Part, summary_part
@@ -76,8 +78,6 @@ from ._turns import (
     usage_totals,
 )
 from ._windows import NeedsBackfill, NeedsFullFit, WindowMoved, window_trim
-from .engine import DEFAULT_URL, db_errors, safe_url
-from .msgcache import MessageCache
 
 __all__ = ["Flow", "Step", "StoreBase", "Summarize", "Txn", "WindowArgs", "runs"]
 

@@ -4,7 +4,7 @@ Also :func:`lock_conversation`, with which every other operation starts.
 
 Invariants: every query of a conversation's rows is scoped by a conversation
 whose namespace was checked in the same transaction (:func:`lock_conversation`
-raises :class:`~convkit.errors.ConversationNotFoundError` for an id of another
+raises :class:`~convkit._errors.ConversationNotFoundError` for an id of another
 namespace, exactly as for an unknown one); ``for_update`` takes the
 conversation row's write lock, under which seqs are allocated and counts
 rewritten; a conversation is deleted with every row that belongs to it;
@@ -22,10 +22,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from .._errors import ConversationNotFoundError, ValidationError
+from .._messages import Message
 from .._results import Conversation
-from ..errors import ConversationNotFoundError, ValidationError
-from ..messages import Message
-from . import schema as t
+from . import _schema as t
 from ._ops_core import Exec, Op, body, decode_body, utc_now
 
 __all__ = [

@@ -25,14 +25,14 @@ from itertools import pairwise
 import sqlalchemy as sa
 
 from .._engine.units import Units
+from .._errors import ValidationError
+from .._messages import Message
 from .._results import Conversation
-from ..errors import ValidationError
-from ..messages import Message
-from . import schema as t
+from . import _schema as t
+from ._codec import IMAGE_MARKER
 from ._conversations import conversation_of, lock_conversation
 from ._ops_core import Exec, Op, body, decode_body, utc_now
 from ._totals import recompute_runs
-from .codec import IMAGE_MARKER
 
 __all__ = ["fork", "pop", "rebuild_last_unit", "restore_earlier_calls", "truncate"]
 

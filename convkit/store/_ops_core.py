@@ -3,8 +3,8 @@
 Every operation of the store is written once, as a generator ("sans-I/O"): it
 yields :class:`Exec` requests (a statement and its parameters) and receives each
 statement's result; its return value is the operation's result. The sync driver
-(:func:`convkit.store.sync.drive`) runs it on a ``Connection`` and the async one
-(:func:`convkit.store.aio.adrive`) on an ``AsyncConnection``, each inside one
+(:func:`convkit.store._sync.drive`) runs it on a ``Connection`` and the async one
+(:func:`convkit.store._aio.adrive`) on an ``AsyncConnection``, each inside one
 transaction per operation, so the two twins cannot drift apart. The operations
 themselves live in the modules named for their jobs: ``_conversations``,
 ``_appends``, ``_totals``, ``_windows``, ``_forks`` and ``_turns``.
@@ -32,9 +32,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from ..messages import Message
-from . import schema as t
-from .codec import BODY_COLUMNS, decode_rows, image_shas
+from .._messages import Message
+from . import _schema as t
+from ._codec import BODY_COLUMNS, decode_rows, image_shas
 
 __all__ = ["CHUNK", "Exec", "Op", "Rows", "decode_body", "driver_sql", "run_raw"]
 

@@ -25,17 +25,17 @@ from typing import Any
 import attrs
 import sqlalchemy as sa
 
+from .._counting import apply_image_policy
 from .._engine.settings import WindowSettings
 from .._engine.spans import input_spans
-from ..counting import apply_image_policy
-from ..errors import DatabaseError, ValidationError
-from ..fitting import FitResult, plan_fit
-from ..history import History
-from ..messages import Message
-from . import schema as t
+from .._errors import DatabaseError, ValidationError
+from .._fitting import FitResult, plan_fit
+from .._history import History
+from .._messages import Message
+from . import _schema as t
 from ._conversations import lock_conversation
+from ._msgcache import MessageCache
 from ._ops_core import Exec, Op, body, decode_body
-from .msgcache import MessageCache
 
 __all__ = ["FIRST_CHUNK", "window_scan"]
 

@@ -5,7 +5,7 @@ over a part of it: the keep rows (leading system, pinned units) up to
 ``last``, one stand-in message for the folded droppable rows, and every row
 after ``last``. The stand-in costs exactly what the rows it stands for cost
 (their running totals, see :mod:`convkit.store._totals`), so the engine's
-planner (:func:`convkit.summarize.plan`, given each part message's input
+planner (:func:`convkit._summarize.plan`, given each part message's input
 positions) decides as it would over the whole conversation, and the window
 costs what it keeps: reads are of the window, not of the conversation.
 
@@ -34,17 +34,17 @@ from typing import Any
 import attrs
 import sqlalchemy as sa
 
+from .._counting import TokenCounter
+from .._errors import ConversationNotFoundError, DatabaseError
+from .._history import History
+from .._messages import Message
+from .._models import ModelSpec
 from .._results import StoredSummary
-from ..counting import TokenCounter
-from ..errors import ConversationNotFoundError, DatabaseError
-from ..history import History
-from ..messages import Message
-from ..models import ModelSpec
-from ..summarize import Summary
-from . import schema as t
+from .._summarize import Summary
+from . import _schema as t
+from ._msgcache import MessageCache
 from ._ops_core import Exec, Op
 from ._windows import NeedsBackfill, kept_bodies
-from .msgcache import MessageCache
 
 __all__ = ["Part", "summary_part"]
 

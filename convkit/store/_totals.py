@@ -21,8 +21,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..counting import TokenCounter
-from . import schema as t
+from .._counting import TokenCounter
+from . import _schema as t
 from ._conversations import lock_conversation
 from ._ops_core import CHUNK, Exec, Op, body, decode_body, insert_for
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from .._errors import ConversationNotFoundError, ValidationError
 from .._results import Calibration, StoredSummary, UsageTotals
-from ..errors import ConversationNotFoundError, ValidationError
-from . import schema as t
+from . import _schema as t
 from ._appends import Prepared, append
 from ._conversations import lock_conversation
 from ._ops_core import Exec, Op, decode_body, insert_for, utc_now

@@ -17,7 +17,7 @@ Invariants: the result equals ``fit`` over the stored messages; every range
 read is closed, and nothing past the conversation's length at the first
 statement is read; reads without a snapshot (PostgreSQL) check that each later
 statement saw the conversation as the first did (length and ``epoch``), so a
-window never mixes two states; the store's :class:`~convkit.store.msgcache.MessageCache`
+window never mixes two states; the store's :class:`~convkit.store._msgcache.MessageCache`
 is trusted only for the epoch it was filled in.
 """
 
@@ -32,18 +32,18 @@ import sqlalchemy as sa
 
 from .._engine.cut import check_must_keep, threshold
 from .._engine.spans import kept_spans
-from ..errors import (
+from .._errors import (
     ConversationNotFoundError,
     DatabaseError,
     InvalidConversationError,
     ValidationError,
 )
-from ..fitting import FitResult
-from ..messages import Message
-from ..models import ModelSpec
-from . import schema as t
+from .._fitting import FitResult
+from .._messages import Message
+from .._models import ModelSpec
+from . import _schema as t
+from ._msgcache import MessageCache
 from ._ops_core import Exec, Op, decode_body
-from .msgcache import MessageCache
 
 __all__ = [
     "WINDOW_FIRST_DIVISOR",

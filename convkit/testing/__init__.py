@@ -1,6 +1,6 @@
 """Testing helpers for users' CI.
 
-* :mod:`convkit.testing.server` -- :class:`XAIStandIn`, a local xAI API
+* :mod:`convkit.testing._server` -- :class:`XAIStandIn`, a local xAI API
   server on 127.0.0.1 with scripted :class:`Reply` and :class:`Fault`
   answers, that records every :class:`RecordedRequest` (re-exported here;
   standard library only, no hypothesis);
@@ -10,14 +10,14 @@
   ``test`` extra;
 * :mod:`convkit.testing.openapi` -- validates bodies against xAI's official
   OpenAPI document (needs ``jsonschema``, in the ``test`` extra);
-* :mod:`convkit.testing.invariants` -- :func:`assert_fits` and
+* :mod:`convkit.testing._invariants` -- :func:`assert_fits` and
   :func:`assert_cannot_fit`, checkers of the fit invariants 1-8 for your own
   property tests (re-exported here; no pytest or hypothesis needed).
 """
 
 from __future__ import annotations
 
-from .invariants import assert_cannot_fit, assert_fits
-from .server import Fault, RecordedRequest, Reply, XAIStandIn
+from ._invariants import assert_cannot_fit, assert_fits
+from ._server import Fault, RecordedRequest, Reply, XAIStandIn
 
 __all__ = ["Fault", "RecordedRequest", "Reply", "XAIStandIn", "assert_cannot_fit", "assert_fits"]

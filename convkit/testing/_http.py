@@ -1,6 +1,6 @@
 """The stand-in's HTTP side: routing, the three endpoints, reading and writing bytes.
 
-Internal to :mod:`convkit.testing.server` (whose docstring states the
+Internal to :mod:`convkit.testing._server` (whose docstring states the
 behaviour). The handler records each request (key redacted), checks the
 key, applies the first queued fault of the endpoint or answers normally,
 and writes the response, optionally cut or held part-way. Streams are
@@ -23,15 +23,15 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from ..errors import ConvkitError, UnknownModelError, UnsupportedInputError
-from ..messages import Message
-from ..models import ModelSpec
+from .._errors import ConvkitError, UnknownModelError, UnsupportedInputError
+from .._messages import Message
+from .._models import ModelSpec
 from . import _wire
 from ._items import Fault, RecordedRequest, Reply
 from ._wire import CONTEXT_ERROR, SERDE_ERROR
 
 if TYPE_CHECKING:
-    from .server import XAIStandIn
+    from ._server import XAIStandIn
 
 _MAX_BODY = 64 * 1024 * 1024
 

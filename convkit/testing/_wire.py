@@ -18,8 +18,8 @@ import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeAlias
 
-from ..counting import TOOL_CALL_OVERHEAD, TokenCounter
-from ..models import ModelSpec
+from .._counting import TOOL_CALL_OVERHEAD, TokenCounter
+from .._models import ModelSpec
 
 __all__ = [
     "CONTEXT_ERROR",

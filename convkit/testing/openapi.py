@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import ValidationError
+from .._errors import ValidationError
 
 __all__ = ["OpenAPIDocument", "SchemaMismatch", "find_document", "load_document", "validate_chat_request"]
 

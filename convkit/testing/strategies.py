@@ -45,7 +45,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from ..messages import ROLES, ImagePart, Message, Part, TextPart, ToolCall
+from .._messages import ROLES, ImagePart, Message, Part, TextPart, ToolCall
 
 __all__ = [
     "budgets",

@@ -15,27 +15,27 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_getattr
 
 if TYPE_CHECKING:
+    from ._client import DEFAULT_BASE_URL, AsyncXAIClient, XAIClient
+    from ._counter import XAITokenCounter
+    from ._protocol import Completion, Done, StreamEvent, TextDelta, ToolCallDelta, Usage
     from ._retry import Backoff
-    from .client import DEFAULT_BASE_URL, AsyncXAIClient, XAIClient
-    from .counter import XAITokenCounter
-    from .protocol import Completion, Done, StreamEvent, TextDelta, ToolCallDelta, Usage
-    from .summarizer import AsyncXAISummarizer, XAISummarizer
+    from ._summarizer import AsyncXAISummarizer, XAISummarizer
 
-#: Loaded on first use, so the wire types (``convkit.xai.protocol``) never pull in httpx.
+#: Loaded on first use, so the wire types (``convkit.xai._protocol``) never pull in httpx.
 _LAZY = {
     "Backoff": "._retry",
-    "DEFAULT_BASE_URL": ".client",
-    "AsyncXAIClient": ".client",
-    "XAIClient": ".client",
-    "XAITokenCounter": ".counter",
-    "Completion": ".protocol",
-    "Done": ".protocol",
-    "StreamEvent": ".protocol",
-    "TextDelta": ".protocol",
-    "ToolCallDelta": ".protocol",
-    "Usage": ".protocol",
-    "AsyncXAISummarizer": ".summarizer",
-    "XAISummarizer": ".summarizer",
+    "DEFAULT_BASE_URL": "._client",
+    "AsyncXAIClient": "._client",
+    "XAIClient": "._client",
+    "XAITokenCounter": "._counter",
+    "Completion": "._protocol",
+    "Done": "._protocol",
+    "StreamEvent": "._protocol",
+    "TextDelta": "._protocol",
+    "ToolCallDelta": "._protocol",
+    "Usage": "._protocol",
+    "AsyncXAISummarizer": "._summarizer",
+    "XAISummarizer": "._summarizer",
 }
 
 

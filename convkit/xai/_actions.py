@@ -30,7 +30,7 @@ from typing import Any, TypeAlias, TypeVar
 
 import attrs
 
-from .protocol import StreamEvent
+from ._protocol import StreamEvent
 
 __all__ = ["Action", "Emit", "Flow", "ReadBody", "ReadLine", "Send", "Sleep"]
 

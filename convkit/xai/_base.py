@@ -22,8 +22,8 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
-from ..errors import AuthenticationError, ValidationError
-from ..models import ModelRegistry, default_registry
+from .._errors import AuthenticationError, ValidationError
+from .._models import ModelRegistry, default_registry
 from ._flows import Wire
 from ._retry import Backoff
 

@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 import httpx
 
 from ._actions import Action, Emit, Flow, ReadBody, ReadLine, Send, Sleep
+from ._protocol import StreamEvent
 from ._steps import Steps
-from .protocol import StreamEvent
 
 __all__ = ["acall", "aevents", "call", "events"]
 

@@ -1,7 +1,7 @@
 """The xAI client's calls, each written once as a sans-I/O flow.
 
-Every public call of :class:`~convkit.xai.client.XAIClient` and
-:class:`~convkit.xai.client.AsyncXAIClient` is one generator here: it yields
+Every public call of :class:`~convkit.xai._client.XAIClient` and
+:class:`~convkit.xai._client.AsyncXAIClient` is one generator here: it yields
 the actions of :mod:`convkit.xai._actions` (send, read, emit, sleep),
 receives their outcomes (responses, lines, or the ``httpx.HTTPError`` that an
 action raised), and returns the call's result. The twins only bind a flow to
@@ -12,7 +12,7 @@ to log. The docstrings of the public flows are the docstrings of the
 clients' methods.
 
 Invariants: an ``httpx.HTTPError`` is always turned into an
-:class:`~convkit.errors.APIError` (timeouts into :class:`APITimeoutError`,
+:class:`~convkit._errors.APIError` (timeouts into :class:`APITimeoutError`,
 the rest into :class:`APIConnectionError`) and never raised; every text
 built from an exception or a response passes through :meth:`Wire.redact`,
 so the API key never reaches an error; a stream is retried only before its
@@ -31,12 +31,11 @@ from typing import Any
 import attrs
 import httpx
 
-from ..errors import APIConnectionError, APIError, APITimeoutError, ResponseFormatError
-from ..messages import MessageLike
-from ..models import ModelRegistry, ModelSpec, get_model
+from .._errors import APIConnectionError, APIError, APITimeoutError, ResponseFormatError
+from .._messages import MessageLike
+from .._models import ModelRegistry, ModelSpec, get_model
 from ._actions import Emit, Flow, ReadBody, ReadLine, Send
-from ._retry import Backoff, pause_or_raise
-from .protocol import (
+from ._protocol import (
     Completion,
     Done,
     StreamAssembler,
@@ -45,6 +44,7 @@ from .protocol import (
     parse_completion,
     redact,
 )
+from ._retry import Backoff, pause_or_raise
 
 __all__ = ["Wire", "chat", "language_models", "refresh_models", "request", "stream", "tokenize"]
 

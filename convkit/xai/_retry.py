@@ -20,7 +20,7 @@ import random
 
 import attrs
 
-from ..errors import (
+from .._errors import (
     APIConnectionError,
     APIError,
     APITimeoutError,

@@ -3,7 +3,7 @@
 Strategy ``"trim"`` keeps the must-keep units (leading system messages,
 pinned messages, and the newest turn: the unit of the newest non-system
 message and everything after it, so a conversation ending with a system
-note never becomes a system-only prompt; see :mod:`convkit.history`) and
+note never becomes a system-only prompt; see :mod:`convkit._history`) and
 then as many of the newest droppable units as fit, dropping the oldest first.
 The fit invariants of DESIGN section 3 hold for every result:
 
@@ -14,10 +14,10 @@ kept or dropped together; 6. the next older droppable unit would not have
 fit; 7. ``fit(fit(x)) == fit(x)`` and a larger budget keeps a superset;
 8. when the must-keep part cannot fit, :class:`ContextWindowError` carries
 the required and available tokens; a conversation of system messages only is
-refused (:class:`~convkit.errors.InvalidConversationError`): a prompt is
+refused (:class:`~convkit._errors.InvalidConversationError`): a prompt is
 never empty or system-only.
 
-With a :class:`~convkit.history.History` whose counts are known, ``fit``
+With a :class:`~convkit._history.History` whose counts are known, ``fit``
 does not touch the tokenizer and runs in O(log n + kept).
 """
 
@@ -30,23 +30,23 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
+from ._counting import ImagePolicy, TokenCounter, apply_image_policy
 from ._engine import listcache
 from ._engine.cut import check_must_keep, find_cut
 from ._engine.settings import Strategy, WindowSettings, compute_budget
 from ._engine.spans import kept_spans
-from .counting import ImagePolicy, TokenCounter, apply_image_policy
-from .errors import (
+from ._errors import (
     ConvkitError,
     InvalidConversationError,
     SummarizerError,
     ValidationError,
 )
-from .history import History
-from .messages import ImagePart, Message, MessageLike, as_messages
-from .models import ModelSpec, get_model
+from ._history import History
+from ._messages import ImagePart, Message, MessageLike, as_messages
+from ._models import ModelSpec, get_model
 
 if TYPE_CHECKING:
-    from .summarize import FoldRequest, Summarizer, Summary
+    from ._summarize import FoldRequest, Summarizer, Summary
 
 __all__ = ["FitResult", "Strategy", "compute_budget", "fit"]
 
@@ -164,7 +164,7 @@ def fit(
     ``images``: ``"error"`` (default) or ``"drop"`` for text-only models.
     ``margin``: override the counter's safety margin.
 
-    Strategy ``"summarize"`` (see :mod:`convkit.summarize`) needs a
+    Strategy ``"summarize"`` (see :mod:`convkit._summarize`) needs a
     ``summarizer``; ``summary`` is the previous one (reused while it
     suffices); ``fallback="trim"`` returns the trimmed window when the
     summarizer fails; ``low_water`` is the fraction of the budget a new
@@ -221,7 +221,7 @@ def plan_fit(
     ``cache``: keep a plain list's index by the identity of its messages (see
     :mod:`convkit._engine.listcache`); for a caller's own list, never for one made afresh.
     ``origin``/``length``: ``messages`` is a part of the input standing for all of it (see
-    :func:`convkit.summarize.plan`); the trimmed window is then the part's own.
+    :func:`convkit._summarize.plan`); the trimmed window is then the part's own.
     """
     spec, counter = settings.spec, settings.counter
     if cache and settings.strategy == "trim" and type(messages) is list and messages:
@@ -233,7 +233,7 @@ def plan_fit(
     trimmed = _trim(history, settings)
     if settings.strategy == "trim":
         return trimmed, trimmed
-    from . import summarize as sm
+    from . import _summarize as sm
 
     fr = frame(history, spec, counter, settings.budget, settings.reserve, settings.tools)
     step = sm.plan(
@@ -256,7 +256,7 @@ def plan_fit(
 
 def complete_fold(step: FoldRequest, text: object) -> FitResult:
     """The window once the summarizer has answered ``step``."""
-    from . import summarize as sm
+    from . import _summarize as sm
 
     return sm.complete(step, text)
 
@@ -267,10 +267,10 @@ def fold_failed(
     """Fall back to ``trimmed`` when asked, else raise a typed error (nothing was written).
 
     ``exc`` is what the summarizer raised: any error (a timeout, an API error...) becomes a
-    :class:`~convkit.errors.SummarizerError` with the cause chained, so a caller can tell the
+    :class:`~convkit._errors.SummarizerError` with the cause chained, so a caller can tell the
     summarizer's failure from the chat request's. With ``answer=True`` it is what
     :func:`complete_fold` raised for the summarizer's answer (a SummarizerError for an empty one,
-    a :class:`~convkit.errors.ContextWindowError` when the summary itself does not fit), raised as is.
+    a :class:`~convkit._errors.ContextWindowError` when the summary itself does not fit), raised as is.
     """
     if fallback == "trim" and trimmed is not None:
         return trimmed

@@ -3,7 +3,7 @@
 A thin driver: every public method runs its flow of
 :class:`~convkit.store._base.StoreBase` (argument checks, then the store's
 operations, each inside one transaction; see :mod:`convkit.store._ops_core`)
-on a ``Connection``. Its twin :class:`~convkit.store.aio.AsyncStore` has the
+on a ``Connection``. Its twin :class:`~convkit.store._aio.AsyncStore` has the
 same method names, signatures and docstrings, and differs only by ``await``.
 """
 
@@ -13,14 +13,15 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 
+from .._fitting import FitResult
+from .._messages import Message
 from .._results import Calibration, Conversation, StoredSummary, UsageTotals
 from .._stepper import Stepper
-from ..fitting import FitResult
-from ..messages import Message
-from . import _ops_core, migrate
+from . import _migrate as migrate
+from . import _ops_core
 from ._base import Flow, Step, StoreBase, Txn, runs
+from ._db import create_sync, db_errors
 from ._ops_core import Op
-from .engine import create_sync, db_errors
 
 T = TypeVar("T")
 
@@ -47,7 +48,7 @@ class Store(StoreBase[Engine]):
     (the store then does not dispose of it). ``window_cache``: for how many
     conversations the store keeps the last window's messages decoded in
     memory, so the next window reads and decodes only rows it has not seen
-    (0 keeps none; see :mod:`convkit.store.msgcache`).
+    (0 keeps none; see :mod:`convkit.store._msgcache`).
     """
 
     _synchronous = True

@@ -25,8 +25,8 @@ from typing import Any, Literal, TypeAlias, cast
 
 import attrs
 
-from .errors import InvalidImageError, InvalidMessageError
-from .images import decode_data_url, encode_data_url, image_tokens, inspect_image
+from ._errors import InvalidImageError, InvalidMessageError
+from ._images import decode_data_url, encode_data_url, image_tokens, inspect_image
 
 __all__ = [
     "ROLES",

@@ -5,7 +5,7 @@ Nothing here does I/O, so the sync and async clients share all of it.
 * :func:`chat_body` builds a ``POST /v1/chat/completions`` body that
   validates against the official ``ChatRequest`` schema.
 * :func:`parse_completion` reads a ``ChatResponse`` into a :class:`Completion`
-  (the assistant :class:`~convkit.messages.Message`, finish reason,
+  (the assistant :class:`~convkit._messages.Message`, finish reason,
   :class:`Usage` and cost), raising :class:`ResponseFormatError` for any other
   shape.
 * :class:`StreamAssembler` consumes SSE ``data:`` payloads, yields
@@ -27,7 +27,7 @@ from typing import Any
 
 import attrs
 
-from ..errors import (
+from .._errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
@@ -39,8 +39,8 @@ from ..errors import (
     ServerError,
     ValidationError,
 )
-from ..messages import Message, MessageLike, ToolCall, as_messages
-from ..models import ModelSpec, get_model
+from .._messages import Message, MessageLike, ToolCall, as_messages
+from .._models import ModelSpec, get_model
 
 __all__ = [
     "Completion",

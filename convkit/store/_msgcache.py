@@ -19,7 +19,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 
-from ..messages import Message
+from .._messages import Message
 
 __all__ = ["MessageCache"]
 

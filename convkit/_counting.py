@@ -5,7 +5,7 @@ messages into prompt tokens, identically for every counter:
 
 * a message costs ``model.message_overhead`` (chat-template tokens, about 5
   for Grok's ``Human: ...<|separator|>\\n\\n``) plus its *content tokens*: each
-  text part; each image by the tile rule (:func:`convkit.images.image_tokens`);
+  text part; each image by the tile rule (:func:`convkit._images.image_tokens`);
   each tool call's id, name and arguments plus :data:`TOOL_CALL_OVERHEAD`; a
   tool message's ``tool_call_id``; a ``name`` plus one token;
 * a request costs ``model.request_overhead`` (the reply primer, about 2), plus
@@ -31,10 +31,10 @@ from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 import attrs
 
+from ._errors import TokenizerError, UnsupportedInputError, ValidationError
 from ._estimate import RATES_VERSION, estimate_tokens_many, table_digest
-from .errors import TokenizerError, UnsupportedInputError, ValidationError
-from .messages import ImagePart, Message, MessageLike, TextPart, as_messages
-from .models import ModelSpec, get_model
+from ._messages import ImagePart, Message, MessageLike, TextPart, as_messages
+from ._models import ModelSpec, get_model
 
 __all__ = [
     "RULES_VERSION",

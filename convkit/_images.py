@@ -16,7 +16,7 @@ import io
 import math
 import warnings
 
-from .errors import InvalidImageError
+from ._errors import InvalidImageError
 
 __all__ = [
     "MAX_IMAGE_BYTES",

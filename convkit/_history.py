@@ -17,7 +17,7 @@ leading system message (a system message before the first non-system one).
 The unit holding the newest message is kept by :func:`convkit.fit` too.
 
 Invariants: a tool message answers a call made by an earlier assistant
-message (else :class:`~convkit.errors.InvalidConversationError`, and the
+message (else :class:`~convkit._errors.InvalidConversationError`, and the
 History is unchanged); appends are all-or-nothing.
 """
 
@@ -27,10 +27,10 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from itertools import accumulate
 
+from ._counting import BaseCounter, TokenCounter
 from ._engine.units import Units, leading_system, link_owners
-from .counting import BaseCounter, TokenCounter
-from .errors import InvalidConversationError
-from .messages import ImagePart, Message, MessageLike, as_messages
+from ._errors import InvalidConversationError
+from ._messages import ImagePart, Message, MessageLike, as_messages
 
 __all__ = ["History"]
 
@@ -45,7 +45,7 @@ class History:
         counter: TokenCounter | None = None,
         counts: Sequence[int] | None = None,
     ) -> None:
-        from .counting import EstimateCounter
+        from ._counting import EstimateCounter
 
         self.counter: TokenCounter = counter if counter is not None else EstimateCounter()
         self._messages: list[Message] = []

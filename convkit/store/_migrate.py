@@ -25,8 +25,8 @@ Invariants:
 * SQLite files opened from a URL run in WAL mode. While a migration runs, SQLite
   foreign keys are switched off (when the connection allows it) so that batch
   table rebuilds cannot cascade deletes, then restored.
-* Errors: SQLAlchemy and Alembic errors leave as :class:`~convkit.errors.DatabaseError`
-  or :class:`~convkit.errors.SchemaError`; messages show URLs with the password
+* Errors: SQLAlchemy and Alembic errors leave as :class:`~convkit._errors.DatabaseError`
+  or :class:`~convkit._errors.SchemaError`; messages show URLs with the password
   hidden and never contain it.
 """
 
@@ -48,9 +48,9 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.util.concurrency import await_only, in_greenlet
 
+from .._errors import ConvkitError, DatabaseError, SchemaError
 from .._version import __version__
-from ..errors import ConvkitError, DatabaseError, SchemaError
-from .engine import ensure_wal, sqlalchemy_url
+from ._db import ensure_wal, sqlalchemy_url
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -166,7 +166,7 @@ def include_object(obj: Any, name: str | None, type_: str, reflected: bool, comp
 
 
 def _parse_url(url: str | URL) -> URL:
-    """Normalized sync URL (see :func:`convkit.store.engine.sqlalchemy_url`); ValidationError if bad."""
+    """Normalized sync URL (see :func:`convkit.store._db.sqlalchemy_url`); ValidationError if bad."""
     return sqlalchemy_url(url, is_async=False)
 
 

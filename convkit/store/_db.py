@@ -4,7 +4,7 @@ SQLite files run in WAL mode with a busy timeout, foreign keys on, and every
 transaction opened with ``BEGIN IMMEDIATE`` so that concurrent writers queue
 for the write lock instead of failing half-way. PostgreSQL runs through
 psycopg 3 (sync) and psycopg or asyncpg (async). SQLAlchemy errors become
-:class:`~convkit.errors.DatabaseError` with the URL's password hidden.
+:class:`~convkit._errors.DatabaseError` with the URL's password hidden.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from ..errors import DatabaseError, ValidationError
+from .._errors import DatabaseError, ValidationError
 
 __all__ = ["DEFAULT_URL", "create_async", "create_sync", "db_errors", "safe_url", "sqlalchemy_url"]
 

@@ -14,11 +14,11 @@ import json
 import os
 from typing import TextIO
 
-from .counting import EstimateCounter, HFTokenCounter, TokenCounter
-from .fitting import FitResult
-from .messages import ImagePart, Message, TextPart, ToolCall
-from .models import get_model
-from .summarize import ExtractiveSummarizer
+from ._counting import EstimateCounter, HFTokenCounter, TokenCounter
+from ._fitting import FitResult
+from ._messages import ImagePart, Message, TextPart, ToolCall
+from ._models import get_model
+from ._summarize import ExtractiveSummarizer
 
 __all__ = ["demo_conversation", "run_demo"]
 

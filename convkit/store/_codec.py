@@ -25,8 +25,8 @@ from typing import Any, cast
 
 import attrs
 
-from ..errors import DatabaseError, InvalidMessageError
-from ..messages import ROLES, ImagePart, Message, Part, TextPart, ToolCall
+from .._errors import DatabaseError, InvalidMessageError
+from .._messages import ROLES, ImagePart, Message, Part, TextPart, ToolCall
 
 __all__ = [
     "BODY_COLUMNS",

@@ -8,9 +8,9 @@ counts matter more than latency.
 
 from __future__ import annotations
 
-from ..counting import RULES_VERSION, BaseCounter
-from ..models import ModelSpec, get_model
-from .client import XAIClient
+from .._counting import RULES_VERSION, BaseCounter
+from .._models import ModelSpec, get_model
+from ._client import XAIClient
 
 __all__ = ["XAITokenCounter"]
 

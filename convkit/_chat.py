@@ -15,11 +15,11 @@ import os
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from .counting import EstimateCounter, HFTokenCounter, TokenCounter
-from .errors import APIError, ConvkitError
+from ._counting import EstimateCounter, HFTokenCounter, TokenCounter
+from ._errors import APIError, ConvkitError
 
 if TYPE_CHECKING:
-    from .session import Session
+    from ._session import Session
 
 __all__ = ["run_chat"]
 
@@ -36,10 +36,10 @@ def run_chat(
     out: TextIO,
 ) -> int:
     """Run the chat loop; returns the exit code."""
-    from .models import get_model
-    from .session import Session
+    from ._models import get_model
+    from ._session import Session
     from .store import Store
-    from .xai.client import DEFAULT_BASE_URL, XAIClient
+    from .xai._client import DEFAULT_BASE_URL, XAIClient
 
     spec = get_model(model)
     if not os.environ.get("XAI_API_KEY", "").strip():
@@ -72,7 +72,7 @@ def run_chat(
 
 def _loop(session: Session, stdin: TextIO, out: TextIO, interactive: bool) -> None:
     """One user message per line until /quit or end of input."""
-    from .xai.protocol import Done, TextDelta, ToolCallDelta
+    from .xai._protocol import Done, TextDelta, ToolCallDelta
 
     while True:
         if interactive:

@@ -16,9 +16,9 @@ Rules (DESIGN section 3, "Summaries"):
   low-water mark (``low_water`` of the budget) so that one summarizer call
   serves many turns; the new summary is built from the previous one plus the
   newly folded messages only;
-* the result fits the budget, or :class:`~convkit.errors.ContextWindowError`
+* the result fits the budget, or :class:`~convkit._errors.ContextWindowError`
   says that the summary itself would not fit; a summarizer failure or an
-  empty summary is a :class:`~convkit.errors.SummarizerError`, never a
+  empty summary is a :class:`~convkit._errors.SummarizerError`, never a
   placeholder text.
 """
 
@@ -31,13 +31,13 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
+from ._counting import EstimateCounter, TokenCounter
 from ._engine.spans import input_spans, kept_spans
-from .counting import EstimateCounter, TokenCounter
-from .errors import ContextWindowError, SummarizerError, ValidationError
-from .fitting import FitResult, Frame
-from .history import History
-from .messages import Message, TextPart
-from .models import ModelSpec
+from ._errors import ContextWindowError, SummarizerError, ValidationError
+from ._fitting import FitResult, Frame
+from ._history import History
+from ._messages import Message, TextPart
+from ._models import ModelSpec
 
 __all__ = [
     "AsyncSummarizer",

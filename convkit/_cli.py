@@ -17,14 +17,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from ._counting import EstimateCounter, HFTokenCounter, TokenCounter, apply_image_policy
 from ._engine.settings import DEFAULT_RESERVE
+from ._errors import ContextWindowError, ConvkitError, SchemaError, UnknownModelError
+from ._fitting import fit
+from ._jsonl import read_jsonl
+from ._messages import Message
+from ._models import get_model, list_models
 from ._version import __version__
-from .counting import EstimateCounter, HFTokenCounter, TokenCounter, apply_image_policy
-from .errors import ContextWindowError, ConvkitError, SchemaError, UnknownModelError
-from .fitting import fit
-from .jsonl import read_jsonl
-from .messages import Message
-from .models import get_model, list_models
 
 __all__ = ["main", "read_jsonl"]
 
@@ -125,7 +125,8 @@ def _db_url(args: argparse.Namespace) -> str:
 
 
 def _cmd_db_upgrade(args: argparse.Namespace, out: TextIO) -> int:
-    from .store import engine, migrate
+    from .store import _db as engine
+    from .store import _migrate as migrate
 
     url = _db_url(args)
     before = migrate.current_revision(url)
@@ -140,7 +141,8 @@ def _cmd_db_upgrade(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_db_current(args: argparse.Namespace, out: TextIO) -> int:
-    from .store import engine, migrate
+    from .store import _db as engine
+    from .store import _migrate as migrate
 
     url = _db_url(args)
     revision = migrate.current_revision(url)
@@ -153,7 +155,8 @@ def _cmd_db_current(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_db_check(args: argparse.Namespace, out: TextIO) -> int:
-    from .store import engine, migrate
+    from .store import _db as engine
+    from .store import _migrate as migrate
 
     url = _db_url(args)
     try:
@@ -166,14 +169,14 @@ def _cmd_db_check(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
-    from .demo import run_demo
+    from ._demo import run_demo
 
     run_demo(args.db, out, tokenizer=args.tokenizer, reserve=args.reserve)
     return 0
 
 
 def _cmd_chat(args: argparse.Namespace, out: TextIO) -> int:
-    from .chat import run_chat
+    from ._chat import run_chat
 
     return run_chat(
         model=args.model,

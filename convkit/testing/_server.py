@@ -57,8 +57,8 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from ..counting import EstimateCounter, HFTokenCounter, TokenCounter
-from ..models import ModelRegistry, default_registry
+from .._counting import EstimateCounter, HFTokenCounter, TokenCounter
+from .._models import ModelRegistry, default_registry
 from . import _wire
 from ._http import Response, Server, error_response
 from ._items import Endpoint, Fault, RecordedRequest, Reply

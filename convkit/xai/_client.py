@@ -5,14 +5,14 @@ Thin I/O twins with identical method names, signatures and docstrings
 ``refresh_models``). Each call is written once, as a sans-I/O flow in
 :mod:`convkit.xai._flows`; a twin's method only runs that flow on the twin's
 driver (:mod:`convkit.xai._drive`), so the twins differ by ``await`` alone.
-The wire format lives in :mod:`convkit.xai.protocol`, the retry policy in
+The wire format lives in :mod:`convkit.xai._protocol`, the retry policy in
 :mod:`convkit.xai._retry`, construction in :mod:`convkit.xai._base`.
 
 Guarantees: the API key comes from ``api_key=`` or ``$XAI_API_KEY`` and never
 appears in a repr, log record or exception; timeouts are explicit; 429, 5xx,
 timeouts and connection failures are retried with bounded exponential
 backoff and full jitter (xAI documents no rate-limit headers), other errors
-are raised at once as the typed tree of :mod:`convkit.errors`; a stream is
+are raised at once as the typed tree of :mod:`convkit._errors`; a stream is
 retried only before its first event (also when the connection closed
 cleanly before it), and a stream cut off mid-way raises
 :class:`ResponseFormatError` instead of returning a partial message. httpx
@@ -31,8 +31,8 @@ import httpx
 from . import _drive, _flows
 from ._actions import Flow
 from ._base import DEFAULT_BASE_URL, ClientBase
+from ._protocol import StreamEvent
 from ._retry import Backoff
-from .protocol import StreamEvent
 
 __all__ = ["DEFAULT_BASE_URL", "AsyncXAIClient", "Backoff", "XAIClient"]
 

@@ -1,4 +1,4 @@
-"""``AsyncStore``: the asyncio twin of :class:`~convkit.store.sync.Store`.
+"""``AsyncStore``: the asyncio twin of :class:`~convkit.store._sync.Store`.
 
 Same method names, signatures and docstrings, same flows
 (:class:`~convkit.store._base.StoreBase`), run on an ``AsyncConnection``
@@ -16,14 +16,15 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from .._fitting import FitResult
+from .._messages import Message
 from .._results import Calibration, Conversation, StoredSummary, UsageTotals
 from .._stepper import Stepper
-from ..fitting import FitResult
-from ..messages import Message
-from . import _ops_core, migrate
+from . import _migrate as migrate
+from . import _ops_core
 from ._base import Flow, Step, StoreBase, Txn, runs
+from ._db import create_async, db_errors
 from ._ops_core import Op
-from .engine import create_async, db_errors
 
 T = TypeVar("T")
 
@@ -44,7 +45,7 @@ async def adrive(conn: AsyncConnection, op: Op[T]) -> T:
 class AsyncStore(StoreBase[AsyncEngine]):
     """Conversations in a database, scoped to one namespace (asyncio).
 
-    Arguments as for :class:`~convkit.store.sync.Store`.
+    Arguments as for :class:`~convkit.store._sync.Store`.
     """
 
     def _create_engine(self, url: str) -> AsyncEngine:

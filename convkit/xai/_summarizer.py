@@ -29,13 +29,13 @@ from typing import Any, Generic, TypeAlias, TypeVar
 
 import attrs
 
-from ..counting import EstimateCounter, TokenCounter
-from ..errors import SummarizerError
-from ..messages import Message
-from ..models import ModelSpec, get_model
+from .._counting import EstimateCounter, TokenCounter
+from .._errors import SummarizerError
+from .._messages import Message
+from .._models import ModelSpec, get_model
+from ._client import AsyncXAIClient, XAIClient
+from ._protocol import Completion
 from ._steps import Steps
-from .client import AsyncXAIClient, XAIClient
-from .protocol import Completion
 
 __all__ = ["AsyncXAISummarizer", "XAISummarizer", "render_transcript"]
 

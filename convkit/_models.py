@@ -10,7 +10,7 @@ the module-level default registry backs :func:`get_model`,
 
 Invariants: every alias resolves to exactly one spec; a spec's own name is
 never an alias of another; lookups never guess (an unknown name raises
-:class:`~convkit.errors.UnknownModelError`).
+:class:`~convkit._errors.UnknownModelError`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from .errors import UnknownModelError, ValidationError
+from ._errors import UnknownModelError, ValidationError
 
 __all__ = [
     "DEFAULT_MESSAGE_OVERHEAD",

@@ -1,7 +1,7 @@
 """JSONL of OpenAI-shaped messages: one message object per line.
 
 Reading is all-or-nothing: the first bad line raises an
-:class:`~convkit.errors.InvalidMessageError` naming the source and line, and
+:class:`~convkit._errors.InvalidMessageError` naming the source and line, and
 no messages are returned. Writing uses :meth:`Message.to_dict`, so convkit's
 ``pinned`` and ``metadata`` survive a round trip.
 """
@@ -13,8 +13,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import InvalidMessageError
-from .messages import Message, MessageLike, as_message
+from ._errors import InvalidMessageError
+from ._messages import Message, MessageLike, as_message
 
 __all__ = ["dumps_jsonl", "loads_jsonl", "read_jsonl"]
 

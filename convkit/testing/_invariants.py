@@ -59,14 +59,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from .._counting import ImagePolicy, TokenCounter, apply_image_policy
 from .._engine.settings import default_reserve
 from .._engine.units import leading_system, must_keep_units, newest_turn, unit_lists, unit_starts
-from ..counting import ImagePolicy, TokenCounter, apply_image_policy
-from ..errors import ContextWindowError, ConvkitError
-from ..fitting import FitResult, compute_budget, fit
-from ..history import History
-from ..messages import Message, MessageLike, as_messages
-from ..models import ModelSpec, get_model
+from .._errors import ContextWindowError, ConvkitError
+from .._fitting import FitResult, compute_budget, fit
+from .._history import History
+from .._messages import Message, MessageLike, as_messages
+from .._models import ModelSpec, get_model
 
 __all__ = ["assert_cannot_fit", "assert_fits", "trim_units"]
 
@@ -137,7 +137,7 @@ def assert_fits(
     sent = list(result.messages)
     summarized = result.summary is not None
     if summarized:
-        from ..summarize import summary_message
+        from .._summarize import summary_message
 
         assert result.summary is not None
         note = summary_message(result.summary)

@@ -22,15 +22,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from ._fitting import FitResult
+from ._messages import Message
 from ._results import UsageTotals
 from ._session_flows import MAX_MARGIN, Call, Chat, Emit, Flow, Next, Open, Run, SessionBase, Step
 from ._stepper import Stepper, runs
-from .fitting import FitResult
-from .messages import Message
 from .store import AsyncStore, Store
-from .xai.client import AsyncXAIClient, XAIClient
-from .xai.protocol import Completion, StreamEvent
-from .xai.summarizer import AsyncXAISummarizer, XAISummarizer
+from .xai._client import AsyncXAIClient, XAIClient
+from .xai._protocol import Completion, StreamEvent
+from .xai._summarizer import AsyncXAISummarizer, XAISummarizer
 
 __all__ = ["MAX_MARGIN", "AsyncSession", "Session"]
 
