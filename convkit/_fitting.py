@@ -141,7 +141,7 @@ class FitResult:
 def fit(
     messages: Iterable[MessageLike] | History,
     *,
-    model: str | ModelSpec,
+    model: str | ModelSpec | None = None,
     counter: TokenCounter | None = None,
     reserve: int | None = None,
     strategy: Strategy = "trim",
@@ -153,6 +153,7 @@ def fit(
     fallback: Literal["error", "trim"] = "error",
     low_water: float = 0.6,
     summary_tokens: int | None = None,
+    settings: WindowSettings | None = None,
 ) -> FitResult:
     """Fit a conversation into ``model``'s context window (see module docstring).
 
@@ -169,11 +170,14 @@ def fit(
     suffices); ``fallback="trim"`` returns the trimmed window when the
     summarizer fails; ``low_water`` is the fraction of the budget a new
     summary folds down to; ``summary_tokens`` bounds the summary's length.
+
+    ``settings``: a :class:`~convkit.WindowSettings` holding all of the above but the
+    summarizer and summary, instead of passing them one by one.
     """
-    if counter is None and isinstance(messages, History):
-        counter = messages.counter
-    settings = WindowSettings.of(
+    settings = WindowSettings.given(
+        settings,
         model,
+        default_counter=messages.counter if isinstance(messages, History) else None,
         counter=counter,
         reserve=reserve,
         strategy=strategy,
@@ -184,6 +188,7 @@ def fit(
         low_water=low_water,
         summary_tokens=summary_tokens,
     )
+    strategy, fallback = settings.strategy, settings.fallback
     if strategy == "summarize" and summarizer is None and summary is None:
         raise ValidationError(
             "strategy='summarize' needs summarizer=... (e.g. convkit.ExtractiveSummarizer() offline, "

@@ -164,8 +164,9 @@ class SessionBase(Generic[StoreT, ClientT]):
         self.fallback = fallback
         self.low_water = low_water
         self.summary_tokens = summary_tokens
-        # every window setting checked now, not after the user's message is stored
-        WindowSettings.of(
+        # every window setting checked now, not after the user's message is stored; the one value
+        # every turn's window is decided from (with the margin calibration puts in force)
+        self.settings = WindowSettings.of(
             self.spec,
             counter=self.counter,
             reserve=reserve,
@@ -185,22 +186,9 @@ class SessionBase(Generic[StoreT, ClientT]):
         return f"{type(self).__name__}({self.conversation_id!r}, model={self.spec.name!r})"
 
     def _window_kw(self, margin: float) -> dict[str, Any]:
-        kw: dict[str, Any] = {
-            "model": self.spec,
-            "counter": self.counter,
-            "reserve": self.reserve,
-            "tools": self.tools,
-            "images": self.images,
-            "margin": margin,
-        }
+        kw: dict[str, Any] = {"settings": self.settings.with_margin(margin)}
         if self.strategy == "summarize":
-            kw.update(
-                strategy="summarize",
-                summarizer=self.summarizer,
-                fallback=self.fallback,
-                low_water=self.low_water,
-                summary_tokens=self.summary_tokens,
-            )
+            kw["summarizer"] = self.summarizer
         return kw
 
     def _summarizer_snapshot(self) -> tuple[int, int, int, float]:

@@ -274,3 +274,52 @@ def test_lists_made_afresh_by_the_store_are_not_cached(tmp_path: Any) -> None:
         store.extend(conv.id, [Message.user(["look", png]), Message.assistant("a cat")])
         store.window(conv.id, model="grok-2-1212", images="drop")  # text-only: the whole conversation is read
     assert not listcache._entries
+
+
+# -- WindowSettings: one value from layer to layer ------------------------------------------------
+
+
+def test_window_settings_carry_every_argument_through_fit_and_the_store(tmp_path: Any) -> None:
+    msgs = [Message.system("rules"), *(m for i in range(30) for m in _tool_turn(i))]
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+    kw: dict[str, Any] = {"model": "grok-2-vision-1212", "counter": COUNTER, "reserve": 7000, "tools": tools}
+    ws = convkit.WindowSettings.of(kw.pop("model"), **kw)
+    assert ws.reserve == 7000
+    assert ws.budget == 8192 - 7000
+    by_args = fit(msgs, model="grok-2-vision-1212", **kw)
+    assert by_args.dropped, "the example must trim"
+    assert fit(msgs, settings=ws) == by_args
+    with convkit.Store(f"sqlite:///{tmp_path / 'w.db'}") as store:
+        cid = store.create_conversation().id
+        store.extend(cid, msgs)
+        assert store.window(cid, settings=ws) == by_args
+        assert store.window(cid, model="grok-2-vision-1212", **kw) == by_args
+        with pytest.raises(convkit.ValidationError, match="leave out model, reserve"):
+            store.window(cid, settings=ws, model="grok-2", reserve=5)
+    with pytest.raises(convkit.ValidationError, match="leave out images"):
+        fit(msgs, settings=ws, images="drop")
+    with pytest.raises(convkit.ValidationError, match="needs model="):
+        fit(msgs)
+    with pytest.raises(convkit.ValidationError, match=r"takes a convkit\.WindowSettings"):
+        fit(msgs, settings={"model": "grok-2"})  # type: ignore[arg-type]
+    wider = ws.with_margin(0.5)
+    assert (wider.margin, wider.budget) == (0.5, int((8192 - 7000) / 1.5))
+    assert fit(msgs, settings=wider) == fit(msgs, model="grok-2-vision-1212", margin=0.5, **kw)
+
+
+def test_the_default_reserve_is_one_rule_everywhere(tmp_path: Any) -> None:
+    """``convkit.DEFAULT_RESERVE`` (or a quarter of a small window) when no reserve is given."""
+    from convkit._engine.settings import default_reserve
+
+    small = convkit.ModelSpec("tiny-window", 2000, {"text"})
+    msgs = [Message.user("hello")]
+    assert fit(msgs, model="grok-2").reserve == convkit.DEFAULT_RESERVE == 1024
+    assert fit(msgs, model=small).reserve == default_reserve(small) == 500
+    assert convkit.WindowSettings.of("grok-2").reserve == 1024
+    with convkit.Store(f"sqlite:///{tmp_path / 'r.db'}") as store:
+        cid = store.create_conversation().id
+        store.extend(cid, msgs)
+        assert store.window(cid, model="grok-2").reserve == 1024
+        assert store.window(cid, model=small).reserve == 500
+        session = convkit.Session(store, cid, model=small, client=object())  # type: ignore[arg-type]
+        assert session.reserve == session.settings.reserve == 500

@@ -120,3 +120,58 @@ class WindowSettings:
     def tools_tokens(self) -> int:
         """Tokens of the tool definitions sent with the request."""
         return self.counter.tools_tokens(self.tools)
+
+    def with_margin(self, margin: float) -> WindowSettings:
+        """These settings with another margin in force (the budget follows)."""
+        return attrs.evolve(
+            self, margin=float(margin), budget=compute_budget(self.spec, self.reserve, margin)
+        )
+
+    @classmethod
+    def given(
+        cls,
+        settings: WindowSettings | None,
+        model: str | ModelSpec | None,
+        *,
+        default_counter: TokenCounter | None = None,
+        **kw: Any,
+    ) -> WindowSettings:
+        """``settings`` as given, or built from ``model`` and the other window arguments ``kw``.
+
+        What ``fit`` and ``Store.window`` take: either ``settings=`` (one value carried from
+        layer to layer) or the arguments themselves, not both. ``default_counter`` stands in for
+        ``counter=None`` when building (a store's configured counter).
+        """
+        if settings is None:
+            if model is None:
+                raise ValidationError(
+                    "a window needs model=... (or settings=convkit.WindowSettings.of(model, ...))"
+                )
+            if kw.get("counter") is None:
+                kw["counter"] = default_counter
+            return cls.of(model, **kw)
+        if not isinstance(settings, WindowSettings):
+            raise ValidationError(f"settings= takes a convkit.WindowSettings, got {type(settings).__name__}")
+        extra = [k for k, v in kw.items() if v != _ARG_DEFAULTS[k]]
+        if model is not None:
+            extra.insert(0, "model")
+        if extra:
+            raise ValidationError(
+                f"settings= already holds the window's settings; leave out {', '.join(extra)} "
+                "(or build the settings with them)"
+            )
+        return settings
+
+
+#: The window arguments' defaults, for :meth:`WindowSettings.given`.
+_ARG_DEFAULTS: dict[str, Any] = {
+    "counter": None,
+    "reserve": None,
+    "strategy": "trim",
+    "tools": None,
+    "images": "error",
+    "margin": None,
+    "fallback": "error",
+    "low_water": 0.6,
+    "summary_tokens": None,
+}

@@ -438,7 +438,7 @@ class StoreBase(Generic[E]):
         self,
         conversation_id: str,
         *,
-        model: str | ModelSpec,
+        model: str | ModelSpec | None = None,
         counter: TokenCounter | None = None,
         reserve: int | None = None,
         strategy: Strategy = "trim",
@@ -449,17 +449,21 @@ class StoreBase(Generic[E]):
         fallback: Literal["error", "trim"] = "error",
         low_water: float = 0.6,
         summary_tokens: int | None = None,
+        settings: WindowSettings | None = None,
     ) -> Flow[FitResult]:
         """The messages to send now: equal to ``convkit.fit`` over the stored messages.
 
         Reads stored counts (back-filling a new counter once, in batches) and
-        only the bodies of the kept rows.
+        only the bodies of the kept rows. ``settings``: a :class:`~convkit.WindowSettings`
+        instead of the window arguments one by one.
         """
         cid = check_id(conversation_id)
         args = WindowArgs(
-            WindowSettings.of(
+            WindowSettings.given(
+                settings,
                 model,
-                counter=self._default_counter(counter),
+                default_counter=self._default_counter(None),
+                counter=counter,
                 reserve=reserve,
                 strategy=strategy,
                 tools=tools,
