@@ -28,6 +28,7 @@ force is the counter's, widened (never narrowed) by calibration.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, Literal, TypeAlias, TypeVar
 
@@ -41,6 +42,7 @@ from ._messages import Message, MessageLike, Part, as_message
 from ._models import ModelSpec, get_model
 from ._results import Calibration, UsageTotals
 from ._summarize import AsyncSummarizer, Summarizer
+from .xai._headers import conv_headers
 from .xai._protocol import Completion, Done, StreamEvent
 
 __all__ = ["MAX_MARGIN", "Call", "Chat", "Emit", "Flow", "Next", "Open", "Run", "SessionBase", "Step"]
@@ -116,6 +118,11 @@ def _margin(counter: TokenCounter, calibration: Calibration | None) -> float:
     return max(counter.margin, min(MAX_MARGIN, learned))
 
 
+def default_conv_id(conversation_id: str) -> str:
+    """A conversation's cache-routing key: a hash of its id (the same in every process)."""
+    return "convkit-" + hashlib.sha256(conversation_id.encode("utf-8")).hexdigest()[:32]
+
+
 class SessionBase(Generic[StoreT, ClientT]):
     """What both twins share: settings, checks, and every public method as a flow."""
 
@@ -139,6 +146,7 @@ class SessionBase(Generic[StoreT, ClientT]):
         fallback: Literal["error", "trim"] = "error",
         low_water: float = 0.6,
         summary_tokens: int | None = None,
+        conv_id: str | None = None,
     ) -> None:
         if strategy not in ("trim", "summarize"):
             raise ValidationError(f"unknown strategy {strategy!r}; use 'trim' or 'summarize'")
@@ -151,6 +159,11 @@ class SessionBase(Generic[StoreT, ClientT]):
         self.store = store
         self.client = client
         self.conversation_id = conversation_id
+        #: sent as ``x-grok-conv-id`` with every chat request, so xAI routes the turns of this
+        #: conversation to the server holding its prompt cache: by default a hash of the
+        #: conversation's id (stable across processes, opaque, never the namespace or a secret)
+        self.conv_id = conv_id if conv_id is not None else default_conv_id(conversation_id)
+        conv_headers(self.conv_id)  # checked now
         counters: tuple[TokenCounter, ...] = getattr(store, "counters", ())
         self.counter = counter or (counters[0] if counters else EstimateCounter())
         self.strategy = strategy
@@ -215,7 +228,7 @@ class SessionBase(Generic[StoreT, ClientT]):
         }
 
     def _chat_kw(self, options: Mapping[str, Any]) -> dict[str, Any]:
-        kw: dict[str, Any] = {"model": self.spec, "tools": self.tools, **options}
+        kw: dict[str, Any] = {"model": self.spec, "tools": self.tools, "conv_id": self.conv_id, **options}
         asked = kw.get("max_tokens")
         if isinstance(asked, int) and asked > self.reserve:
             raise ValidationError(

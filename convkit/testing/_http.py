@@ -26,6 +26,7 @@ import attrs
 from .._errors import ConvkitError, UnknownModelError, UnsupportedInputError
 from .._messages import Message
 from .._models import ModelSpec
+from ..xai._headers import CONV_ID_HEADER
 from . import _wire
 from ._items import Fault, RecordedRequest, Reply
 from ._wire import CONTEXT_ERROR, SERDE_ERROR
@@ -86,7 +87,9 @@ def model_spec(standin: XAIStandIn, name: str) -> ModelSpec | Response:
         )
 
 
-def chat(standin: XAIStandIn, body: Any, reply: Reply | None, *, take_reply: bool) -> Response:
+def chat(
+    standin: XAIStandIn, body: Any, reply: Reply | None, *, take_reply: bool, conv_id: str | None = None
+) -> Response:
     if not isinstance(body, dict):
         return _text_response(
             422, SERDE_ERROR + f"invalid type: {_type_name(body)}, expected struct ChatRequest"
@@ -143,12 +146,20 @@ def chat(standin: XAIStandIn, body: Any, reply: Reply | None, *, take_reply: boo
         reply = attrs.evolve(reply or Reply(), text=_default_text(messages))
     image = sum(p.tokens for m in messages for p in m.images)
     completion = _wire.completion_tokens(standin.counter, reply.text, reply.tool_calls)
+    cached = standin.prompt_cache.serve(
+        conv_id,
+        (spec.name, json.dumps(tools, sort_keys=True)),
+        raw_messages,
+        _prefix_tokens(standin, spec, messages, tools),
+        prompt,
+    )
     usage = _wire.build_usage(
         spec,
         prompt=prompt,
         image=image,
         completion=completion,
         reasoning=reply.reasoning_tokens,
+        cached=cached,
         overrides=reply.usage,
     )
     fields: dict[str, Any] = {
@@ -167,6 +178,18 @@ def chat(standin: XAIStandIn, body: Any, reply: Reply | None, *, take_reply: boo
         chunks = _wire.chat_chunks(**fields, include_usage=include, tool_call_chunks=reply.tool_call_chunks)
         return Response(200, _sse(chunks), "text/event-stream", stream=True)
     return _json_response(200, _wire.chat_response(**fields))
+
+
+def _prefix_tokens(
+    standin: XAIStandIn, spec: ModelSpec, messages: Sequence[Message], tools: Any
+) -> list[int]:
+    """The prompt's tokens up to the end of each message (tool definitions come first)."""
+    total = standin.counter.tools_tokens(tools)
+    out = []
+    for tokens in standin.counter.content_tokens(list(messages)):
+        total += tokens + spec.message_overhead
+        out.append(total)
+    return out
 
 
 def tokenize(standin: XAIStandIn, body: Any, reply: Reply | None) -> Response:
@@ -373,7 +396,8 @@ class _Handler(BaseHTTPRequestHandler):
         if body is _BAD_JSON:
             return _text_response(400, "Failed to parse the request body as JSON.")
         if endpoint == "chat":
-            return chat(standin, body, reply, take_reply=take_reply)
+            conv_id = self.headers.get(CONV_ID_HEADER)
+            return chat(standin, body, reply, take_reply=take_reply, conv_id=conv_id)
         if reply is None and take_reply:
             reply = standin._take(endpoint, Reply)
         if endpoint == "tokenize":

@@ -60,6 +60,7 @@ from typing import Any
 from .._counting import EstimateCounter, HFTokenCounter, TokenCounter
 from .._models import ModelRegistry, default_registry
 from . import _wire
+from ._cache import DEFAULT_CACHE_BLOCK, PromptCache
 from ._http import Response, Server, error_response
 from ._items import Endpoint, Fault, RecordedRequest, Reply
 from ._wire import WRONG_KEY_ERROR, ErrorStyle, mask_key
@@ -82,7 +83,10 @@ class XAIStandIn:
     ``language_models``: the list ``GET /v1/language-models`` returns
     (default: built from the registry; also settable later).
     ``error_style``: ``"phrase"`` (xAI's long gRPC codes) or ``"slug"``
-    (``invalid-argument``...). ``team_id``: named in 404 model errors.
+    (``invalid-argument``...). ``team_id``: named in 404 model errors. ``cache_block``: the
+    prompt cache's block in tokens: a request with ``x-grok-conv-id`` reports as
+    ``cached_tokens`` the whole blocks of its longest prefix of messages shared with an earlier
+    request of that id (see :mod:`convkit.testing._cache`; without the header nothing is cached).
     """
 
     def __init__(
@@ -95,6 +99,7 @@ class XAIStandIn:
         language_models: Sequence[Mapping[str, Any]] | None = None,
         error_style: ErrorStyle = "phrase",
         team_id: str = "00000000-0000-4000-8000-000000000000",
+        cache_block: int = DEFAULT_CACHE_BLOCK,
     ) -> None:
         if not isinstance(api_key, str) or not api_key:
             raise ValueError("the stand-in needs a non-empty api_key")
@@ -113,6 +118,8 @@ class XAIStandIn:
         self._language_models = None if language_models is None else [dict(m) for m in language_models]
         self.error_style: ErrorStyle = error_style
         self.team_id = team_id
+        #: what a request with ``x-grok-conv-id`` finds cached (see :mod:`convkit.testing._cache`)
+        self.prompt_cache = PromptCache(cache_block)
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._queue: list[Reply | Fault] = []

@@ -204,13 +204,15 @@ def build_usage(
     image: int,
     completion: int,
     reasoning: int,
+    cached: int = 0,
     overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A ``Usage`` object; ``overrides`` replace fields, derived fields follow unless also given.
 
     ``total_tokens`` is prompt + completion + reasoning (xAI counts reasoning
     outside ``completion_tokens``); ``text_tokens`` is prompt - image; the cost
-    bills reasoning at the completion price.
+    bills reasoning at the completion price and ``cached`` prompt tokens (served
+    from the prompt cache) at the cached-input price.
     """
     top = dict(overrides or {})
     p_over = dict(top.pop("prompt_tokens_details", None) or {})
@@ -220,8 +222,11 @@ def build_usage(
     image = int(p_over.get("image_tokens", image))
     reasoning = int(c_over.get("reasoning_tokens", reasoning))
     text = int(p_over.get("text_tokens", max(prompt - image, 0)))
+    cached = min(int(p_over.get("cached_tokens", cached)), text)
+    cached_price = getattr(spec, "price_cached_in", None)
     ticks = (
-        text * cents_per_100m(spec.price_text_in)
+        (text - cached) * cents_per_100m(spec.price_text_in)
+        + cached * cents_per_100m(cached_price if cached_price is not None else spec.price_text_in)
         + image
         * cents_per_100m(spec.price_image_in if spec.price_image_in is not None else spec.price_text_in)
         + (completion + reasoning) * cents_per_100m(spec.price_completion)
@@ -234,7 +239,7 @@ def build_usage(
             "text_tokens": text,
             "audio_tokens": 0,
             "image_tokens": image,
-            "cached_tokens": 0,
+            "cached_tokens": cached,
         },
         "completion_tokens_details": {
             "reasoning_tokens": reasoning,

@@ -25,7 +25,7 @@ driver closes it before the next :class:`Send` and when the flow ends.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from typing import Any, TypeAlias, TypeVar
 
 import attrs
@@ -37,12 +37,16 @@ __all__ = ["Action", "Emit", "Flow", "ReadBody", "ReadLine", "Send", "Sleep"]
 
 @attrs.frozen
 class Send:
-    """Send a request (``body`` as JSON); ``stream``: leave the body open to :class:`ReadLine`."""
+    """Send a request (``body`` as JSON); ``stream``: leave the body open to :class:`ReadLine`.
+
+    ``headers``: extra request headers (the cache-routing ``x-grok-conv-id``).
+    """
 
     method: str
     path: str
     body: Any = None
     stream: bool = False
+    headers: Mapping[str, str] | None = None
 
 
 @attrs.frozen

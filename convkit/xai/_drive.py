@@ -44,7 +44,9 @@ class _Sync:
         try:
             if isinstance(action, Send):
                 self.close()
-                request = self.http.build_request(action.method, action.path, json=action.body)
+                request = self.http.build_request(
+                    action.method, action.path, json=action.body, headers=action.headers
+                )
                 self.open = self.http.send(request, stream=action.stream)
                 return self.open
             if isinstance(action, Sleep):
@@ -85,7 +87,9 @@ class _Async:
         try:
             if isinstance(action, Send):
                 await self.aclose()
-                request = self.http.build_request(action.method, action.path, json=action.body)
+                request = self.http.build_request(
+                    action.method, action.path, json=action.body, headers=action.headers
+                )
                 self.open = await self.http.send(request, stream=action.stream)
                 return self.open
             if isinstance(action, Sleep):

@@ -35,6 +35,7 @@ from .._errors import APIConnectionError, APIError, APITimeoutError, ResponseFor
 from .._messages import MessageLike
 from .._models import ModelRegistry, ModelSpec, get_model
 from ._actions import Emit, Flow, ReadBody, ReadLine, Send
+from ._headers import conv_headers
 from ._protocol import (
     Completion,
     Done,
@@ -82,11 +83,13 @@ class Wire:
         return pause_or_raise(what, err, attempt, self.max_retries, self.backoff)
 
 
-def request(wire: Wire, method: str, path: str, body: Any = None) -> Flow[httpx.Response]:
+def request(
+    wire: Wire, method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None
+) -> Flow[httpx.Response]:
     """Send until a success answer (status below 400) comes back, retrying what may pass."""
     what = f"{method} {path}"
     for attempt in itertools.count():
-        got = yield Send(method, path, body)
+        got = yield Send(method, path, body, headers=headers)
         if isinstance(got, httpx.Response) and got.status_code < 400:
             return got
         err = wire.transport_error(got, what) if isinstance(got, httpx.HTTPError) else wire.error(got)
@@ -111,12 +114,18 @@ def chat(
     model: str | ModelSpec,
     max_tokens: int | None = None,
     tools: Sequence[Mapping[str, Any]] | None = None,
+    conv_id: str | None = None,
     **options: Any,
 ) -> Flow[Completion]:
-    """One chat completion (``options``: other ChatRequest fields, e.g. temperature)."""
+    """One chat completion (``options``: other ChatRequest fields, e.g. temperature).
+
+    ``conv_id``: an opaque, stable key of the conversation, sent as ``x-grok-conv-id`` so
+    every request of one conversation reaches the server that holds its prompt cache.
+    """
     spec = wire.spec(model)
+    headers = conv_headers(conv_id)
     body = chat_body(messages, model=spec, max_tokens=max_tokens, tools=tools, **options)
-    resp = yield from request(wire, "POST", "/chat/completions", body)
+    resp = yield from request(wire, "POST", "/chat/completions", body, headers)
     return parse_completion(_json(resp), spec)
 
 
@@ -128,21 +137,28 @@ def stream(
     model: str | ModelSpec,
     max_tokens: int | None = None,
     tools: Sequence[Mapping[str, Any]] | None = None,
+    conv_id: str | None = None,
     **options: Any,
 ) -> Flow[None]:
-    """Stream a completion: TextDelta/ToolCallDelta events, then one Done with the completion."""
+    """Stream a completion: TextDelta/ToolCallDelta events, then one Done with the completion.
+
+    ``conv_id``: as for :meth:`chat` (the ``x-grok-conv-id`` cache-routing header).
+    """
     spec = wire.spec(model)
+    headers = conv_headers(conv_id)
     body = chat_body(messages, model=spec, max_tokens=max_tokens, tools=tools, stream=True, **options)
     for attempt in itertools.count():
-        err = yield from _stream_once(wire, spec, body)
+        err = yield from _stream_once(wire, spec, body, headers)
         if err is None:
             return
         yield from wire.pause_or_raise(STREAM, err, attempt)
 
 
-def _stream_once(wire: Wire, spec: ModelSpec, body: dict[str, Any]) -> Flow[APIError | None]:
+def _stream_once(
+    wire: Wire, spec: ModelSpec, body: dict[str, Any], headers: Mapping[str, str] | None = None
+) -> Flow[APIError | None]:
     """One attempt: ``None`` once ``Done`` is emitted; the error when it failed before the first event."""
-    got = yield Send("POST", "/chat/completions", body, stream=True)
+    got = yield Send("POST", "/chat/completions", body, stream=True, headers=headers)
     if isinstance(got, httpx.HTTPError):
         return wire.transport_error(got, STREAM)
     if got.status_code >= 400:
