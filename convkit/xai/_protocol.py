@@ -75,6 +75,17 @@ class Usage:
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens + self.reasoning_tokens
 
+    def cost(self, spec: ModelSpec) -> float:
+        """US dollars xAI bills for this usage on ``spec``: cached prompt tokens at the cached
+        price, reasoning tokens as completion tokens, a tier's rates when the prompt reaches it."""
+        return spec.estimate_cost(
+            self.prompt_tokens,
+            self.completion_tokens,
+            image_tokens=self.image_tokens,
+            cached_tokens=self.cached_tokens,
+            reasoning_tokens=self.reasoning_tokens,
+        )
+
     @classmethod
     def from_api(cls, d: object) -> Usage:
         if d is None:
@@ -226,11 +237,7 @@ def parse_completion(payload: object, spec: ModelSpec) -> Completion:
         usage=usage,
         model=str(payload.get("model") or spec.name),
         id=str(payload.get("id") or ""),
-        cost_usd=spec.estimate_cost(
-            usage.prompt_tokens,
-            usage.completion_tokens + usage.reasoning_tokens,
-            image_tokens=usage.image_tokens,
-        ),
+        cost_usd=usage.cost(spec),
     )
 
 
@@ -326,11 +333,7 @@ class StreamAssembler:
             usage=usage,
             model=self._model,
             id=self._id,
-            cost_usd=self._spec.estimate_cost(
-                usage.prompt_tokens,
-                usage.completion_tokens + usage.reasoning_tokens,
-                image_tokens=usage.image_tokens,
-            ),
+            cost_usd=usage.cost(self._spec),
         )
 
     def result(self) -> Completion:
