@@ -1,8 +1,15 @@
 """The ``convkit`` command line: ``models``, ``fit`` and ``db`` (more commands join later).
 
+``models`` prints the model table with its date; ``models --refresh`` fetches
+``GET /v1/language-models`` (key from ``$XAI_API_KEY``, never printed or
+stored) and keeps the answer in the user cache file of :mod:`convkit._catalog`,
+which later processes apply. ``fit --model M --context-window N`` fits against
+a model convkit does not know (``--price-in``/``--price-out`` price it).
+
 Exit codes: 0 success; 1 the conversation cannot fit (ContextWindowError),
 or ``db check`` found the schema not at head; 2 bad usage or bad input
-(unreadable file, invalid message, unknown model, bad URL, database error).
+(unreadable file, invalid message, unknown model, bad URL, database error,
+a ``models --refresh`` the API or the cache file refused).
 With ``--json`` the result (or the error) is one JSON object on stdout.
 ``db`` commands take ``--url`` (default ``$CONVKIT_DATABASE_URL``, else
 ``sqlite:///convkit.db``) and print URLs with the password hidden.
@@ -14,16 +21,34 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
+import attrs
+
+from . import _catalog
 from ._counting import EstimateCounter, HFTokenCounter, TokenCounter, apply_image_policy
 from ._engine.settings import DEFAULT_RESERVE
-from ._errors import ContextWindowError, ConvkitError, SchemaError, UnknownModelError
+from ._errors import (
+    AuthenticationError,
+    ContextWindowError,
+    ConvkitError,
+    SchemaError,
+    UnknownModelError,
+    UnsupportedInputError,
+)
 from ._fitting import fit
 from ._jsonl import read_jsonl
 from ._messages import Message
-from ._models import get_model, list_models
+from ._models import (
+    CATALOG_DATE,
+    CATALOG_URL,
+    ModelRegistry,
+    ModelSpec,
+    default_registry,
+    get_model,
+    list_models,
+)
 from ._version import __version__
 
 __all__ = ["main", "read_jsonl"]
@@ -35,36 +60,104 @@ def _counter(path: str | None) -> TokenCounter:
     return HFTokenCounter.from_file(path)
 
 
+def _spec_row(s: ModelSpec) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "aliases": list(s.aliases),
+        "context_window": s.context_window,
+        "input_modalities": sorted(s.input_modalities),
+        "price_text_in": s.price_text_in,
+        "price_image_in": s.price_image_in,
+        "price_completion": s.price_completion,
+        "deprecated": s.deprecated,
+        "price_cached_in": s.price_cached_in,
+        "tiers": [attrs.asdict(t) for t in s.tiers],
+        "reasoning": s.reasoning,
+        "window_inferred": s.window_inferred,
+    }
+
+
+def _refresh(base_url: str | None) -> tuple[ModelRegistry, _catalog.CachedModels]:
+    """Fetch ``GET /v1/language-models``, check it applies, keep it in the cache file."""
+    from .xai._base import DEFAULT_BASE_URL
+    from .xai._client import XAIClient
+
+    if not (os.environ.get("XAI_API_KEY") or "").strip():
+        raise AuthenticationError(
+            "convkit models --refresh needs an xAI API key in the XAI_API_KEY environment variable "
+            "(it is only sent to the API, never printed or stored)"
+        )
+    url = base_url or DEFAULT_BASE_URL
+    with XAIClient(base_url=url, max_retries=2) as client:
+        body = client.language_models()
+    registry = ModelRegistry()  # what later processes will see: the built-in table and this body
+    registry.update_from_language_models(body)  # a body it refuses is neither used nor kept
+    return registry, _catalog.save_cache(body, base_url=url)
+
+
+def _money(value: float) -> str:
+    """Dollars with two decimals, or as many as the price has (0.075), up to six."""
+    text = f"{value:.6f}".rstrip("0")
+    return f"{value:.2f}" if len(text.split(".")[1]) <= 2 else text
+
+
+def _aliases_text(aliases: tuple[str, ...], shown: int = 3) -> str:
+    if not aliases:
+        return "-"
+    more = len(aliases) - shown
+    return ", ".join(aliases[:shown]) + (f" (+{more} more)" if more > 0 else "")
+
+
 def _cmd_models(args: argparse.Namespace, out: TextIO) -> int:
-    specs = list_models()
+    if args.refresh:
+        registry, cached = _refresh(args.base_url)
+        refreshed: _catalog.CachedModels | None = cached
+        specs = registry.specs()
+    else:
+        specs = list_models()
+        refreshed = _catalog.in_use(default_registry)
     if args.json:
-        rows = [
-            {
-                "name": s.name,
-                "aliases": list(s.aliases),
-                "context_window": s.context_window,
-                "input_modalities": sorted(s.input_modalities),
-                "price_text_in": s.price_text_in,
-                "price_image_in": s.price_image_in,
-                "price_completion": s.price_completion,
-                "deprecated": s.deprecated,
-            }
-            for s in specs
-        ]
-        json.dump(rows, out)
+        json.dump([_spec_row(s) for s in specs], out)
         out.write("\n")
         return 0
+    out.write(f"convkit's built-in model table of {CATALOG_DATE} ({CATALOG_URL})\n")
+    if refreshed is not None:
+        out.write(
+            f"updated by the refreshed list from {refreshed.base_url} of {refreshed.fetched_at} "
+            f"({refreshed.model_count} models, kept in {refreshed.path}; `convkit models --refresh` "
+            "fetches it again)\n"
+        )
+    else:
+        out.write("no refreshed list in use (`convkit models --refresh` fetches one from the API)\n")
+    width = max([len("model"), *(len(s.name) for s in specs)])
     out.write(
-        f"{'model':<20} {'context':>8}  {'input':<11} {'$/M in':>7} {'$/M img':>7} {'$/M out':>7}  aliases\n"
+        f"\n{'model':<{width}} {'context':>9}  {'input':<10} {'$/M in':>7} {'cached':>7} {'$/M img':>7} "
+        f"{'$/M out':>7}  aliases\n"
     )
     for s in specs:
         img = f"{s.price_image_in:.2f}" if s.price_image_in is not None else "-"
-        flag = "  (deprecated)" if s.deprecated else ""
-        aliases = ", ".join(s.aliases) or "-"
-        out.write(
-            f"{s.name:<20} {s.context_window:>8}  {','.join(sorted(s.input_modalities)):<11} "
-            f"{s.price_text_in:>7.2f} {img:>7} {s.price_completion:>7.2f}  {aliases}{flag}\n"
+        cached_in = _money(s.price_cached_in) if s.price_cached_in is not None else "-"
+        window = f"~{s.context_window}" if s.window_inferred else str(s.context_window)
+        flags = "".join(
+            f"  ({flag})"
+            for flag, on in (
+                ("reasoning", s.reasoning),
+                ("deprecated", s.deprecated),
+                ("window guessed", s.window_inferred),
+            )
+            if on
         )
+        out.write(
+            f"{s.name:<{width}} {window:>9}  {','.join(sorted(s.input_modalities)):<10} "
+            f"{s.price_text_in:>7.2f} {cached_in:>7} {img:>7} {s.price_completion:>7.2f}  "
+            f"{_aliases_text(s.aliases)}{flags}\n"
+        )
+        for t in s.tiers:
+            tier_cached = f", cached {_money(t.price_cached_in)}" if t.price_cached_in is not None else ""
+            out.write(
+                f"{'':<{width}}   from {t.min_prompt_tokens} prompt tokens, every token: "
+                f"in {t.price_text_in:.2f}{tier_cached}, out {t.price_completion:.2f}\n"
+            )
     return 0
 
 
@@ -77,13 +170,62 @@ def _preview(m: Message, width: int = 48) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+class _UnknownModelFlagError(UnknownModelError):
+    """An unknown ``--model``, said in the CLI's terms."""
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        super().__init__(name, known)
+        models = ", ".join(s.name for s in list_models())
+        self.args = (
+            f"unknown model {name!r} (known models: {models}; `convkit models` lists their aliases). "
+            "Pass --context-window N (with --price-in/--price-out for a cost estimate, --vision if it takes "
+            "images) to fit against a model convkit does not know, or run `convkit models --refresh` to "
+            "fetch xAI's current list.",
+        )
+
+
+def _fit_spec(args: argparse.Namespace) -> ModelSpec:
+    """The model to fit against: ``--model``, with what ``--context-window``/``--price-*`` change."""
+    try:
+        spec = get_model(args.model)
+    except UnknownModelError as exc:
+        if args.context_window is None:
+            raise _UnknownModelFlagError(exc.name, exc.known) from None
+        return ModelSpec(
+            args.model,
+            args.context_window,
+            {"text", "image"} if args.vision else {"text"},
+            price_text_in=args.price_in or 0.0,
+            price_completion=args.price_out or 0.0,
+        )
+    changes: dict[str, Any] = {}
+    if args.vision:
+        changes["input_modalities"] = spec.input_modalities | {"image"}
+    for field, value in (
+        ("context_window", args.context_window),
+        ("price_text_in", args.price_in),
+        ("price_completion", args.price_out),
+    ):
+        if value is not None:
+            changes[field] = value
+    return attrs.evolve(spec, **changes) if changes else spec
+
+
 def _cmd_fit(args: argparse.Namespace, out: TextIO) -> int:
     messages = read_jsonl(args.file)
-    spec = get_model(args.model)
+    spec = _fit_spec(args)
     counter = _counter(args.tokenizer)
-    result = fit(
-        messages, model=spec, counter=counter, reserve=args.reserve, images=args.images, margin=args.margin
-    )
+    try:
+        result = fit(
+            messages,
+            model=spec,
+            counter=counter,
+            reserve=args.reserve,
+            images=args.images,
+            margin=args.margin,
+        )
+    except UnsupportedInputError as exc:  # the library's advice, in flags
+        raise UnsupportedInputError(str(exc).replace("pass images='drop'", "pass --images drop")) from None
     cost = result.estimate_cost(result.reserve)
     if args.json:
         json.dump(
@@ -190,6 +332,26 @@ def _cmd_chat(args: argparse.Namespace, out: TextIO) -> int:
     )
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of tokens, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _price(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected US dollars per 1M tokens, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite price of 0 or more, got {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="convkit", description="Conversations that fit Grok's context window.")
     p.add_argument("--version", action="version", version=f"convkit {__version__}")
@@ -220,13 +382,40 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--tokenizer", help="tokenizer.json to count with (default: conservative estimate)")
     c.set_defaults(func=_cmd_chat)
 
-    m = sub.add_parser("models", help="list the known models, aliases and prices")
+    m = sub.add_parser(
+        "models",
+        help="list the known models, aliases and prices (--refresh: fetch xAI's current list)",
+        description=(
+            f"List the models convkit knows: the built-in table (xAI's models as of {CATALOG_DATE}), "
+            "updated by the list last fetched with --refresh, if any. --refresh fetches "
+            "GET /v1/language-models with the key in $XAI_API_KEY (never printed or stored) and keeps the "
+            "answer in $CONVKIT_CACHE_DIR/models.json (else $XDG_CACHE_HOME/convkit/models.json, else "
+            "~/.cache/convkit/models.json), which every later convkit process applies; delete that file "
+            "to go back to the built-in table."
+        ),
+    )
     m.add_argument("--json", action="store_true", help="print JSON")
+    m.add_argument(
+        "--refresh",
+        action="store_true",
+        help="fetch xAI's current model list (needs XAI_API_KEY) and keep it",
+    )
+    m.add_argument("--base-url", help="API base URL for --refresh (default https://api.x.ai/v1)")
     m.set_defaults(func=_cmd_models)
 
     f = sub.add_parser("fit", help="fit a JSONL conversation into a model's window")
     f.add_argument("file", help="JSONL file, one OpenAI/xAI-shaped message per line")
     f.add_argument("--model", required=True, help="model name or alias, e.g. grok-2")
+    f.add_argument(
+        "--context-window",
+        type=_positive_int,
+        metavar="N",
+        help="the model's context window in tokens: fits against a model convkit does not know, or "
+        "overrides a known model's window",
+    )
+    f.add_argument("--price-in", type=_price, metavar="USD", help="input price, US dollars per 1M tokens")
+    f.add_argument("--price-out", type=_price, metavar="USD", help="output price, US dollars per 1M tokens")
+    f.add_argument("--vision", action="store_true", help="the model takes images as well as text")
     f.add_argument(
         "--reserve",
         type=int,
