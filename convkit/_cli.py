@@ -135,7 +135,7 @@ def _cmd_models(args: argparse.Namespace, out: TextIO) -> int:
         f"{'$/M out':>7}  aliases\n"
     )
     for s in specs:
-        img = f"{s.price_image_in:.2f}" if s.price_image_in is not None else "-"
+        img = _money(s.price_image_in) if s.price_image_in is not None else "-"
         cached_in = _money(s.price_cached_in) if s.price_cached_in is not None else "-"
         window = f"~{s.context_window}" if s.window_inferred else str(s.context_window)
         flags = "".join(
@@ -149,14 +149,14 @@ def _cmd_models(args: argparse.Namespace, out: TextIO) -> int:
         )
         out.write(
             f"{s.name:<{width}} {window:>9}  {','.join(sorted(s.input_modalities)):<10} "
-            f"{s.price_text_in:>7.2f} {cached_in:>7} {img:>7} {s.price_completion:>7.2f}  "
+            f"{_money(s.price_text_in):>7} {cached_in:>7} {img:>7} {_money(s.price_completion):>7}  "
             f"{_aliases_text(s.aliases)}{flags}\n"
         )
         for t in s.tiers:
             tier_cached = f", cached {_money(t.price_cached_in)}" if t.price_cached_in is not None else ""
             out.write(
                 f"{'':<{width}}   from {t.min_prompt_tokens} prompt tokens, every token: "
-                f"in {t.price_text_in:.2f}{tier_cached}, out {t.price_completion:.2f}\n"
+                f"in {_money(t.price_text_in)}{tier_cached}, out {_money(t.price_completion)}\n"
             )
     return 0
 
@@ -363,7 +363,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--reserve",
         type=int,
-        default=DEFAULT_RESERVE,
+        default=None,
         help=f"tokens kept free for the reply (default {DEFAULT_RESERVE})",
     )
     d.set_defaults(func=_cmd_demo)
@@ -376,8 +376,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--reserve",
         type=int,
-        default=DEFAULT_RESERVE,
-        help=f"max_tokens for each reply (default {DEFAULT_RESERVE})",
+        default=None,
+        help=f"max_tokens for each reply (default {DEFAULT_RESERVE}, or a quarter of a smaller window)",
     )
     c.add_argument("--tokenizer", help="tokenizer.json to count with (default: conservative estimate)")
     c.set_defaults(func=_cmd_chat)

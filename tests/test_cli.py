@@ -144,7 +144,7 @@ def served_model(model_id: str, **over: Any) -> dict[str, Any]:
 
 SERVED = [
     served_model("grok-4.3", prompt_text_token_price=10000, aliases=["grok-4.3-latest"]),
-    served_model("grok-4.3-mini", aliases=["grok-mini"]),  # not in the built-in table
+    served_model("grok-4.3-mini", cached_prompt_text_token_price=750, aliases=["grok-mini"]),  # not built in
 ]
 
 
@@ -175,6 +175,7 @@ def test_models_refresh_keeps_the_list_for_later_processes(cache_dir: Path) -> N
     lines = {line.split()[0]: line for line in text.splitlines() if line.startswith("grok")}
     assert "(window guessed)" in lines["grok-4.3-mini"]
     assert lines["grok-4.3-mini"].split()[1] == "~1000000"  # grok-4.3's family window
+    assert lines["grok-4.3-mini"].split()[3:7] == ["1.25", "0.075", "1.25", "2.50"]  # in, cached, image, out
     assert lines["grok-4.3"].split()[3] == "1.00"  # the server's price
     # the file: the body, when and where from; never the key
     path = cache_dir / "models.json"
