@@ -735,3 +735,37 @@ def test_a_streamed_completion_costs_what_xai_bills() -> None:
     ):
         list(assembler.feed_line(line))
     assert assembler.result().cost_usd == pytest.approx(USAGE_COST)
+
+
+def test_readers_never_see_a_half_applied_update() -> None:
+    import threading
+
+    reg = ModelRegistry()
+    refused = {"models": [language_model("grok-beta", aliases=["grok-2-latest"]), {"id": 7}]}
+    accepted = {"models": [language_model("grok-2-1212", aliases=["grok-2", "grok-2-latest"])]}
+    stop = threading.Event()
+    seen: list[str] = []
+    failures: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                seen.append(reg.get("grok-2-latest").name)
+        except BaseException as exc:  # pragma: no cover - the failure this test looks for
+            failures.append(exc)
+
+    readers = [threading.Thread(target=read) for _ in range(4)]
+    for t in readers:
+        t.start()
+    try:
+        for _ in range(200):
+            with pytest.raises(ValidationError):
+                reg.update_from_language_models(refused)
+            reg.update_from_language_models(accepted)
+    finally:
+        stop.set()
+        for t in readers:
+            t.join()
+    assert failures == []
+    assert seen
+    assert set(seen) == {"grok-2-1212"}
