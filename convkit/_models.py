@@ -79,13 +79,18 @@ DEFAULT_REQUEST_OVERHEAD = 2
 CATALOG_DATE = "2026-12-02"
 #: xAI's "Models and Pricing" page; each model's own page is in :data:`CATALOG_PAGES`.
 CATALOG_URL = "https://docs.x.ai/developers/models"
-#: The xAI page each built-in figure of a current model came from.
-CATALOG_PAGES: Mapping[str, str] = {
-    "grok-4.7": "https://docs.x.ai/developers/grok-4-7",
-    "grok-4.6": "https://docs.x.ai/developers/grok-4-6",
-    "grok-4.3": "https://docs.x.ai/developers/models/grok-4.3-latest.md",
-    "grok-4.20-0309-reasoning": "https://docs.x.ai/developers/models/grok-4.20-0309.md",
-    "retired slugs (aliases of grok-4.3)": "https://docs.x.ai/developers/migration/may-15-retirement",
+#: The xAI pages each current model's built-in figures came from (for grok-4.3:
+#: its page, the retirement notice that makes the retired slugs its aliases, and
+#: the page that lists them as such).
+CATALOG_PAGES: Mapping[str, tuple[str, ...]] = {
+    "grok-4.7": ("https://docs.x.ai/developers/grok-4-7",),
+    "grok-4.6": ("https://docs.x.ai/developers/grok-4-6",),
+    "grok-4.3": (
+        "https://docs.x.ai/developers/models/grok-4.3-latest.md",
+        "https://docs.x.ai/developers/migration/may-15-retirement",
+        "https://docs.x.ai/developers/models/grok-3-fast.md",
+    ),
+    "grok-4.20-0309-reasoning": ("https://docs.x.ai/developers/models/grok-4.20-0309.md",),
 }
 
 #: The window given to a model ``GET /v1/language-models`` lists that convkit
