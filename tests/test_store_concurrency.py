@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 
+import convkit
 from convkit import EstimateCounter, Message, ToolCall, fit
 from convkit.store import AsyncStore, Store
 
@@ -240,3 +241,58 @@ def test_sigkill_in_the_middle_of_extend_stores_none_of_the_batch(
     assert fresh.encode_calls == 0
     if backend == "sqlite":
         assert sup.scalar(db_url, "PRAGMA integrity_check") == "ok"
+
+
+def test_a_backfill_and_a_truncate_do_not_interleave(db_url: str) -> None:
+    """A back-fill counts under the conversation's write lock: a truncate (and the appends after
+    it) cannot commit between the back-fill's read of the rows and its write of their counts,
+    whose newest one is the counter's watermark (review of issue 11: on PostgreSQL stale counts
+    were trusted, and appends then failed on them)."""
+    entered, proceed = threading.Event(), threading.Event()
+
+    class Held(EstimateCounter):
+        @property
+        def identity(self) -> str:
+            return "held-" + super().identity
+
+        def content_tokens(self, messages: Any) -> list[int]:
+            msgs = list(messages)
+            if len(msgs) > 3 and not proceed.is_set():  # the back-fill's batch
+                entered.set()
+                assert proceed.wait(30)
+            return super().content_tokens(msgs)
+
+    held = Held()
+    spec = convkit.ModelSpec("racy", 2000, {"text"}, message_overhead=3, request_overhead=2)
+    writer, reader = Store(db_url, upgrade=True), Store(db_url)
+    try:
+        cid = writer.create_conversation().id
+        writer.extend(cid, [Message.user(f"short {i}") for i in range(20)])
+        window = threading.Thread(target=lambda: reader.window(cid, model=spec, counter=held, reserve=0))
+        window.start()
+        assert entered.wait(30)
+        truncated = threading.Event()
+
+        def truncate() -> None:
+            writer.truncate(cid, 5)
+            writer.extend(cid, [Message.user("long " * 300) for _ in range(5)])
+            truncated.set()
+
+        other = threading.Thread(target=truncate)
+        other.start()
+        assert not truncated.wait(1.0), "the truncate committed while the back-fill held its rows"
+        proceed.set()
+        window.join(30)
+        other.join(30)
+        assert truncated.is_set()
+        want = fit(writer.messages(cid), model=spec, counter=held, reserve=0)
+        assert reader.window(cid, model=spec, counter=held, reserve=0) == want
+        with Store(db_url, counters=[held]) as counting:
+            counting.append(cid, Message.user("and one more"))
+        assert reader.window(cid, model=spec, counter=held, reserve=0) == fit(
+            writer.messages(cid), model=spec, counter=held, reserve=0
+        )
+    finally:
+        proceed.set()
+        writer.close()
+        reader.close()

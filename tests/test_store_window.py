@@ -427,7 +427,8 @@ def _with_images(seed: int, n: int) -> list[Message]:
 
     rng = random.Random(seed)
     png = ImagePart.from_bytes(sup.image("PNG", (64, 64)))
-    out: list[Message] = [Message.system("You describe pictures.")]
+    # one to three leading system messages (a part must never start inside their run)
+    out: list[Message] = [Message.system(f"You describe pictures, rule {k}.") for k in range(1 + seed % 3)]
     call = 0
     while len(out) < n:
         r = rng.random()
@@ -470,11 +471,18 @@ def test_a_text_only_window_over_images_reads_only_what_it_keeps(
 
     monkeypatch.setattr(_scan_window, "decode_body", spy)
     store = open_store(window_cache=0)
-    for seed in range(4):
-        msgs = _with_images(seed, 400)
+    for seed in range(6):
+        msgs = _with_images(seed, 70 if seed % 2 else 400)
         conv = store.create_conversation()
         store.extend(conv.id, msgs)
-        for model in (TINY_TEXT, ModelSpec("scan-mid", 3000, {"text"}, message_overhead=3), "grok-2-1212"):
+        whole = EstimateCounter().count_messages(msgs, model="grok-2-1212", images="drop")
+        near = [ModelSpec(f"scan-near-{f}", int(whole * f) + 100, {"text"}) for f in (0.8, 0.95, 0.99)]
+        for model in (
+            TINY_TEXT,
+            ModelSpec("scan-mid", 3000, {"text"}, message_overhead=3),
+            "grok-2-1212",
+            *near,
+        ):
             read.clear()
             try:
                 want = fit(msgs, model=model, images="drop", reserve=100)
@@ -489,8 +497,46 @@ def test_a_text_only_window_over_images_reads_only_what_it_keeps(
                 continue
             got = store.window(conv.id, model=model, images="drop", reserve=100)
             assert got == want
-            if want.dropped and len(want.kept) < 100:
+            if len(msgs) >= 400 and want.dropped and len(want.kept) < 100:
                 assert len(set(read)) < len(msgs) // 2, "a small window read most of the conversation"
+
+
+def test_a_scanned_window_never_starts_inside_the_leading_system_run(open_store: sup.StoreOpener) -> None:
+    """When the first chunk ends inside the leading system messages, they all stay leading
+    (found in review: the stand-in for older rows made the later ones droppable)."""
+    store = open_store(window_cache=0)
+    png = ImagePart.from_bytes(sup.image("PNG", (16, 16)))
+    spec = ModelSpec("scan-lead", 1000, {"text"}, message_overhead=3, request_overhead=2)
+    for leading in (2, 3):
+        for total in range(63, 63 + leading + 2):  # the first chunk (64 rows) ends in or near the run
+            msgs = [Message.system(f"rule {k}") for k in range(leading)]
+            msgs.append(Message.user(["what is this", png]))
+            while len(msgs) < total:
+                msgs.append(
+                    (Message.assistant if len(msgs) % 2 else Message.user)(
+                        f"turn {len(msgs)} " + "word " * 20
+                    )
+                )
+            conv = store.create_conversation()
+            store.extend(conv.id, msgs)
+            want = fit(msgs, model=spec, images="drop", reserve=100)
+            assert store.window(conv.id, model=spec, images="drop", reserve=100) == want
+
+
+def test_a_text_only_window_over_system_messages_only_is_refused(open_store: sup.StoreOpener) -> None:
+    """Not a scan that never ends: the same error as ``fit``."""
+    store = open_store()
+    conv = store.create_conversation()
+    png = ImagePart.from_bytes(sup.image("PNG", (64, 64)))
+    store.extend(conv.id, [Message("system", ("look", png)), Message.system("and this")])
+    with pytest.raises(InvalidConversationError):
+        fit(store.messages(conv.id), model="grok-2-1212", images="drop")
+    with pytest.raises(InvalidConversationError):
+        store.window(conv.id, model="grok-2-1212", images="drop")
+    store.append(conv.id, Message.user(["what is it?", png]))
+    store.pop(conv.id)  # the image count stays, the question is gone
+    with pytest.raises(InvalidConversationError):
+        store.window(conv.id, model="grok-2-1212", images="drop")
 
 
 def test_configured_counters_are_never_reencoded(

@@ -1,18 +1,21 @@
-"""The window settings: one checked, frozen value that every layer hands on as it is.
+"""The window settings: one checked, frozen value that every layer hands on.
 
 ``fit``, ``Store.window`` and the session decide a window from the same
 settings: the model, the counter, the reserve for the reply, the margin in
-force, the strategy, the image policy, the tool definitions and the summary
-options. :meth:`WindowSettings.of` checks them all in one place (each bad
-value is a :class:`~convkit._errors.ValidationError` that names it);
-``budget`` is the room the prompt must fit:
+force, the strategy, the image policy, the tool definitions, the summary
+options and the cut ``policy`` (``"maximal"``, or ``"stable"``: cut down to
+the ``low_water`` fraction of the budget, then keep that start while the newer
+messages fit, so xAI can serve the repeated prefix from its prompt cache).
+:meth:`WindowSettings.of` checks them all in one place (each bad value is a
+:class:`~convkit._errors.ValidationError` that names it); ``budget`` is the
+room the prompt must fit:
 ``floor((context_window - reserve) / (1 + margin))``.
 
 :func:`default_reserve` is the one default for the reply's room: ``fit``,
 ``Store.window``, ``Session`` (its ``max_tokens``), the integrations and the
 CLI all keep :data:`DEFAULT_RESERVE` (1024) tokens free when no reserve is
-given, or a quarter of a window smaller than four times that
-(``reserve=0`` fills the window, leaving the model no room to answer).
+given, or a quarter of a window smaller than four times that (``reserve=0``
+fills the window, leaving the model no room to answer).
 """
 
 from __future__ import annotations
@@ -27,7 +30,15 @@ from .._counting import EstimateCounter, ImagePolicy, TokenCounter
 from .._errors import ValidationError
 from .._models import ModelSpec, get_model
 
-__all__ = ["DEFAULT_RESERVE", "Fallback", "Strategy", "WindowSettings", "compute_budget", "default_reserve"]
+__all__ = [
+    "DEFAULT_RESERVE",
+    "Fallback",
+    "Policy",
+    "Strategy",
+    "WindowSettings",
+    "compute_budget",
+    "default_reserve",
+]
 
 #: Tokens kept free for the reply unless a caller says otherwise (the reply's ``max_tokens``).
 DEFAULT_RESERVE = 1024
@@ -39,6 +50,9 @@ def default_reserve(spec: ModelSpec) -> int:
 
 
 Strategy: TypeAlias = Literal["trim", "summarize"]
+#: How a trim window cuts: as much as fits every time ("maximal"), or down to the low-water
+#: mark and then not again while the newer messages fit ("stable": a prefix xAI can cache).
+Policy: TypeAlias = Literal["maximal", "stable"]
 Fallback: TypeAlias = Literal["error", "trim"]
 
 
@@ -67,6 +81,7 @@ class WindowSettings:
     fallback: Fallback = "error"
     low_water: float = 0.6
     summary_tokens: int | None = None
+    policy: Policy = "maximal"
 
     @classmethod
     def of(
@@ -82,6 +97,7 @@ class WindowSettings:
         fallback: Fallback = "error",
         low_water: float = 0.6,
         summary_tokens: int | None = None,
+        policy: Policy = "maximal",
     ) -> WindowSettings:
         """Checked settings (``counter`` defaults to :class:`~convkit.EstimateCounter`, ``reserve``
         to :func:`default_reserve`)."""
@@ -90,6 +106,8 @@ class WindowSettings:
             raise ValidationError(f"unknown strategy {strategy!r}; use 'trim' or 'summarize'")
         if images not in ("error", "drop"):
             raise ValidationError(f"images= must be 'error' or 'drop', got {images!r}")
+        if policy not in ("maximal", "stable"):
+            raise ValidationError(f"policy must be 'maximal' or 'stable', got {policy!r}")
         if fallback not in ("error", "trim"):
             raise ValidationError(f"fallback must be 'error' or 'trim', got {fallback!r}")
         if isinstance(low_water, bool) or not isinstance(low_water, int | float) or not 0 < low_water <= 1:
@@ -114,6 +132,7 @@ class WindowSettings:
             fallback,
             float(low_water),
             summary_tokens,
+            policy,
         )
 
     @property
@@ -123,9 +142,8 @@ class WindowSettings:
 
     def with_margin(self, margin: float) -> WindowSettings:
         """These settings with another margin in force (the budget follows)."""
-        return attrs.evolve(
-            self, margin=float(margin), budget=compute_budget(self.spec, self.reserve, margin)
-        )
+        budget = compute_budget(self.spec, self.reserve, margin)  # checks the margin first
+        return attrs.evolve(self, margin=float(margin), budget=budget)
 
     @classmethod
     def given(
@@ -152,7 +170,7 @@ class WindowSettings:
             return cls.of(model, **kw)
         if not isinstance(settings, WindowSettings):
             raise ValidationError(f"settings= takes a convkit.WindowSettings, got {type(settings).__name__}")
-        extra = [k for k, v in kw.items() if v != _ARG_DEFAULTS[k]]
+        extra = [k for k, v in kw.items() if v != _ARG_DEFAULTS[k] and not (k == "tools" and not v)]
         if model is not None:
             extra.insert(0, "model")
         if extra:
@@ -174,4 +192,5 @@ _ARG_DEFAULTS: dict[str, Any] = {
     "fallback": "error",
     "low_water": 0.6,
     "summary_tokens": None,
+    "policy": "maximal",
 }

@@ -512,14 +512,17 @@ class StoreBase(Generic[E]):
         """The summarize plan: over the part a stored summary leaves (see
         :mod:`convkit.store._summary_window`), else over every message; and the trimmed window
         (``None`` when planned over a part: then :meth:`_trimmed` gives it, if needed)."""
-        while True:
+        part: Part | None = None
+        for _ in range(100):
             try:
                 op = summary_part(self.namespace, cid, args.spec, args.counter, self._cache)
-                part: Part | None = yield Txn(op, "window", read=True)
+                part = yield Txn(op, "window", read=True)
                 break
             except NeedsBackfill:
                 while not (yield from self._backfill(cid, args.counter)):
                     pass
+        else:  # pragma: no cover
+            raise RuntimeError("window: counts kept falling behind concurrent appends")
         if part is not None:
             _, step = plan_fit(
                 part.history, args.settings, summary=part.previous, origin=part.origin, length=part.length

@@ -72,9 +72,13 @@ def window_scan(
             )
         rows.update((r.seq, r) for r in got)
         lo, chunk = a, chunk * 2
-        start = next((s for s in range(lo, n + 1) if rows[s].unit_seq == s), None) if lo > 1 else 1
-        if start is None or all(rows[s].role == "system" for s in range(start, n + 1)):
+        # the part starts at a unit start after the leading system run (a stand-in inside the
+        # run would end it early, making leading system messages droppable)
+        first = max(lo, conv.prefix_len + 1)
+        found = next((s for s in range(first, n + 1) if rows[s].unit_seq == s), None) if lo > 1 else 1
+        if found is None or (lo > 1 and all(rows[s].role == "system" for s in range(found, n + 1))):
             continue  # the newest unit, or the newest turn, starts further back
+        start: int = found
         seqs = [s for s in sorted(rows) if s >= start or rows[s].keep]
         missing = [rows[s] for s in seqs if s not in known]
         if missing:

@@ -148,8 +148,13 @@ def recompute_runs(cid: str, start: int) -> Op[None]:
 
 
 def backfill(ns: str, cid: str, counter: TokenCounter, limit: int, dialect: str) -> Op[bool]:
-    """Count up to ``limit`` messages past the counter's newest count; returns True when none are left."""
-    conv = yield from lock_conversation(ns, cid)
+    """Count up to ``limit`` messages past the counter's newest count; returns True when none are left.
+
+    Under the conversation's write lock, so no truncate, pop or append that changes keep flags
+    commits between reading the rows and writing their counts (stale counts would be trusted
+    as the watermark).
+    """
+    conv = yield from lock_conversation(ns, cid, for_update=True)
     c, m = t.token_counts, t.messages
     counter_id = counter.identity
     done = (
