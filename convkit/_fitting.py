@@ -24,6 +24,7 @@ does not touch the tokenizer and runs in O(log n + kept).
 from __future__ import annotations
 
 import inspect
+import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -32,8 +33,8 @@ import attrs
 
 from ._counting import ImagePolicy, TokenCounter, apply_image_policy
 from ._engine import listcache
-from ._engine.cut import check_must_keep, find_cut
-from ._engine.settings import Strategy, WindowSettings, compute_budget
+from ._engine.cut import check_must_keep, find_cut, stable_cut
+from ._engine.settings import Policy, Strategy, WindowSettings, compute_budget
 from ._engine.spans import kept_spans
 from ._errors import (
     ConvkitError,
@@ -105,6 +106,15 @@ class FitResult:
         )
 
     @property
+    def start(self) -> int:
+        """The input position from which every message is kept (before it: pinned ones only).
+
+        Pass it as ``fit(..., policy="stable", start=...)`` with the next turn's messages to keep
+        the window's start, and so its prefix, while the newer messages fit.
+        """
+        return self.kept_spans[-1][0] if self.kept_spans else self.input_length
+
+    @property
     def kept(self) -> list[int]:
         """Indices into the input of the kept messages, ascending."""
         out: list[int] = []
@@ -153,6 +163,8 @@ def fit(
     fallback: Literal["error", "trim"] = "error",
     low_water: float = 0.6,
     summary_tokens: int | None = None,
+    policy: Policy = "maximal",
+    start: int | None = None,
     settings: WindowSettings | None = None,
 ) -> FitResult:
     """Fit a conversation into ``model``'s context window (see module docstring).
@@ -171,8 +183,13 @@ def fit(
     summarizer fails; ``low_water`` is the fraction of the budget a new
     summary folds down to; ``summary_tokens`` bounds the summary's length.
 
+    ``policy="stable"`` (trim only) cuts down to ``low_water`` of the budget when the
+    conversation no longer fits, then keeps that start while the newer messages fit, so
+    consecutive requests share their prefix (xAI's prompt cache bills it at about a quarter
+    of the input price); ``start`` is the previous window's :attr:`FitResult.start`.
+
     ``settings``: a :class:`~convkit.WindowSettings` holding all of the above but the
-    summarizer and summary, instead of passing them one by one.
+    summarizer, summary and start, instead of passing them one by one.
     """
     settings = WindowSettings.given(
         settings,
@@ -187,14 +204,22 @@ def fit(
         fallback=fallback,
         low_water=low_water,
         summary_tokens=summary_tokens,
+        policy=policy,
     )
     strategy, fallback = settings.strategy, settings.fallback
+    if start is not None and (
+        settings.policy != "stable" or isinstance(start, bool) or not isinstance(start, int) or start < 0
+    ):
+        raise ValidationError(
+            f"start= is the previous window's FitResult.start (an index >= 0) and needs policy='stable', "
+            f"got start={start!r} with policy={settings.policy!r}"
+        )
     if strategy == "summarize" and summarizer is None and summary is None:
         raise ValidationError(
             "strategy='summarize' needs summarizer=... (e.g. convkit.ExtractiveSummarizer() offline, "
             "or an XAISummarizer)"
         )
-    trimmed, step = plan_fit(messages, settings, summary=summary, cache=True)
+    trimmed, step = plan_fit(messages, settings, summary=summary, cache=True, start=start)
     if isinstance(step, FitResult):
         return step
     if summarizer is None:
@@ -220,6 +245,7 @@ def plan_fit(
     cache: bool = False,
     origin: Sequence[tuple[int, int]] | None = None,
     length: int | None = None,
+    start: int | None = None,
 ) -> tuple[FitResult, FitResult | FoldRequest]:
     """The trimmed window and, under "summarize", either the final window or what to fold.
 
@@ -227,15 +253,18 @@ def plan_fit(
     :mod:`convkit._engine.listcache`); for a caller's own list, never for one made afresh.
     ``origin``/``length``: ``messages`` is a part of the input standing for all of it (see
     :func:`convkit._summarize.plan`); the trimmed window is then the part's own.
+    ``start``: the previous window's start, for ``policy="stable"``.
     """
     spec, counter = settings.spec, settings.counter
     if cache and settings.strategy == "trim" and type(messages) is list and messages:
         # the list's index is kept by the identity of its messages
-        cached = listcache.with_index(messages, counter, spec, settings.images, lambda h: _trim(h, settings))
+        cached = listcache.with_index(
+            messages, counter, spec, settings.images, lambda h: _trim(h, settings, start)
+        )
         if cached is not None:
             return cached, cached
     history = _as_history(messages, counter, spec, settings.images)
-    trimmed = _trim(history, settings)
+    trimmed = _trim(history, settings, start)
     if settings.strategy == "trim":
         return trimmed, trimmed
     from . import _summarize as sm
@@ -363,7 +392,7 @@ def frame(
     return Frame(fixed, tail, tools_tok, ovh)
 
 
-def _trim(h: History, settings: WindowSettings) -> FitResult:
+def _trim(h: History, settings: WindowSettings, start: int | None = None) -> FitResult:
     spec, budget, reserve, margin = settings.spec, settings.budget, settings.reserve, settings.margin
     fr = frame(h, spec, settings.counter, budget, reserve, settings.tools)
     n = len(h)
@@ -375,7 +404,12 @@ def _trim(h: History, settings: WindowSettings) -> FitResult:
     def cost(u: int) -> int:
         return dtok[u] + ovh * dmsg[u]
 
-    cut = find_cut(cost, tail, budget - fixed)
+    if settings.policy == "stable":
+        previous = bisect_right(h._unit_start, start) - 1 if start is not None and start < n else None
+        low_room = math.floor(settings.low_water * budget) - fixed
+        cut = stable_cut(cost, tail, budget - fixed, low_room, previous)
+    else:
+        cut = find_cut(cost, tail, budget - fixed)
     kept_drop = cost(tail) - cost(cut)
     # kept = pinned units before the cut, then everything from the cut on
     pinned = h._pinned_units

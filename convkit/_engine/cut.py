@@ -17,7 +17,7 @@ from collections.abc import Callable
 from .._errors import ContextWindowError
 from .._models import ModelSpec
 
-__all__ = ["MUST_KEEP", "check_must_keep", "find_cut", "threshold"]
+__all__ = ["MUST_KEEP", "check_must_keep", "find_cut", "stable_cut", "threshold"]
 
 #: What the must-keep part is, for the error that says it cannot fit.
 MUST_KEEP = (
@@ -43,6 +43,22 @@ def check_must_keep(spec: ModelSpec, required: int, budget: int, reserve: int) -
 def find_cut(cost: Callable[[int], int], tail: int, room: int) -> int:
     """The first unit kept: the smallest ``u`` in ``[0, tail]`` with ``cost(tail) - cost(u) <= room``."""
     return bisect_left(range(tail + 1), cost(tail) - room, key=cost)
+
+
+def stable_cut(cost: Callable[[int], int], tail: int, room: int, low_room: int, previous: int | None) -> int:
+    """The first unit kept by the cache-stable policy (``previous``: the previous window's).
+
+    While the units from ``previous`` on still fit ``room``, the start stays there, so
+    consecutive prompts share their prefix byte for byte (xAI bills a cached prefix at about a
+    quarter of the input price). When they no longer fit, or a first window does not fit
+    whole, the cut goes down to ``low_room`` (the low-water mark's room), keeping the most
+    units that fit it: maximal at the moment of the cut. The start only moves forward.
+    """
+    if previous is not None and 0 <= previous <= tail and cost(tail) - cost(previous) <= room:
+        return previous
+    if previous is None and cost(tail) - cost(0) <= room:
+        return 0
+    return find_cut(cost, tail, max(low_room, 0))
 
 
 def threshold(top: int, room: int) -> int:
