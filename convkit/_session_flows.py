@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeAlias, TypeVar
 import attrs
 
 from ._counting import EstimateCounter, ImagePolicy, TokenCounter
-from ._engine.settings import WindowSettings, default_reserve
+from ._engine.settings import Policy, WindowSettings, default_reserve
 from ._errors import PromptTooLongError, ValidationError
 from ._fitting import FitResult, Strategy
 from ._messages import Message, MessageLike, Part, as_message
@@ -147,6 +147,7 @@ class SessionBase(Generic[StoreT, ClientT]):
         low_water: float = 0.6,
         summary_tokens: int | None = None,
         conv_id: str | None = None,
+        policy: Policy = "maximal",
     ) -> None:
         if strategy not in ("trim", "summarize"):
             raise ValidationError(f"unknown strategy {strategy!r}; use 'trim' or 'summarize'")
@@ -189,6 +190,7 @@ class SessionBase(Generic[StoreT, ClientT]):
             fallback=fallback,
             low_water=low_water,
             summary_tokens=summary_tokens,
+            policy=policy,
         )
         self._opened()
 

@@ -88,9 +88,15 @@ def test_stable_windows_keep_their_start_until_a_cut(
         result = fit(prefix, policy="stable", low_water=low_water, start=start, **kw)
         _check_shape(prefix, result)
         assert set(result.kept) <= set(maximal.kept) | set(range(result.start)), "kept more than fits"
+        held = None
+        if previous is not None and previous.start < i:  # where the previous start's unit begins now
+            units = unit_starts(prefix)
+            held = units.starts[units.unit_of(previous.start)]
         if previous is not None and result.start == previous.start:
             # between cuts: the request begins with the previous request's messages
             assert list(result.messages[: len(previous.messages)]) == list(previous.messages)
+        elif held is not None and result.start == held:
+            event("a late tool result joined the start's unit to older messages")
         elif result.dropped:
             cuts += 1
             if previous is not None:
@@ -128,3 +134,55 @@ def test_stable_needs_its_arguments_right() -> None:
         fit(msgs, model="grok-2", policy="sticky")  # type: ignore[arg-type]
     # a start past the end (the conversation was truncated) starts afresh
     assert fit(msgs, model="grok-2", policy="stable", start=5).kept == [0]
+
+
+def test_store_stable_windows_equal_fit_and_remember_their_start(open_store: Any) -> None:
+    """``Store.window(policy="stable")`` equals ``fit(..., policy="stable", start=previous.start)``
+    turn by turn, with the start the store remembers (another store on the database too)."""
+    import random
+
+    rng = random.Random(3)
+    store = open_store()
+    conv = store.create_conversation()
+    msgs: list[Message] = [Message.system("be brief")]
+    store.extend(conv.id, msgs)
+    previous: convkit.FitResult | None = None
+    starts = set()
+    for turn in range(60):
+        batch = [Message.user(f"q{turn} " + "word " * rng.randint(5, 60))]
+        if turn % 7 == 3:
+            call = convkit.ToolCall(f"c{turn}", "look", "{}")
+            batch += [
+                Message.assistant(None, tool_calls=[call]),
+                Message.tool("found " * 20, tool_call_id=call.id),
+            ]
+        if turn == 10:
+            batch.append(Message.user("remember this", pinned=True))
+        store.extend(conv.id, batch)
+        msgs += batch
+        want = fit(
+            msgs,
+            model=SPEC,
+            counter=COUNTER,
+            margin=0,
+            reserve=200,
+            policy="stable",
+            start=previous.start if previous is not None else None,
+        )
+        got = store.window(conv.id, model=SPEC, counter=COUNTER, margin=0, reserve=200, policy="stable")
+        assert got == want, f"turn {turn}"
+        starts.add(got.start)
+        msgs_reply = [Message.assistant(f"a{turn} " + "word " * rng.randint(5, 40))]
+        store.extend(conv.id, msgs_reply)
+        msgs += msgs_reply
+        previous = got
+    assert len(starts) >= 3, "the conversation should have been cut a few times"
+    # another store on the same database keeps the same start
+    other = open_store()
+    again = other.window(conv.id, model=SPEC, counter=COUNTER, margin=0, reserve=200, policy="stable")
+    assert (
+        again.start
+        == fit(
+            msgs, model=SPEC, counter=COUNTER, margin=0, reserve=200, policy="stable", start=previous.start
+        ).start
+    )

@@ -35,7 +35,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .._counting import EstimateCounter, ImagePolicy, TokenCounter
-from .._engine.settings import WindowSettings
+from .._engine.settings import Policy, WindowSettings
 from .._errors import ConvkitError, ValidationError
 from .._fitting import (
     FitResult,
@@ -77,7 +77,7 @@ from ._turns import (
     summaries,
     usage_totals,
 )
-from ._windows import NeedsBackfill, NeedsFullFit, WindowMoved, window_trim
+from ._windows import NeedsBackfill, NeedsFullFit, WindowMoved, save_start, window_trim
 
 __all__ = ["Flow", "Step", "StoreBase", "Summarize", "Txn", "WindowArgs", "runs"]
 
@@ -149,7 +149,7 @@ class WindowArgs:
 
     def trim_op(
         self, ns: str, cid: str, cache: MessageCache | None = None, dialect: str = "sqlite"
-    ) -> Op[FitResult]:
+    ) -> Op[tuple[FitResult, int | None]]:
         w = self.settings
         return window_trim(
             ns,
@@ -162,6 +162,8 @@ class WindowArgs:
             w.tools_tokens,
             cache,
             dialect,
+            w.spec.name,
+            w.low_water if w.policy == "stable" else None,
         )
 
 
@@ -449,13 +451,17 @@ class StoreBase(Generic[E]):
         fallback: Literal["error", "trim"] = "error",
         low_water: float = 0.6,
         summary_tokens: int | None = None,
+        policy: Policy = "maximal",
         settings: WindowSettings | None = None,
     ) -> Flow[FitResult]:
         """The messages to send now: equal to ``convkit.fit`` over the stored messages.
 
         Reads stored counts (back-filling a new counter once, in batches) and
         only the bodies of the kept rows. ``settings``: a :class:`~convkit.WindowSettings`
-        instead of the window arguments one by one.
+        instead of the window arguments one by one. ``policy="stable"`` (trim): equal to
+        ``fit(..., policy="stable", start=...)`` with the start this store remembers for the
+        conversation, model and counter (stored when a cut moves it), so consecutive windows
+        share their prefix for xAI's prompt cache, across calls and processes.
         """
         cid = check_id(conversation_id)
         args = WindowArgs(
@@ -472,6 +478,7 @@ class StoreBase(Generic[E]):
                 fallback=fallback,
                 low_water=low_water,
                 summary_tokens=summary_tokens,
+                policy=policy,
             )
         )
         if args.strategy == "summarize":
@@ -484,7 +491,14 @@ class StoreBase(Generic[E]):
         for _ in range(100):
             try:
                 op = args.trim_op(self.namespace, cid, self._cache, self._dialect)
-                result: FitResult = yield Txn(op, "window", True, moved >= WINDOW_UNSNAPPED_TRIES)
+                got: tuple[FitResult, int | None] = yield Txn(
+                    op, "window", True, moved >= WINDOW_UNSNAPPED_TRIES
+                )
+                result, stored = got
+                w = args.settings
+                if w.policy == "stable" and stored != result.start + 1:  # a cut: remember the new start
+                    save = save_start(cid, w.spec.name, w.counter.identity, result.start + 1, self._dialect)
+                    yield Txn(save, "window")
                 return result
             except WindowMoved:  # written to between its statements: again (in a snapshot at last)
                 moved += 1

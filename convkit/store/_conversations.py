@@ -141,7 +141,7 @@ def list_conversations(ns: str, limit: int, after: str | None) -> Op[list[Conver
 
 def delete_conversation(ns: str, cid: str) -> Op[None]:
     yield from lock_conversation(ns, cid, for_update=True)
-    for table in (t.token_counts, t.tool_calls, t.summaries, t.usage, t.messages):
+    for table in (t.token_counts, t.window_starts, t.tool_calls, t.summaries, t.usage, t.messages):
         yield Exec(sa.delete(table).where(table.c.conversation_id == cid))
     yield Exec(sa.delete(t.conversations).where(t.conversations.c.id == cid))
     return None

@@ -32,6 +32,9 @@ host application's own; the Alembic version table is ``convkit_alembic_version``
   past it in batches).
 * ``convkit_summaries`` and ``convkit_usage``: summaries (summarize strategy)
   and per-turn usage and cost as xAI reported them.
+* ``convkit_window_starts``: where a conversation's cache-stable window
+  (``policy="stable"``) starts, per model and counter, so consecutive prompts
+  share their prefix across calls and processes.
 * ``convkit_calibration``: per (model, counter), how xAI's prompt counts
   compare with the local counts (largest and latest ratio); it widens the
   safety margin of later windows. Not namespaced: it describes tokenizers,
@@ -53,6 +56,7 @@ __all__ = [
     "token_counts",
     "tool_calls",
     "usage",
+    "window_starts",
 ]
 
 NAMING = {
@@ -208,6 +212,20 @@ calibration = sa.Table(
     sa.Column("ratio_last", sa.Float, nullable=False),
     sa.Column("samples", sa.Integer, nullable=False),
     sa.Column("updated_at", _ts, nullable=False),
+)
+
+window_starts = sa.Table(
+    "convkit_window_starts",
+    metadata,
+    sa.Column(
+        "conversation_id",
+        sa.String(64),
+        sa.ForeignKey("convkit_conversations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("model", sa.String(128), primary_key=True),
+    sa.Column("counter_id", sa.String(128), primary_key=True),
+    sa.Column("start_seq", sa.Integer, nullable=False),
 )
 
 sa.Index("ix_convkit_messages_keep", messages.c.conversation_id, messages.c.keep, messages.c.seq)

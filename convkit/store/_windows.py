@@ -24,6 +24,7 @@ is trusted only for the epoch it was filled in.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -43,7 +44,7 @@ from .._messages import Message
 from .._models import ModelSpec
 from . import _schema as t
 from ._msgcache import MessageCache
-from ._ops_core import Exec, Op, decode_body
+from ._ops_core import Exec, Op, decode_body, insert_for
 
 __all__ = [
     "WINDOW_FIRST_DIVISOR",
@@ -52,6 +53,7 @@ __all__ = [
     "NeedsFullFit",
     "WindowMoved",
     "kept_bodies",
+    "save_start",
     "window_trim",
 ]
 
@@ -180,6 +182,30 @@ def _window_sql() -> _WindowSQL:
         .where(c.c.conversation_id == cv.c.id, c.c.counter_id == counter_id, c.c.seq == cv.c.last_seq)
         .scalar_subquery()
     )
+    # the stable policy's stored start (per model and counter): the start of the unit holding
+    # it, and the running totals before that unit
+    ws = t.window_starts
+    start_seq = (
+        sa.select(ws.c.start_seq)
+        .where(
+            ws.c.conversation_id == cv.c.id,
+            ws.c.model == sa.bindparam("model"),
+            ws.c.counter_id == counter_id,
+        )
+        .scalar_subquery()
+    )
+    start_unit = (
+        sa.select(m.c.unit_seq).where(m.c.conversation_id == cv.c.id, m.c.seq == start_seq).scalar_subquery()
+    )
+
+    def before_start(col: Any) -> Any:
+        return (
+            sa.select(col)
+            .where(c.c.conversation_id == cv.c.id, c.c.counter_id == counter_id, c.c.seq == start_unit - 1)
+            .scalar_subquery()
+        )
+
+    no_start = (none_i, none_i, none_l, none_i)
     head = sa.select(
         kind(0),
         cv.c.last_seq,
@@ -190,6 +216,10 @@ def _window_sql() -> _WindowSQL:
         sa.cast(cv.c.epoch, sa.BigInteger),
         none_i,
         *no_body,
+        start_seq,
+        start_unit,
+        before_start(c.c.run_tokens),
+        before_start(c.c.run_msgs),
     ).where(cv.c.id == cid, cv.c.namespace == ns)
     # the conversation's length, looked up once (and nothing at all in another namespace)
     n = sa.select(cv.c.last_seq).where(cv.c.id == cid, cv.c.namespace == ns).scalar_subquery()
@@ -202,10 +232,19 @@ def _window_sql() -> _WindowSQL:
         body = body_if(m.c.seq >= sa.bindparam("body_from", type_=sa.Integer)) if bodies else no_body
         return [
             sa.select(
-                kind(2), m.c.seq, m.c.role, m.c.unit_seq, m.c.keep, none_i, none_l, none_i, *body
+                kind(2), m.c.seq, m.c.role, m.c.unit_seq, m.c.keep, none_i, none_l, none_i, *body, *no_start
             ).where(m.c.conversation_id == cid, m.c.seq >= a, m.c.seq <= b),
             sa.select(
-                kind(3), c.c.seq, none_s, none_i, none_b, c.c.tokens, c.c.run_tokens, c.c.run_msgs, *no_body
+                kind(3),
+                c.c.seq,
+                none_s,
+                none_i,
+                none_b,
+                c.c.tokens,
+                c.c.run_tokens,
+                c.c.run_msgs,
+                *no_body,
+                *no_start,
             ).where(c.c.conversation_id == cid, c.c.counter_id == counter_id, c.c.seq >= a, c.c.seq <= b),
         ]
 
@@ -225,6 +264,7 @@ def _window_sql() -> _WindowSQL:
         none_l,
         none_i,
         *body_if(sa.bindparam("keep_bodies", type_=sa.Integer) == 1),
+        *no_start,
     ).where(m.c.conversation_id == cid, m.c.keep.is_(True), m.c.seq < low)
     lo, hi = sa.bindparam("lo", type_=sa.Integer), sa.bindparam("hi", type_=sa.Integer)
     return _WindowSQL(
@@ -385,8 +425,15 @@ def window_trim(
     tools_tokens: int,
     cache: MessageCache | None = None,
     dialect: str = "sqlite",
-) -> Op[FitResult]:
-    """The trim window of a stored conversation, reading only the kept bodies and a few counts.
+    model: str = "",
+    low_water: float | None = None,
+) -> Op[tuple[FitResult, int | None]]:
+    """The trim window of a stored conversation, and the stable start stored before it.
+
+    ``low_water`` given: the cache-stable policy (:func:`convkit._engine.cut.stable_cut`)
+    with the start stored for ``model`` and the counter (returned, so the caller can store
+    the new one when it moved); else the maximal cut. Reads only the kept bodies and a few
+    counts.
 
     Usually two statements, whatever the conversation's length: the conversation with its count
     watermark, the counts of the keep rows (leading system, pinned units) and of the newest rows
@@ -414,6 +461,7 @@ def window_trim(
         "step": step,
         "body_from": 1 if newest is None else newest + 1,
         "keep_bodies": 1 if newest is None else 0,
+        "model": model,
     }
     rows = (yield Exec(sql.first, first_params, raw=True)).all()
     head = next((r for r in rows if r[0] == 0), None)
@@ -500,11 +548,28 @@ def window_trim(
     # decoded below only if the window keeps them
     raw = {r[1]: (r[1], r[2], *r[8:14]) for r in rows if r[0] in (1, 2) and r[8] is not None}
     have = set(known) | set(raw)
+    stored_start, start_unit, start_rt, start_rm = head[14:18]
     cut = 1
     if last_unit > 1:
         top = cost_to(last_unit - 1)
-        x = threshold(top, remaining)  # the engine's rule: units starting after the last s with P(s) < x fit
-        if x > 0:
+        room = remaining
+        keep_start = None
+        if low_water is not None:  # the stable policy, as the engine's stable_cut decides it
+            if (
+                start_unit is not None
+                and start_unit <= last_unit
+                and (start_unit == 1 or start_rt is not None)
+            ):
+                before = 0 if start_unit == 1 else start_rt + ovh * start_rm
+                if top - before <= remaining:
+                    keep_start = (start_unit, before)
+            if keep_start is None and not (start_unit is None and top <= remaining):
+                room = max(remaining - (budget - math.floor(low_water * budget)), 0)
+        x = threshold(top, room)  # the engine's rule: units starting after the last s with P(s) < x fit
+        if keep_start is not None:
+            cut, before_cut = keep_start
+            remaining -= top - before_cut
+        elif x > 0:
             if cost_to(low) < x:  # the cut lies within the rows read: find it here
                 s_star = next(s for s in range(low + 1, last_unit) if cost_to(s) >= x)
                 cut = next(s for s in range(s_star + 1, last_unit + 1) if got[s][1] == s)
@@ -528,7 +593,7 @@ def window_trim(
     if cache is not None:
         cache.put(cid, epoch, dict(zip(kept, msgs, strict=True)))
     spans = kept_spans(((seq - 1, seq) for seq in pins), cut - 1, n)  # 0-based, as fit's
-    return FitResult.trimmed(
+    result = FitResult.trimmed(
         spec,
         msgs,
         prompt_tokens=budget - remaining,
@@ -538,4 +603,18 @@ def window_trim(
         input_length=n,
         kept_spans=spans,
         tools_tokens=tools_tokens,
+    )
+    return result, stored_start
+
+
+def save_start(cid: str, model: str, counter_id: str, start_seq: int, dialect: str) -> Op[None]:
+    """Remember where the conversation's stable window for ``(model, counter_id)`` starts."""
+    ws = t.window_starts
+    ins = insert_for(dialect, ws).values(
+        conversation_id=cid, model=model, counter_id=counter_id, start_seq=start_seq
+    )
+    yield Exec(
+        ins.on_conflict_do_update(
+            index_elements=["conversation_id", "model", "counter_id"], set_={"start_seq": start_seq}
+        )
     )
