@@ -46,7 +46,15 @@ from ._images import image_tokens
 from ._jsonl import dumps_jsonl, loads_jsonl, read_jsonl
 from ._lazy import lazy_getattr
 from ._messages import ImagePart, Message, TextPart, ToolCall
-from ._models import ModelRegistry, ModelSpec, get_model, list_models, override_model, register_model
+from ._models import (
+    ModelRegistry,
+    ModelSpec,
+    PriceTier,
+    get_model,
+    list_models,
+    override_model,
+    register_model,
+)
 from ._summarize import AsyncSummarizer, ExtractiveSummarizer, Summarizer, Summary
 from ._version import __version__
 
@@ -123,6 +131,7 @@ __all__ = [
     "ModelSpec",
     "NotFoundError",
     "PermissionDeniedError",
+    "PriceTier",
     "PromptTooLongError",
     "RateLimitError",
     "ResponseFormatError",

@@ -45,6 +45,13 @@ class UsageTotals:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     cost_usd: float = 0.0
+    #: US dollars the prompt cache saved: each turn's prompt uncached minus as billed (known models)
+    cache_savings_usd: float = 0.0
+
+    @property
+    def cached_share(self) -> float:
+        """The share of prompt tokens xAI served from its prompt cache (0 without prompts)."""
+        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
 
 
 @attrs.frozen

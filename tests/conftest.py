@@ -36,6 +36,7 @@ on purpose); at the end it must have raised nothing internally.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -186,6 +187,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     sup.close_run_databases()
+
+
+# A developer's refreshed model list (``convkit models --refresh``) must not change the
+# registry the tests see: the cache file is looked up in an empty folder of this run.
+os.environ["CONVKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="convkit-test-cache-")
 
 
 # -- databases -------------------------------------------------------------------------------

@@ -118,3 +118,26 @@ def test_a_session_sends_one_stable_opaque_key_per_conversation(tmp_path: Path) 
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ids[0]
+
+
+def test_usage_totals_report_the_cached_share_and_what_caching_saved(tmp_path: Path) -> None:
+    spec = convkit.get_model("grok-4.3")
+    assert spec.price_cached_in is not None
+    assert spec.price_cached_in < spec.price_text_in
+    with (
+        XAIStandIn(api_key=KEY) as xai,
+        XAIClient(api_key=KEY, base_url=xai.base_url) as client,
+        Store(f"sqlite:///{tmp_path / 'u.db'}") as store,
+    ):
+        cid = store.create_conversation().id
+        s = Session(store, cid, model=spec, client=client)
+        completions = [s.send(_long(i)) for i in range(4)]
+        totals = store.usage(cid)
+    cached = [c.usage.cached_tokens for c in completions]
+    assert cached[0] == 0
+    assert all(c > 0 for c in cached[1:])
+    assert totals.cached_tokens == sum(cached)
+    assert totals.cached_share == sum(cached) / totals.prompt_tokens
+    want = sum(spec.cache_savings(c.usage.prompt_tokens, c.usage.cached_tokens) for c in completions)
+    assert totals.cache_savings_usd == pytest.approx(want)
+    assert totals.cache_savings_usd > 0

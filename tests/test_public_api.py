@@ -43,6 +43,7 @@ PUBLIC = [
     "ModelSpec",
     "NotFoundError",
     "PermissionDeniedError",
+    "PriceTier",
     "PromptTooLongError",
     "RateLimitError",
     "ResponseFormatError",

@@ -21,7 +21,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .._errors import ConversationNotFoundError, ValidationError
+from .._errors import ConversationNotFoundError, UnknownModelError, ValidationError
+from .._models import get_model
 from .._results import Calibration, StoredSummary, UsageTotals
 from . import _schema as t
 from ._appends import Prepared, append
@@ -170,8 +171,22 @@ def usage_totals(ns: str, cid: str) -> Op[UsageTotals]:
             ).where(u.c.conversation_id == cid)
         )
     ).one()
+    cached = (
+        yield Exec(
+            sa.select(u.c.model, u.c.prompt_tokens, u.c.cached_tokens, u.c.image_tokens).where(
+                u.c.conversation_id == cid, u.c.cached_tokens > 0
+            )
+        )
+    ).all()
+    saved = 0.0
+    for model, prompt, hits, image in cached:  # each turn at its own model's prices and tier
+        try:
+            spec = get_model(model)
+        except UnknownModelError:
+            continue
+        saved += spec.cache_savings(int(prompt), int(hits), image_tokens=int(image or 0))
     return UsageTotals(
-        int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]), int(row[5]), float(row[6])
+        int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]), int(row[5]), float(row[6]), saved
     )
 
 

@@ -133,7 +133,9 @@ def language_model(spec: ModelSpec, *, created: int = 1733961600) -> dict[str, A
         "input_modalities": sorted(spec.input_modalities, key=lambda m: (m != "text", m)),
         "output_modalities": ["text"],
         "prompt_text_token_price": text_price,
-        "cached_prompt_text_token_price": text_price,
+        "cached_prompt_text_token_price": (
+            cents_per_100m(spec.price_cached_in) if spec.price_cached_in is not None else text_price
+        ),
         "prompt_image_token_price": cents_per_100m(spec.price_image_in),
         "completion_text_token_price": cents_per_100m(spec.price_completion),
         "search_price": 0,
@@ -223,7 +225,7 @@ def build_usage(
     reasoning = int(c_over.get("reasoning_tokens", reasoning))
     text = int(p_over.get("text_tokens", max(prompt - image, 0)))
     cached = min(int(p_over.get("cached_tokens", cached)), text)
-    cached_price = getattr(spec, "price_cached_in", None)
+    cached_price = spec.price_cached_in
     ticks = (
         (text - cached) * cents_per_100m(spec.price_text_in)
         + cached * cents_per_100m(cached_price if cached_price is not None else spec.price_text_in)
