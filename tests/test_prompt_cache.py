@@ -141,3 +141,13 @@ def test_usage_totals_report_the_cached_share_and_what_caching_saved(tmp_path: P
     want = sum(spec.cache_savings(c.usage.prompt_tokens, c.usage.cached_tokens) for c in completions)
     assert totals.cache_savings_usd == pytest.approx(want)
     assert totals.cache_savings_usd > 0
+
+
+def test_readme_prompt_cache_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ._integrations import readme_block
+
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, Any] = {}
+    exec(compile(readme_block("prompt-cache"), "README.md:prompt-cache", "exec"), namespace)
+    assert namespace["totals"].cached_share > 0
+    assert namespace["later"].start == namespace["first"].start == 0
