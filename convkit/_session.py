@@ -1,7 +1,11 @@
 """``Session`` and ``AsyncSession``: fit, send and record every turn of a stored conversation.
 
 One turn: the user's message is appended to the store; the window is taken
-(``Store.window``, with the safety margin widened by calibration); the window
+(``Store.window``, with the safety margin widened by calibration, and by default
+the cache-stable policy: ``policy="stable"`` keeps the window's start, so its
+prefix, while the newer messages fit, and every request carries the
+conversation's ``x-grok-conv-id``, so xAI bills the repeated prefix at the
+cached price; ``policy="maximal"`` trims as little as possible every turn); the window
 is sent with the client; the reply (with any tool calls) and the turn's
 usage and cost are written in one transaction; the ratio of xAI's
 ``usage.prompt_tokens`` to the local count is recorded per (model, counter)

@@ -147,7 +147,7 @@ class SessionBase(Generic[StoreT, ClientT]):
         low_water: float = 0.6,
         summary_tokens: int | None = None,
         conv_id: str | None = None,
-        policy: Policy = "maximal",
+        policy: Policy = "stable",
     ) -> None:
         if strategy not in ("trim", "summarize"):
             raise ValidationError(f"unknown strategy {strategy!r}; use 'trim' or 'summarize'")

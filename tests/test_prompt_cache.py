@@ -9,6 +9,7 @@ request of the same id, and nothing without the header.
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -151,3 +152,22 @@ def test_readme_prompt_cache_example_runs(tmp_path: Path, monkeypatch: pytest.Mo
     exec(compile(readme_block("prompt-cache"), "README.md:prompt-cache", "exec"), namespace)
     assert namespace["totals"].cached_share > 0
     assert namespace["later"].start == namespace["first"].start == 0
+
+
+def test_a_session_keeps_its_prefix_between_cuts_by_default(tmp_path: Path) -> None:
+    """Session's default is the cache-stable policy: once the window is full, most requests
+    begin with the previous request's messages, and their prefix comes back cached."""
+    with (
+        XAIStandIn(api_key=KEY) as xai,
+        XAIClient(api_key=KEY, base_url=xai.base_url) as client,
+        Store(f"sqlite:///{tmp_path / 'p.db'}") as store,
+    ):
+        cid = store.create_conversation().id
+        s = Session(store, cid, model="grok-2-vision-1212", client=client)
+        assert s.settings.policy == "stable"
+        for i in range(40):
+            s.send(_long(i))
+        bodies = [r.json["messages"] for r in xai.requests if r.endpoint == "chat"]
+        moved = sum(1 for a, b in itertools.pairwise(bodies) if b[: len(a)] != a)
+        assert 1 <= moved <= 8, moved  # it was cut, but rarely
+        assert store.usage(cid).cached_share > 0.6

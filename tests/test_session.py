@@ -531,7 +531,10 @@ def _long_history(n: int = 20) -> list[dict[str, str]]:
 def test_prompt_too_long_recalibrates_refits_and_retries_once(env: Env, mode: str) -> None:
     standin_counter = EstimateCounter(1.5, margin=0.0)  # ~1.7x the session's 2.5 bytes a token
     xai = env.standin(counter=standin_counter)
-    s = env.session(xai, model="grok-2-vision-1212", prefill=_long_history(), counters=[flat()])
+    # the maximal policy fills the window (the stable one would cut to its low-water mark first)
+    s = env.session(
+        xai, model="grok-2-vision-1212", prefill=_long_history(), counters=[flat()], policy="maximal"
+    )
     local = s.window()
     assert local.prompt_tokens <= local.budget  # the session believes it fits...
     c = turn(s, mode, "And the final question?")
