@@ -138,51 +138,45 @@ def test_stable_needs_its_arguments_right() -> None:
 
 def test_store_stable_windows_equal_fit_and_remember_their_start(open_store: Any) -> None:
     """``Store.window(policy="stable")`` equals ``fit(..., policy="stable", start=previous.start)``
-    turn by turn, with the start the store remembers (another store on the database too)."""
+    turn by turn, with the start the store remembers per conversation (three conversations
+    interleaved: a review found one conversation reading another's start), and another store
+    on the database keeps it."""
     import random
 
     rng = random.Random(3)
     store = open_store()
-    conv = store.create_conversation()
-    msgs: list[Message] = [Message.system("be brief")]
-    store.extend(conv.id, msgs)
-    previous: convkit.FitResult | None = None
-    starts = set()
-    for turn in range(60):
-        batch = [Message.user(f"q{turn} " + "word " * rng.randint(5, 60))]
-        if turn % 7 == 3:
-            call = convkit.ToolCall(f"c{turn}", "look", "{}")
-            batch += [
-                Message.assistant(None, tool_calls=[call]),
-                Message.tool("found " * 20, tool_call_id=call.id),
-            ]
-        if turn == 10:
-            batch.append(Message.user("remember this", pinned=True))
-        store.extend(conv.id, batch)
-        msgs += batch
-        want = fit(
-            msgs,
-            model=SPEC,
-            counter=COUNTER,
-            margin=0,
-            reserve=200,
-            policy="stable",
-            start=previous.start if previous is not None else None,
-        )
-        got = store.window(conv.id, model=SPEC, counter=COUNTER, margin=0, reserve=200, policy="stable")
-        assert got == want, f"turn {turn}"
-        starts.add(got.start)
-        msgs_reply = [Message.assistant(f"a{turn} " + "word " * rng.randint(5, 40))]
-        store.extend(conv.id, msgs_reply)
-        msgs += msgs_reply
-        previous = got
-    assert len(starts) >= 3, "the conversation should have been cut a few times"
-    # another store on the same database keeps the same start
+    convs = [store.create_conversation().id for _ in range(3)]
+    msgs: dict[str, list[Message]] = {cid: [Message.system("be brief")] for cid in convs}
+    previous: dict[str, convkit.FitResult | None] = dict.fromkeys(convs)
+    starts: set[tuple[str, int]] = set()
+    kw: dict[str, Any] = {"model": SPEC, "counter": COUNTER, "margin": 0, "reserve": 200, "policy": "stable"}
+    for cid in convs:
+        store.extend(cid, msgs[cid])
+    for turn in range(40):
+        for k, cid in enumerate(convs):
+            batch = [Message.user(f"q{turn} " + "word " * rng.randint(5, 60 + 20 * k))]
+            if turn % 7 == 3:
+                call = convkit.ToolCall(f"c{turn}", "look", "{}")
+                batch += [
+                    Message.assistant(None, tool_calls=[call]),
+                    Message.tool("found " * 20, tool_call_id=call.id),
+                ]
+            if turn == 10:
+                batch.append(Message.user("remember this", pinned=True))
+            store.extend(cid, batch)
+            msgs[cid] += batch
+            prev = previous[cid]
+            want = fit(msgs[cid], start=prev.start if prev is not None else None, **kw)
+            got = store.window(cid, **kw)
+            assert got == want, f"turn {turn}, conversation {k}"
+            starts.add((cid, got.start))
+            reply = [Message.assistant(f"a{turn} " + "word " * rng.randint(5, 40))]
+            store.extend(cid, reply)
+            msgs[cid] += reply
+            previous[cid] = got
+    assert len(starts) >= 9, "each conversation should have been cut a few times"
     other = open_store()
-    again = other.window(conv.id, model=SPEC, counter=COUNTER, margin=0, reserve=200, policy="stable")
-    assert (
-        again.start
-        == fit(
-            msgs, model=SPEC, counter=COUNTER, margin=0, reserve=200, policy="stable", start=previous.start
-        ).start
-    )
+    for cid in convs:
+        prev = previous[cid]
+        assert prev is not None
+        assert other.window(cid, **kw).start == fit(msgs[cid], start=prev.start, **kw).start

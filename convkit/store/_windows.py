@@ -184,24 +184,26 @@ def _window_sql() -> _WindowSQL:
     )
     # the stable policy's stored start (per model and counter): the start of the unit holding
     # it, and the running totals before that unit
+    # (each lookup names the conversation by parameter: a subquery nested in another does not
+    # correlate to the outer conversation row, and would read every conversation's rows)
     ws = t.window_starts
     start_seq = (
         sa.select(ws.c.start_seq)
         .where(
-            ws.c.conversation_id == cv.c.id,
+            ws.c.conversation_id == cid,
             ws.c.model == sa.bindparam("model"),
             ws.c.counter_id == counter_id,
         )
         .scalar_subquery()
     )
     start_unit = (
-        sa.select(m.c.unit_seq).where(m.c.conversation_id == cv.c.id, m.c.seq == start_seq).scalar_subquery()
+        sa.select(m.c.unit_seq).where(m.c.conversation_id == cid, m.c.seq == start_seq).scalar_subquery()
     )
 
     def before_start(col: Any) -> Any:
         return (
             sa.select(col)
-            .where(c.c.conversation_id == cv.c.id, c.c.counter_id == counter_id, c.c.seq == start_unit - 1)
+            .where(c.c.conversation_id == cid, c.c.counter_id == counter_id, c.c.seq == start_unit - 1)
             .scalar_subquery()
         )
 
