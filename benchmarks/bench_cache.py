@@ -15,9 +15,11 @@ real HTTP server on 127.0.0.1), once with ``policy="maximal"`` and once with
 The stand-in caches like xAI (per ``x-grok-conv-id``, whole 128-token blocks
 of the longest message prefix shared with that conversation's recent
 requests) and every ``Session`` sends its conversation's key. Billed input is
-summed from each reply's usage: uncached prompt tokens at the input price,
-cached ones at the cached-input price (grok-2-vision-1212 lists none; as DESIGN
-section 9 says, about a quarter of the input price is used and printed).
+each reply's usage priced as xAI bills it (``ModelSpec.estimate_cost``: cached
+prompt tokens at the cached-input price, images at the image price, every token
+at the tier's price once a prompt reaches 200k tokens; grok-2-vision-1212
+lists no cached price, so, as DESIGN section 9 says, a quarter of the input
+price is used, and printed).
 
 It reports, per model and policy: billed input dollars, the stable policy's
 share of the maximal one's (target: at most 45%), the cached share of prompt
@@ -40,6 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import attrs
 from _common import print_table, write_result
 from _data import iter_conversation
 
@@ -60,32 +63,30 @@ def user_messages(turns: int, seed: int = 5) -> list[Message]:
     raise RuntimeError("the generated conversation has too few user messages")
 
 
-def models() -> list[tuple[ModelSpec, float, str]]:
-    """(spec, cached price per million, where the cached price came from)."""
+def models() -> list[tuple[ModelSpec, ModelSpec, str]]:
+    """(the spec sessions use, the spec the bill is priced with, where the cached price came from)."""
     vision = convkit.get_model("grok-2-vision-1212")
     g43 = convkit.get_model("grok-4.3")
-    big = ModelSpec(
-        "grok-4.3@256k",
-        262_144,
-        g43.input_modalities,
-        g43.price_text_in,
-        g43.price_image_in,
-        g43.price_completion,
-        price_cached_in=g43.price_cached_in,
-    )
+    big = attrs.evolve(g43, name="grok-4.3@256k", context_window=262_144, aliases=())
     assert g43.price_cached_in is not None
     return [
-        (vision, vision.price_text_in / 4, "a quarter of the input price (none listed)"),
-        (big, g43.price_cached_in, "grok-4.3's cached-input price"),
+        (
+            vision,
+            attrs.evolve(vision, price_cached_in=vision.price_text_in / 4),
+            "a quarter of the input price (none listed)",
+        ),
+        (big, big, "grok-4.3's cached-input price and its tier from 200k prompt tokens"),
     ]
 
 
-def run(spec: ModelSpec, cached_price: float, policy: str, asks: list[Message], db: Path) -> dict[str, Any]:
+def run(spec: ModelSpec, bill: ModelSpec, policy: str, asks: list[Message], db: Path) -> dict[str, Any]:
     """One conversation through a Session with ``policy``; the bill and the cuts from the stand-in."""
     billed = 0.0
     prompts: list[int] = []
     cached = 0
     cuts = 0
+    refused = 0  # requests beyond one a turn (a prompt the stand-in refused, then re-fitted)
+    errors: list[BaseException] = []
     previous: list[Any] | None = None
     with (
         XAIStandIn() as xai,
@@ -98,16 +99,18 @@ def run(spec: ModelSpec, cached_price: float, policy: str, asks: list[Message], 
             u = session.send(message).usage
             prompts.append(u.prompt_tokens)
             cached += u.cached_tokens
-            billed += (
-                (u.prompt_tokens - u.cached_tokens) * spec.price_text_in + u.cached_tokens * cached_price
-            ) / 1e6
-            (body,) = xai.chat_requests  # one request a turn; forgotten at once (bounded memory)
+            billed += bill.estimate_cost(
+                u.prompt_tokens, image_tokens=u.image_tokens, cached_tokens=u.cached_tokens
+            )
+            bodies = xai.chat_requests  # forgotten every turn (bounded memory); errors kept first
+            errors += xai.errors
+            refused += len(bodies) - 1
             xai.reset()
-            sent = body["messages"]
-            if previous is not None and sent[: len(previous)] != previous:
-                cuts += 1  # the prompt no longer starts with the previous one: its prefix moved
-            previous = sent
-        errors = list(xai.errors)
+            for body in bodies:
+                sent = body["messages"]
+                if previous is not None and sent[: len(previous)] != previous:
+                    cuts += 1  # the prompt no longer starts with the previous one: its prefix moved
+                previous = sent
         usage = store.usage(cid)
     return {
         "billed_input_usd": round(billed, 6),
@@ -117,7 +120,7 @@ def run(spec: ModelSpec, cached_price: float, policy: str, asks: list[Message], 
         "mean_prompt_tokens": round(statistics.mean(prompts), 1),
         "cuts": cuts,
         "turns": len(asks),
-        "every_request_fit": not errors and usage.turns == len(asks),
+        "every_request_fit": not errors and refused == 0 and usage.turns == len(asks),
     }
 
 
@@ -134,20 +137,20 @@ def main() -> None:
     rows: list[list[str]] = []
     met = True
     with tempfile.TemporaryDirectory(prefix="convkit-bench-cache-") as tmp:
-        for spec, cached_price, source in models():
+        for spec, bill, source in models():
             if spec.name not in {s.name for s in convkit.list_models()}:
                 convkit.register_model(spec)  # the stand-in serves registered models
             per: dict[str, Any] = {}
             for policy in ("maximal", "stable"):
                 print(f"{spec.name}: {turns} turns, policy={policy}", flush=True)
-                per[policy] = run(spec, cached_price, policy, asks, Path(tmp) / f"{spec.name}-{policy}.db")
+                per[policy] = run(spec, bill, policy, asks, Path(tmp) / f"{spec.name}-{policy}.db")
             share = per["stable"]["billed_input_usd"] / per["maximal"]["billed_input_usd"]
             fit_all = per["stable"]["every_request_fit"] and per["maximal"]["every_request_fit"]
             met = met and share <= TARGET and fit_all
             results[spec.name] = {
                 **per,
                 "context_window": spec.context_window,
-                "cached_price_per_million": cached_price,
+                "cached_price_per_million": bill.price_cached_in,
                 "cached_price_source": source,
                 "stable_over_maximal_billed_input": round(share, 4),
             }
