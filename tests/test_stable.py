@@ -180,3 +180,37 @@ def test_store_stable_windows_equal_fit_and_remember_their_start(open_store: Any
         prev = previous[cid]
         assert prev is not None
         assert other.window(cid, **kw).start == fit(msgs[cid], start=prev.start, **kw).start
+
+
+def test_store_stable_windows_over_dropped_images_keep_their_start(open_store: Any) -> None:
+    """A text-only model over a conversation with images (the store reads newest first): the
+    stable policy still keeps its stored start, as ``fit`` does (found in review)."""
+    import random
+
+    from convkit import ImagePart
+
+    from . import _store_support as sup
+
+    rng = random.Random(9)
+    text_only = convkit.ModelSpec("stable-text", 1500, {"text"}, message_overhead=3)
+    png = ImagePart.from_bytes(sup.image("PNG", (32, 32)))
+    store = open_store(window_cache=0)
+    cid = store.create_conversation().id
+    msgs: list[Message] = [Message.system("describe"), Message.user(["look", png])]
+    store.extend(cid, msgs)
+    kw: dict[str, Any] = {"model": text_only, "counter": COUNTER, "margin": 0, "reserve": 100}
+    previous: convkit.FitResult | None = None
+    starts = set()
+    for turn in range(40):
+        batch = [
+            Message.user([f"q{turn} " + "word " * rng.randint(5, 50), png] if turn % 5 == 0 else f"q{turn}")
+        ]
+        batch.append(Message.assistant(f"a{turn} " + "word " * rng.randint(5, 40)))
+        store.extend(cid, batch)
+        msgs += batch
+        want = fit(msgs, images="drop", policy="stable", start=previous.start if previous else None, **kw)
+        got = store.window(cid, images="drop", policy="stable", **kw)
+        assert got == want, f"turn {turn}"
+        starts.add(got.start)
+        previous = got
+    assert len(starts) >= 2, "the conversation should have been cut"

@@ -494,20 +494,16 @@ class StoreBase(Generic[E]):
                 got: tuple[FitResult, int | None] = yield Txn(
                     op, "window", True, moved >= WINDOW_UNSNAPPED_TRIES
                 )
-                result, stored = got
-                w = args.settings
-                if w.policy == "stable" and stored != result.start + 1:  # a cut: remember the new start
-                    save = save_start(cid, w.spec.name, w.counter.identity, result.start + 1, self._dialect)
-                    yield Txn(save, "window")
-                return result
+                yield from self._keep_start(cid, args, *got)
+                return got[0]
             except WindowMoved:  # written to between its statements: again (in a snapshot at last)
                 moved += 1
             except NeedsFullFit:  # a text-only model, a conversation holding images
                 if args.settings.images == "drop":  # newest first, counted as sent
-                    scanned: FitResult = yield Txn(
-                        window_scan(self.namespace, cid, args.settings, self._cache), "window", read=True
-                    )
-                    return scanned
+                    scan = window_scan(self.namespace, cid, args.settings, self._cache)
+                    scanned: tuple[FitResult, int | None] = yield Txn(scan, "window", read=True)
+                    yield from self._keep_start(cid, args, *scanned)
+                    return scanned[0]
                 messages = yield from self._messages(cid)  # raises, naming the first image
                 trimmed, _ = plan_fit(messages, args.settings)
                 return trimmed
@@ -515,6 +511,14 @@ class StoreBase(Generic[E]):
                 while not (yield from self._backfill(cid, args.counter)):
                     pass
         raise RuntimeError("window: counts kept falling behind concurrent appends")  # pragma: no cover
+
+    def _keep_start(self, cid: str, args: WindowArgs, result: FitResult, stored: int | None) -> Flow[None]:
+        """Remember a stable window's start when a cut moved it (``stored``: the one it read)."""
+        w = args.settings
+        if w.policy == "stable" and stored != result.start + 1:
+            yield Txn(
+                save_start(cid, w.spec.name, w.counter.identity, result.start + 1, self._dialect), "window"
+            )
 
     def _backfill(self, cid: str, counter: TokenCounter) -> Flow[bool]:
         """Count one batch of messages past ``counter``'s watermark; True when none are left."""

@@ -48,12 +48,26 @@ _OLDER = Message.user("[older messages, not read]")
 
 def window_scan(
     ns: str, cid: str, settings: WindowSettings, cache: MessageCache | None = None
-) -> Op[FitResult]:
-    """The trim window of ``settings`` over the stored conversation, read newest first."""
+) -> Op[tuple[FitResult, int | None]]:
+    """The trim window of ``settings`` over the stored conversation, read newest first, and
+    (``policy="stable"``) the start stored before it (the part then reaches back to it)."""
     conv = yield from lock_conversation(ns, cid)
     n, epoch = conv.last_seq, conv.epoch
     if n == 0:
         raise ValidationError("nothing to fit: the conversation has no messages")
+    stored = None
+    if settings.policy == "stable":
+        ws = t.window_starts
+        stored = (
+            yield Exec(
+                sa.select(ws.c.start_seq).where(
+                    ws.c.conversation_id == cid,
+                    ws.c.model == settings.spec.name,
+                    ws.c.counter_id == settings.counter.identity,
+                )
+            )
+        ).scalar_one_or_none()
+    previous = stored if stored is not None and 1 <= stored <= n else None
     m = t.messages
     cols = [*body(), m.c.unit_seq, m.c.keep]
     keep_rows = (yield Exec(sa.select(*cols).where(m.c.conversation_id == cid, m.c.keep.is_(True)))).all()
@@ -78,6 +92,8 @@ def window_scan(
         found = next((s for s in range(first, n + 1) if rows[s].unit_seq == s), None) if lo > 1 else 1
         if found is None or (lo > 1 and all(rows[s].role == "system" for s in range(found, n + 1))):
             continue  # the newest unit, or the newest turn, starts further back
+        if previous is not None and found > previous:
+            continue  # the stable policy's previous start must be in the part
         start: int = found
         seqs = [s for s in sorted(rows) if s >= start or rows[s].keep]
         missing = [rows[s] for s in seqs if s not in known]
@@ -92,11 +108,16 @@ def window_scan(
             messages.insert(at, _OLDER)
             counts.insert(at, settings.budget + 1)
             positions.insert(at, -1)
-        trimmed, _ = plan_fit(History(messages, counter=settings.counter, counts=counts), settings)
+        at_previous = positions.index(previous - 1) if previous is not None else None
+        history = History(messages, counter=settings.counter, counts=counts)
+        trimmed, _ = plan_fit(history, settings, start=at_previous)
         dropped_real = any(positions[i] >= start - 1 for i in trimmed.dropped)
-        if start == 1 or dropped_real:
+        # a stable window that kept its previous start does not depend on older rows either
+        kept_previous = at_previous is not None and trimmed.start == at_previous
+        if start == 1 or dropped_real or kept_previous:
             if cache is not None:
                 cache.put(cid, epoch, {s: known[s] for s in seqs})
-            return attrs.evolve(
+            result = attrs.evolve(
                 trimmed, kept_spans=input_spans(trimmed.kept_spans, positions), input_length=n
             )
+            return result, stored
