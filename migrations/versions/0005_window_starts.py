@@ -36,7 +36,9 @@ def upgrade() -> None:
             name=op.f("fk_convkit_window_starts_conversation_id_convkit_conversations"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("conversation_id", "model", "counter_id", name=op.f("pk_convkit_window_starts")),
+        sa.PrimaryKeyConstraint(
+            "conversation_id", "model", "counter_id", name=op.f("pk_convkit_window_starts")
+        ),
     )
 
 
