@@ -249,6 +249,18 @@ def iter_conversation(
     yield Message.user(g.user_text())
 
 
+def user_turns(turns: int, *, seed: int) -> list[Message]:
+    """The first ``turns`` user messages of a generated conversation (a few hold images):
+    what a benchmark sends through ``Session.send``, one a turn."""
+    out: list[Message] = []
+    for m in iter_conversation(turns * 6, seed=seed):
+        if m.role == "user":
+            out.append(m)
+            if len(out) == turns:
+                return out
+    raise RuntimeError("the generated conversation has too few user messages")
+
+
 def make_conversation(n: int, **kw: Any) -> list[Message]:
     """``list(iter_conversation(n, **kw))``."""
     out = list(iter_conversation(n, **kw))

@@ -44,23 +44,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import attrs
 from _common import print_table, write_result
-from _data import iter_conversation
+from _data import user_turns
 
 import convkit
 from convkit import Message, ModelSpec, Session, Store, XAIClient
 from convkit.testing import XAIStandIn
 
 TARGET = 0.45
-
-
-def user_messages(turns: int, seed: int = 5) -> list[Message]:
-    out: list[Message] = []
-    for m in iter_conversation(turns * 6, seed=seed):
-        if m.role == "user":
-            out.append(m)
-            if len(out) == turns:
-                return out
-    raise RuntimeError("the generated conversation has too few user messages")
 
 
 def models() -> list[tuple[ModelSpec, ModelSpec, str]]:
@@ -132,7 +122,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="300 turns, write nothing")
     args = parser.parse_args()
     turns = 300 if args.quick else args.turns
-    asks = user_messages(turns)
+    asks = user_turns(turns, seed=5)
     results: dict[str, Any] = {}
     rows: list[list[str]] = []
     met = True

@@ -56,7 +56,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import fmt_ns, print_table, write_result
-from _data import iter_conversation
+from _data import iter_conversation, user_turns
 
 import convkit
 from convkit import EstimateCounter, Message, Session, Store, XAIClient
@@ -65,17 +65,6 @@ from convkit.testing import XAIStandIn
 MODEL = "grok-2-vision-1212"
 SUMMARIZER_MODEL = "grok-2-1212"
 CHECK_EVERY = 100  # turns between checks of the recorded requests (then forgotten, to bound memory)
-
-
-def user_messages(turns: int, seed: int = 7) -> list[Message]:
-    """The first ``turns`` user messages of a generated conversation (a few hold images)."""
-    out: list[Message] = []
-    for m in iter_conversation(turns * 6, seed=seed):
-        if m.role == "user":
-            out.append(m)
-            if len(out) == turns:
-                return out
-    raise RuntimeError("the generated conversation has too few user messages")
 
 
 class RequestCheck:
@@ -106,7 +95,7 @@ class RequestCheck:
 
 
 def run(turns: int, db_dir: Path) -> dict[str, Any]:
-    messages = user_messages(turns)
+    messages = user_turns(turns, seed=7)
     counter = EstimateCounter()
     started = time.perf_counter()
     turn_ns: list[int] = []
@@ -191,7 +180,7 @@ def run(turns: int, db_dir: Path) -> dict[str, Any]:
 def scale_run(sizes: tuple[int, ...], turns: int, db_dir: Path) -> dict[str, Any]:
     """Median turn time of a summarize session over stored conversations of ``sizes`` messages."""
     counter = EstimateCounter()
-    asks = user_messages(turns + 1, seed=11)
+    asks = user_turns(turns + 1, seed=11)
     times: dict[int, list[int]] = {size: [] for size in sizes}
     sessions: dict[int, Session] = {}
     stores: list[Store] = []
