@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+from ._cli_args import add_reserve, add_tokenizer
 from ._counting import EstimateCounter, HFTokenCounter, TokenCounter
 from ._errors import APIError, ConvkitError
 
 if TYPE_CHECKING:
     from ._session import Session
 
-__all__ = ["run_chat"]
+__all__ = ["add_parser", "run_chat"]
 
 
 def run_chat(
@@ -116,3 +117,28 @@ def _loop(session: Session, stdin: TextIO, out: TextIO, interactive: bool) -> No
             out.write(f"\n[error: {exc}; your message is kept, send it again to retry]\n")
         except ConvkitError as exc:
             out.write(f"\n[error: {exc}]\n")
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``convkit chat`` on the subcommand set ``sub``."""
+    c = sub.add_parser("chat", help="chat with Grok in the terminal; the conversation is stored")
+    c.add_argument("--model", default="grok-2-1212", help="model name or alias (default grok-2-1212)")
+    c.add_argument("--db", default="convkit-chat.db", help="SQLite file (default ./convkit-chat.db)")
+    c.add_argument("--conversation", help="continue this conversation id")
+    c.add_argument("--base-url", help="API base URL (default https://api.x.ai/v1)")
+    add_reserve(c, "each reply (sent as max_tokens)")
+    add_tokenizer(c)
+    c.set_defaults(func=_cmd_chat)
+
+
+def _cmd_chat(args: Any, out: TextIO) -> int:
+    return run_chat(
+        model=args.model,
+        db=args.db,
+        conversation=args.conversation,
+        base_url=args.base_url,
+        reserve=args.reserve,
+        tokenizer=args.tokenizer,
+        stdin=sys.stdin,
+        out=out,
+    )

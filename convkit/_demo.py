@@ -12,15 +12,16 @@ from __future__ import annotations
 import io
 import json
 import os
-from typing import TextIO
+from typing import Any, TextIO
 
+from ._cli_args import add_reserve, add_tokenizer
 from ._counting import EstimateCounter, HFTokenCounter, TokenCounter
 from ._fitting import FitResult
 from ._messages import ImagePart, Message, TextPart, ToolCall
 from ._models import get_model
 from ._summarize import ExtractiveSummarizer
 
-__all__ = ["demo_conversation", "run_demo"]
+__all__ = ["add_parser", "demo_conversation", "run_demo"]
 
 _PRODUCTS = ["export", "billing", "sso", "webhooks", "backups", "dns", "alerts", "api keys"]
 
@@ -196,3 +197,17 @@ def run_demo(db_path: str, out: TextIO, *, tokenizer: str | None = None, reserve
             f"convkit.Store({url!r}).messages({conv.id!r})\n"
         )
     return conv.id
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``convkit demo`` on the subcommand set ``sub``."""
+    d = sub.add_parser("demo", help="store a demo conversation in SQLite and show its windows")
+    d.add_argument("--db", default="convkit-demo.db", help="SQLite file to use (default: ./convkit-demo.db)")
+    add_tokenizer(d)
+    add_reserve(d)
+    d.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args: Any, out: TextIO) -> int:
+    run_demo(args.db, out, tokenizer=args.tokenizer, reserve=args.reserve)
+    return 0

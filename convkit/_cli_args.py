@@ -1,0 +1,70 @@
+"""Argument types and flags the ``convkit`` commands share (argparse ``type=`` callables).
+
+Each type refuses a bad value with a message argparse prints after the flag's
+name (``argument --reserve: must be 0 or more, got -5``), before a command
+reads or writes anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ._counting import EstimateCounter, HFTokenCounter, TokenCounter
+from ._engine.settings import DEFAULT_RESERVE
+
+__all__ = ["add_reserve", "add_tokenizer", "counter_for", "positive_int", "price", "tokens"]
+
+
+def positive_int(text: str) -> int:
+    """A whole number of tokens above 0."""
+    value = tokens(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def tokens(text: str) -> int:
+    """A whole number of tokens, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of tokens, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def price(text: str) -> float:
+    """US dollars per million tokens: finite, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected US dollars per 1M tokens, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite price of 0 or more, got {text}")
+    return value
+
+
+def add_reserve(p: argparse.ArgumentParser, what: str = "the reply") -> None:
+    p.add_argument(
+        "--reserve",
+        type=tokens,
+        default=None,
+        metavar="N",
+        help=f"tokens kept free for {what} (default {DEFAULT_RESERVE}, or a quarter of a smaller window; "
+        "0 fills the window)",
+    )
+
+
+def add_tokenizer(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tokenizer",
+        metavar="PATH",
+        help="a HuggingFace tokenizer.json to count with (default: convkit's estimate, which never "
+        "counts below Grok-1's tokenizer)",
+    )
+
+
+def counter_for(path: str | None) -> TokenCounter:
+    """The counter ``--tokenizer`` names, or the default estimate."""
+    return EstimateCounter() if path is None else HFTokenCounter.from_file(path)
