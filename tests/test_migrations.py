@@ -801,7 +801,7 @@ def test_wheel_ships_migrations_and_upgrades_a_new_sqlite_file(tmp_path: Path) -
 
     wheels = tmp_path / "wheels"
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", wheels, REPO)
-    (wheel,) = wheels.glob("convkit-*.whl")
+    (wheel,) = wheels.glob("convkit_grok-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "convkit/_migrations/env.py" in names
     assert "convkit/_migrations/script.py.mako" in names
