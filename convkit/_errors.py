@@ -131,16 +131,23 @@ class ContextWindowError(ConvkitError):
         self.context_window = context_window
         self.reserve = reserve
         window = f" (context window {context_window}, reserve {reserve})" if context_window else ""
-        msg = (
-            f"{model}: the messages that must be kept need {required} tokens but only "
-            f"{available} are available{window}"
-        )
-        if detail:
-            msg += f"; {detail}"
-        msg += (
-            ". Shorten the pinned or newest messages, lower the reserve, or choose a "
-            "model with a larger window."
-        )
+        if context_window and reserve >= context_window:  # said in words: no negative "available"
+            msg = (
+                f"{model}: the reserve of {reserve} tokens for the reply is not smaller than the context "
+                f"window of {context_window} tokens, so no room is left for the prompt (it needs at least "
+                f"{required} tokens). Lower the reserve below the window."
+            )
+        else:
+            msg = (
+                f"{model}: the messages that must be kept need {required} tokens but only "
+                f"{available} are available{window}"
+            )
+            if detail:
+                msg += f"; {detail}"
+            msg += (
+                ". Shorten the pinned or newest messages, lower the reserve, or choose a "
+                "model with a larger window."
+            )
         super().__init__(msg)
 
     def __reduce__(self) -> tuple[object, ...]:

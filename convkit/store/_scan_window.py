@@ -22,28 +22,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import attrs
 import sqlalchemy as sa
 
-from .._counting import apply_image_policy
 from .._engine.settings import WindowSettings
-from .._engine.spans import input_spans
 from .._errors import DatabaseError, ValidationError
-from .._fitting import FitResult, plan_fit
-from .._history import History
-from .._messages import Message
+from .._fitting import FitResult
+from .._scan import FIRST_CHUNK, part_start, plan_part
 from . import _schema as t
 from ._conversations import lock_conversation
 from ._msgcache import MessageCache
 from ._ops_core import Exec, Op, body, decode_body
 
 __all__ = ["FIRST_CHUNK", "window_scan"]
-
-#: Rows read in the first chunk (each later chunk doubles the part).
-FIRST_CHUNK = 64
-
-#: Stands for every row older than the part: never sent (it costs more than any budget).
-_OLDER = Message.user("[older messages, not read]")
 
 
 def window_scan(
@@ -86,38 +76,18 @@ def window_scan(
             )
         rows.update((r.seq, r) for r in got)
         lo, chunk = a, chunk * 2
-        # the part starts at a unit start after the leading system run (a stand-in inside the
-        # run would end it early, making leading system messages droppable)
-        first = max(lo, conv.prefix_len + 1)
-        found = next((s for s in range(first, n + 1) if rows[s].unit_seq == s), None) if lo > 1 else 1
-        if found is None or (lo > 1 and all(rows[s].role == "system" for s in range(found, n + 1))):
-            continue  # the newest unit, or the newest turn, starts further back
-        if previous is not None and found > previous:
-            continue  # the stable policy's previous start must be in the part
-        start: int = found
+        start = part_start(
+            n, lo, conv.prefix_len, lambda s: int(rows[s].unit_seq), lambda s: str(rows[s].role), previous
+        )
+        if start is None:
+            continue  # the newest unit or turn, or the stable policy's previous start, is further back
         seqs = [s for s in sorted(rows) if s >= start or rows[s].keep]
         missing = [rows[s] for s in seqs if s not in known]
         if missing:
             decoded = yield from decode_body([tuple(r)[:-2] for r in missing], images=True)
             known.update(zip([r.seq for r in missing], decoded, strict=True))
-        messages = apply_image_policy([known[s] for s in seqs], settings.spec, settings.images)
-        counts = list(settings.counter.content_tokens(messages))
-        positions = [s - 1 for s in seqs]
-        if start > 1:  # the stand-in for everything older, after the keep rows before the part
-            at = sum(1 for s in seqs if s < start)
-            messages.insert(at, _OLDER)
-            counts.insert(at, settings.budget + 1)
-            positions.insert(at, -1)
-        at_previous = positions.index(previous - 1) if previous is not None else None
-        history = History(messages, counter=settings.counter, counts=counts)
-        trimmed, _ = plan_fit(history, settings, start=at_previous)
-        dropped_real = any(positions[i] >= start - 1 for i in trimmed.dropped)
-        # a stable window that kept its previous start does not depend on older rows either
-        kept_previous = at_previous is not None and trimmed.start == at_previous
-        if start == 1 or dropped_real or kept_previous:
+        part = plan_part(settings, n, start, seqs, [known[s] for s in seqs], previous)
+        if part is not None:
             if cache is not None:
                 cache.put(cid, epoch, {s: known[s] for s in seqs})
-            result = attrs.evolve(
-                trimmed, kept_spans=input_spans(trimmed.kept_spans, positions), input_length=n
-            )
-            return result, stored
+            return part.result, stored
