@@ -9,29 +9,22 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterable
-from typing import Any, TextIO
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TextIO, overload
 
 import attrs
 
 from ._cli_args import add_reserve, add_tokenizer, counter_for, positive_int, price
-from ._counting import apply_image_policy
-from ._errors import UnknownModelError, UnsupportedInputError
-from ._fitting import fit
-from ._jsonl import read_jsonl
+from ._engine.settings import WindowSettings
+from ._errors import UnknownModelError, ValidationError
+from ._file_window import fit_file
 from ._messages import Message
 from ._models import ModelSpec, get_model, list_models
+from ._progress import progress
+from ._view import render, rows_for, window_view
 
 __all__ = ["add_parser"]
-
-
-def _preview(m: Message, width: int = 48) -> str:
-    text = m.text.replace("\n", " ")
-    if m.tool_calls:
-        text = (text + " " if text else "") + "calls " + ", ".join(c.name for c in m.tool_calls)
-    if m.images:
-        text = f"[{len(m.images)} image(s)] " + text
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 class _UnknownModelFlagError(UnknownModelError):
@@ -75,22 +68,30 @@ def _fit_spec(args: argparse.Namespace) -> ModelSpec:
     return attrs.evolve(spec, **changes) if changes else spec
 
 
-def _cmd_fit(args: argparse.Namespace, out: TextIO) -> int:
-    messages = read_jsonl(args.file)
-    spec = _fit_spec(args)
-    counter = counter_for(args.tokenizer)
-    try:
-        result = fit(
-            messages,
-            model=spec,
-            counter=counter,
-            reserve=args.reserve,
-            images=args.images,
-            margin=args.margin,
+def _check_flags(args: argparse.Namespace, spec: ModelSpec) -> None:
+    """Flag values that cannot work with this model, said in flags, before any file is read."""
+    if args.reserve is not None and args.reserve >= spec.context_window:
+        raise ValidationError(
+            f"--reserve {args.reserve} is not smaller than {spec.name}'s context window of "
+            f"{spec.context_window} tokens, so no room is left for the prompt; pass a smaller --reserve"
         )
-    except UnsupportedInputError as exc:  # the library's advice, in flags
-        raise UnsupportedInputError(str(exc).replace("pass images='drop'", "pass --images drop")) from None
+    if args.margin is not None and not 0 <= args.margin < 10:
+        raise ValidationError(f"--margin is a relative undercount from 0 up to 10, got {args.margin:g}")
+
+
+def _cmd_fit(args: argparse.Namespace, out: TextIO) -> int:
+    spec = _fit_spec(args)
+    _check_flags(args, spec)
+    counter = counter_for(args.tokenizer)
+    settings = WindowSettings.of(
+        spec, counter=counter, reserve=args.reserve, images=args.images, margin=args.margin
+    )
+    size = None if args.file == "-" else _size(args.file)
+    with progress(f"reading {args.file}", size) as report:
+        window = fit_file(args.file, settings, report=report)
+    result = window.part.result
     cost = result.estimate_cost(result.reserve)
+    lines = window.lines
     if args.json:
         json.dump(
             {
@@ -102,6 +103,9 @@ def _cmd_fit(args: argparse.Namespace, out: TextIO) -> int:
                 "prompt_tokens": result.prompt_tokens,
                 "kept": result.kept,
                 "dropped": result.dropped,
+                "kept_lines": [lines[i] for i in result.kept],
+                "messages": result.input_length,
+                "counted": len(window.part.counts),
                 "counter": counter.identity,
                 "cost_estimate_usd": cost,
             },
@@ -109,27 +113,49 @@ def _cmd_fit(args: argparse.Namespace, out: TextIO) -> int:
         )
         out.write("\n")
         return 0
-    kept = set(result.kept)
-    counts = counter.content_tokens(apply_image_policy(messages, spec, args.images))  # what is sent
-    out.write(f"{'#':>4}  {'role':<9} {'tokens':>6}  {'':<7} preview\n")
-    for i, (m, c) in enumerate(zip(messages, counts, strict=True)):
-        state = "kept" if i in kept else "dropped"
-        pin = "*" if m.pinned else " "
-        out.write(f"{i:>4}{pin} {m.role:<9} {c + spec.message_overhead:>6}  {state:<7} {_preview(m)}\n")
-    out.write(
-        f"\nmodel {result.model}: {len(result.kept)} kept, {len(result.dropped)} dropped; "
-        f"{result.prompt_tokens} of {result.budget} budget tokens "
-        f"(window {result.context_window}, reserve {result.reserve}, margin {result.margin:g}); "
-        f"counter {counter!r}\n"
-        f"estimated cost: ${cost:.6f} (prompt{' + reserve as completion' if result.reserve else ''})\n"
+    n = result.input_length
+    counts: list[int | None] = [None] * n
+    for s, c in window.part.counts.items():
+        counts[s - 1] = c
+    rows = rows_for(result, _Read(window.messages, n), counts, numbers=lines)
+    title = (
+        f"{window.source}: {n:,} messages, {len(window.part.counts):,} counted (newest first, "
+        "down to the cut); numbers are file lines"
     )
+    render(window_view(result, rows, title=title, numbering="line", counter=counter), out)
     return 0
+
+
+class _Read(Sequence[Message]):
+    """The file's messages by 0-based index, holding only those read back."""
+
+    def __init__(self, read: Mapping[int, Message], n: int) -> None:
+        self._read, self._n = read, n
+
+    def __len__(self) -> int:
+        return self._n
+
+    @overload
+    def __getitem__(self, i: int) -> Message: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Message]: ...
+    def __getitem__(self, i: int | slice) -> Message | Sequence[Message]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(self._n))]
+        return self._read[i + 1]
+
+
+def _size(path: str) -> int | None:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None  # fit_file says what is wrong with the path
 
 
 def add_parser(sub: Any) -> None:
     """Register ``convkit fit`` on the subcommand set ``sub``."""
     f = sub.add_parser("fit", help="fit a JSONL conversation into a model's window")
-    f.add_argument("file", help="JSONL file, one OpenAI/xAI-shaped message per line")
+    f.add_argument("file", help="JSONL file, one OpenAI/xAI-shaped message per line ('-': standard input)")
     f.add_argument("--model", required=True, help="model name or alias, e.g. grok-2")
     f.add_argument(
         "--context-window",

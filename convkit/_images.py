@@ -14,6 +14,7 @@ import base64
 import binascii
 import io
 import math
+import re
 import warnings
 
 from ._errors import InvalidImageError
@@ -70,7 +71,12 @@ def inspect_image(data: bytes) -> tuple[str, int, int]:
         Image.DecompressionBombError,
         Image.DecompressionBombWarning,
     ) as exc:
-        raise InvalidImageError(f"image bytes are not a readable JPEG or PNG ({exc})") from None
+        if isinstance(exc, UnidentifiedImageError):  # its text names a Python object, not the image
+            raise InvalidImageError(
+                f"image bytes are not a JPEG or PNG (they start with {data[:8]!r}); send a JPEG or PNG"
+            ) from None
+        detail = re.sub(r"<[^<>]* object at 0x[0-9a-fA-F]+>", "the image", str(exc))
+        raise InvalidImageError(f"image bytes are not a readable JPEG or PNG ({detail})") from None
     media = _FORMATS.get(fmt or "")
     if media is None:
         raise InvalidImageError(f"image format {fmt} is not accepted; send a JPEG or PNG")
