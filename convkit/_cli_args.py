@@ -12,7 +12,7 @@ import argparse
 from ._counting import EstimateCounter, HFTokenCounter, TokenCounter
 from ._engine.settings import DEFAULT_RESERVE
 
-__all__ = ["add_reserve", "add_tokenizer", "counter_for", "positive_int", "price", "tokens"]
+__all__ = ["add_images", "add_reserve", "add_tokenizer", "counter_for", "positive_int", "price", "tokens"]
 
 
 def positive_int(text: str) -> int:
@@ -62,6 +62,15 @@ def add_tokenizer(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="a HuggingFace tokenizer.json to count with (default: convkit's estimate, which never "
         "counts below Grok-1's tokenizer)",
+    )
+
+
+def add_images(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--images",
+        choices=("error", "drop"),
+        default="error",
+        help="for text-only models: fail on images (default) or replace them with a note",
     )
 
 

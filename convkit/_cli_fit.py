@@ -15,7 +15,7 @@ from typing import Any, TextIO, overload
 
 import attrs
 
-from ._cli_args import add_reserve, add_tokenizer, counter_for, positive_int, price
+from ._cli_args import add_images, add_reserve, add_tokenizer, counter_for, positive_int, price
 from ._engine.settings import WindowSettings
 from ._errors import UnknownModelError, ValidationError
 from ._file_window import fit_file
@@ -169,12 +169,7 @@ def add_parser(sub: Any) -> None:
     f.add_argument("--vision", action="store_true", help="the model takes images as well as text")
     add_reserve(f, "the completion")
     add_tokenizer(f)
-    f.add_argument(
-        "--images",
-        choices=("error", "drop"),
-        default="error",
-        help="for text-only models: fail on images (default) or replace them with a note",
-    )
+    add_images(f)
     f.add_argument("--margin", type=float, default=None, help="override the counter's safety margin")
     f.add_argument("--json", action="store_true", help="print one JSON object")
     f.set_defaults(func=_cmd_fit)
