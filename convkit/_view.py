@@ -115,7 +115,8 @@ def rows_for(
 
     ``messages``: the input ``result`` was fitted from (``result.input_length`` of them);
     only ``messages[i]`` for the kept messages and for a dropped or summarized run of one
-    message are read, so a sequence that holds only those works too.
+    message are read, so a sequence that holds only the kept ones works too (a run of one
+    message it cannot give, raising ``LookupError``, is shown without role and preview).
     ``counts[i]``: the content tokens of input message ``i`` as sent (``counter.content_tokens``
     after the image policy), ``None`` where it was not counted; each row adds the model's
     per-message overhead, so a kept row's tokens are what the message costs in the prompt.
@@ -151,7 +152,10 @@ def rows_for(
 
     def run(a: int, b: int, state: str) -> Row:
         if b - a == 1:
-            m = messages[a]
+            try:
+                m = messages[a]
+            except LookupError:  # a message not at hand (e.g. not read back): shown unnamed
+                return Row(number(a), number(a), 1, "", tokens(a, b), state, "")
             return Row(number(a), number(a), 1, m.role, tokens(a, b), state, preview(m))
         return Row(number(a), number(b - 1), b - a, "", tokens(a, b), state, "")
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import math
 import re
+from collections.abc import Sequence
+from typing import overload
 
 import pytest
 
@@ -110,6 +112,35 @@ def test_a_dropped_run_of_one_message_keeps_its_role_and_preview() -> None:
     ]
     assert rows[1].preview.startswith("old old")
     assert rows[1].preview.endswith("…")
+
+
+def test_rows_for_reads_only_the_kept_messages() -> None:
+    """A sequence holding only the kept messages (as ``convkit fit`` reads a big file back)."""
+
+    class KeptOnly(Sequence[Message]):
+        def __init__(self, msgs: list[Message], kept: list[int]) -> None:
+            self.msgs, self.kept = msgs, set(kept)
+
+        def __len__(self) -> int:
+            return len(self.msgs)
+
+        @overload
+        def __getitem__(self, i: int) -> Message: ...
+        @overload
+        def __getitem__(self, i: slice) -> Sequence[Message]: ...
+        def __getitem__(self, i: int | slice) -> Message | Sequence[Message]:
+            if isinstance(i, slice) or i not in self.kept:
+                raise KeyError(i)
+            return self.msgs[i]
+
+    msgs = [Message.system("sys"), Message.user("old " * 300), Message.user("new question")]
+    result = fit(msgs, model=SPEC, counter=COUNTER, reserve=600)
+    rows = rows_for(result, KeptOnly(msgs, result.kept), None)
+    assert [(r.state, r.role, r.preview) for r in rows] == [
+        ("kept", "system", "sys"),
+        ("dropped", "", ""),
+        ("kept", "user", "new question"),
+    ]
 
 
 def test_rows_for_a_summarized_window() -> None:
