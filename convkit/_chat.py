@@ -5,7 +5,9 @@ input stops; ``/usage`` prints the conversation's totals), streams each reply,
 and prints the turn's tokens and cost. The conversation is persisted; pass
 ``--conversation ID`` to continue one. Needs ``XAI_API_KEY`` (or
 ``--base-url`` of a stand-in plus a key); without a key it says so and exits 2.
-A failed turn keeps the message (send it again to retry); Ctrl-C leaves
+A failed turn keeps the message (send it again to retry). With piped input
+(standard input not a terminal) a run that had failed turns says how many on
+stderr and exits 1; at a terminal the exit code stays 0. Ctrl-C leaves
 (exit 130) without storing a reply cut short.
 """
 
@@ -63,18 +65,26 @@ def run_chat(
         out.write("Type a message; /usage for totals, /quit to leave.\n")
         out.flush()
         try:
-            _loop(session, stdin, out, interactive)
+            turns, failed = _loop(session, stdin, out, interactive)
         except KeyboardInterrupt:  # Ctrl-C: leave quietly; a reply cut short was not stored
             out.write("\n")
             out.flush()
             return 130
+    if failed and not interactive:
+        print(
+            f"convkit: error: {failed} of {turns} turns failed (the [error: ...] lines of the transcript "
+            "say why; the messages are stored, continue with --conversation to send them again)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
-def _loop(session: Session, stdin: TextIO, out: TextIO, interactive: bool) -> None:
-    """One user message per line until /quit or end of input."""
+def _loop(session: Session, stdin: TextIO, out: TextIO, interactive: bool) -> tuple[int, int]:
+    """One user message per line until /quit or end of input; returns (turns sent, turns failed)."""
     from .xai._protocol import Done, TextDelta, ToolCallDelta
 
+    turns = failed = 0
     while True:
         if interactive:
             out.write("you> ")
@@ -99,6 +109,7 @@ def _loop(session: Session, stdin: TextIO, out: TextIO, interactive: bool) -> No
             continue
         out.write("grok> ")
         out.flush()
+        turns += 1
         try:
             for event in session.send_stream(text):
                 if isinstance(event, TextDelta):
@@ -114,9 +125,13 @@ def _loop(session: Session, stdin: TextIO, out: TextIO, interactive: bool) -> No
                     )
                     out.flush()
         except APIError as exc:
+            failed += 1
             out.write(f"\n[error: {exc}; your message is kept, send it again to retry]\n")
         except ConvkitError as exc:
+            failed += 1
             out.write(f"\n[error: {exc}]\n")
+        out.flush()
+    return turns, failed
 
 
 def add_parser(sub: Any) -> None:

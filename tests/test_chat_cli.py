@@ -136,7 +136,8 @@ def test_chat_continues_a_conversation_and_keeps_a_failed_message_once(
 
     xai.queue(Fault.wrong_key())
     again = run_chat(db, xai, ["what number?", "what number?"], "--conversation", conversation_id)
-    assert again.returncode == 0, again.stderr
+    assert again.returncode == 1, again.stderr  # piped input and a failed turn
+    assert again.stderr.startswith("convkit: error: 1 of 2 turns failed ")
     assert f"conversation {conversation_id}" in again.stdout
     assert "[error: xAI answered 400: Incorrect API key provided" in again.stdout
     assert "your message is kept, send it again to retry]" in again.stdout
@@ -306,3 +307,37 @@ def test_ctrl_c_while_waiting_leaves_quietly(xai: XAIStandIn, tmp_path: Path) ->
     messages, usage = stored(db, header.group(1))
     assert messages == [Message.user("a slow question")]  # kept for a retry; no partial reply
     assert usage.turns == 0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="pty needs a POSIX system")
+def test_a_failed_turn_at_a_terminal_still_exits_0(xai: XAIStandIn, tmp_path: Path) -> None:
+    xai.queue(Fault.wrong_key())
+    term = Terminal(_args(tmp_path / "chat.db", xai), _env(KEY), tmp_path)
+    try:
+        term.read_until("you> ")
+        term.type("hello\n")
+        term.read_until("send it again to retry]\nyou> ")
+        term.type("\x04")
+        code = term.finish()
+    finally:
+        if term.proc.poll() is None:
+            term.proc.kill()
+            term.proc.wait()
+    assert code == 0, term.seen
+    assert "turns failed" not in term.seen
+
+
+# -- piped runs with failed turns ----------------------------------------------------------------------------
+
+
+def test_failed_turns_of_a_piped_run_exit_1_saying_how_many(xai: XAIStandIn, tmp_path: Path) -> None:
+    db = tmp_path / "chat.db"
+    xai.queue(Fault.wrong_key(), Reply(text="This one is fine."), Fault.plain_422())
+    proc = run_chat(db, xai, ["one", "two", "three", "/usage"])
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("convkit: error: 2 of 3 turns failed (")
+    assert proc.stderr.count("\n") == 1
+    assert proc.stdout.count("\n[error: ") == 2
+    assert "grok> This one is fine.\n" in proc.stdout
+    assert "[1 turns: " in proc.stdout
+    assert len(xai.chat_requests) == 3
