@@ -4,7 +4,14 @@ Reads one user message per line from standard input (``/quit`` or end of
 input stops; ``/usage`` prints the conversation's totals), streams each reply,
 and prints the turn's tokens and cost. The conversation is persisted; pass
 ``--conversation ID`` to continue one. Needs ``XAI_API_KEY`` (or
-``--base-url`` of a stand-in plus a key); without a key it says so and exits 2.
+``--base-url`` of a stand-in plus a key).
+
+Every flag is checked before the database is touched: an unknown model, a
+missing key, an unreadable tokenizer, a reserve that leaves no room, a
+``--db`` that cannot be an SQLite file here, or a ``--conversation`` the
+file does not hold exit 2 (``convkit: error: ...`` on stderr, from
+:func:`convkit._cli.main`) without creating or changing the file.
+
 A failed turn keeps the message (send it again to retry). With piped input
 (standard input not a terminal) a run that had failed turns says how many on
 stderr and exits 1; at a terminal the exit code stays 0. Ctrl-C leaves
@@ -13,18 +20,37 @@ stderr and exits 1; at a terminal the exit code stays 0. Ctrl-C leaves
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
+import re
+import sqlite3
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ._cli_args import add_reserve, add_tokenizer
-from ._counting import EstimateCounter, HFTokenCounter, TokenCounter
-from ._errors import APIError, ConvkitError
+from ._cli_args import add_reserve, add_tokenizer, counter_for
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    ConversationNotFoundError,
+    ConvkitError,
+    DatabaseError,
+    StoreError,
+    ValidationError,
+)
 
 if TYPE_CHECKING:
+    from ._counting import TokenCounter
+    from ._models import ModelSpec
     from ._session import Session
+    from .store import Store
+    from .xai._client import XAIClient
 
 __all__ = ["add_parser", "run_chat"]
+
+NO_KEY = "no API key. Set XAI_API_KEY (from https://console.x.ai) and run again."
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def run_chat(
@@ -38,30 +64,23 @@ def run_chat(
     stdin: TextIO,
     out: TextIO,
 ) -> int:
-    """Run the chat loop; returns the exit code."""
+    """Run the chat loop; returns the exit code (ConvkitError is left to the caller: exit 2)."""
     from ._models import get_model
-    from ._session import Session
-    from .store import Store
     from .xai._client import DEFAULT_BASE_URL, XAIClient
 
+    # every flag checked before the database is opened (nothing is created or changed before)
     spec = get_model(model)
-    if not os.environ.get("XAI_API_KEY", "").strip():
-        print(
-            "convkit: error: no API key. Set XAI_API_KEY (from https://console.x.ai) and run again.",
-            file=sys.stderr,
-        )
-        return 2
-    counter: TokenCounter = HFTokenCounter.from_file(tokenizer) if tokenizer else EstimateCounter()
+    key = _api_key()
+    counter = counter_for(tokenizer)
+    _check_reserve(spec, reserve, counter)
+    path = os.path.abspath(db)
+    _check_db(path, conversation)
     interactive = stdin.isatty()
-    with (
-        Store(f"sqlite:///{os.path.abspath(db)}", counters=[counter]) as store,
-        XAIClient(base_url=base_url or DEFAULT_BASE_URL) as client,
-    ):
-        conv = (
-            store.get_conversation(conversation) if conversation else store.create_conversation(title="chat")
-        )
-        session = Session(store, conv.id, model=spec, client=client, counter=counter, reserve=reserve)
-        out.write(f"convkit chat: {spec.name}, conversation {conv.id} in {os.path.abspath(db)}\n")
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(XAIClient(key, base_url=base_url or DEFAULT_BASE_URL))
+        store, conv_id = _open(stack, path, counter, conversation)
+        session = _session(store, conv_id, spec, client, counter, reserve)
+        out.write(f"convkit chat: {spec.name}, conversation {conv_id} in {path}\n")
         out.write("Type a message; /usage for totals, /quit to leave.\n")
         out.flush()
         try:
@@ -78,6 +97,127 @@ def run_chat(
         )
         return 1
     return 0
+
+
+# -- checks before anything is written ------------------------------------------------------------------
+
+
+def _api_key() -> str:
+    key = os.environ.get("XAI_API_KEY", "").strip()
+    if not key:
+        raise AuthenticationError(NO_KEY)
+    return key
+
+
+def _check_reserve(spec: ModelSpec, reserve: int | None, counter: TokenCounter) -> None:
+    from ._engine.settings import compute_budget, default_reserve
+
+    kept = default_reserve(spec) if reserve is None else reserve
+    if compute_budget(spec, kept, counter.margin) <= 0:
+        raise ValidationError(
+            f"--reserve {kept} leaves no room for the conversation: {spec.name}'s context window is "
+            f"{spec.context_window:,} tokens; pass a smaller --reserve"
+        )
+
+
+def _check_db(path: str, conversation: str | None) -> None:
+    """Refuse a ``--db`` that cannot work, saying why and naming the path; reads only."""
+    file = Path(path)
+    folder = file.parent
+    if file.is_dir():
+        raise StoreError(f"--db {path} is a folder; pass a file name, such as {file / 'convkit-chat.db'}")
+    if not file.exists():
+        if not folder.is_dir():
+            raise StoreError(
+                f"--db {path}: the folder {folder} does not exist; create it first, or pass --db a file "
+                "in an existing folder"
+            )
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise StoreError(
+                f"--db {path}: cannot create a file in {folder}; pass --db a file in a folder you can "
+                "write to"
+            )
+        if conversation is not None:
+            raise StoreError(
+                f"no conversation {conversation!r}: {path} does not exist yet; leave out --conversation "
+                "to start a new conversation, or pass the --db that holds it"
+            )
+        return
+    if not file.is_file():
+        raise StoreError(f"--db {path} is not a regular file; pass --db an SQLite file (or a new file name)")
+    try:
+        with file.open("rb") as f:
+            header = f.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise StoreError(f"--db {path} cannot be read ({exc.strerror}); check its permissions") from None
+    if header and header != _SQLITE_MAGIC:
+        raise StoreError(
+            f"--db {path} is not an SQLite database; pass --db a new file name (convkit creates it) "
+            "or a database convkit chat wrote before"
+        )
+    if not os.access(file, os.W_OK) or not os.access(folder, os.W_OK | os.X_OK):
+        raise StoreError(
+            f"--db {path} is read-only here (SQLite also writes {file.name}-wal beside it in {folder}); "
+            "pass --db a file in a folder you can write to"
+        )
+    if conversation is not None and not _has_convkit_tables(path):
+        raise StoreError(
+            f"no conversation {conversation!r} in {path}: it holds no convkit conversations; leave out "
+            "--conversation to start one, or pass the --db that holds it"
+        )
+
+
+def _has_convkit_tables(path: str) -> bool:
+    """Whether the SQLite file holds convkit's tables (read-only: the file is not changed)."""
+    try:
+        conn = sqlite3.connect(f"{Path(path).as_uri()}?mode=ro", uri=True)
+        try:
+            names = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StoreError(
+            f"--db {path} cannot be read as an SQLite database ({exc}); pass --db a new file name or a "
+            "database convkit chat wrote before"
+        ) from None
+    return any(name.startswith("convkit_") for name in names)
+
+
+# -- opening ------------------------------------------------------------------------------------------
+
+
+def _open(
+    stack: contextlib.ExitStack, path: str, counter: TokenCounter, conversation: str | None
+) -> tuple[Store, str]:
+    """The store on ``path`` and the conversation's id (a new one unless ``conversation``)."""
+    from .store import Store
+
+    try:
+        store = stack.enter_context(Store(f"sqlite:///{path}", counters=[counter]))
+        if conversation is None:
+            return store, store.create_conversation(title="chat").id
+        return store, store.get_conversation(conversation).id
+    except ConversationNotFoundError:
+        raise StoreError(
+            f"no conversation {conversation!r} in {path}; leave out --conversation to start a new one"
+        ) from None
+    except DatabaseError as exc:
+        reason = re.sub(r"^.*? failed: \w+: ", "", str(exc))
+        raise DatabaseError(
+            f"cannot use {path} as the chat database: {reason}; pass --db a new file name or a database "
+            "convkit chat wrote before"
+        ) from None
+
+
+def _session(
+    store: Store, conv_id: str, spec: ModelSpec, client: XAIClient, counter: TokenCounter, reserve: int | None
+) -> Session:
+    from ._session import Session
+
+    return Session(store, conv_id, model=spec, client=client, counter=counter, reserve=reserve)
+
+
+# -- the loop -----------------------------------------------------------------------------------------
 
 
 def _loop(session: Session, stdin: TextIO, out: TextIO, interactive: bool) -> tuple[int, int]:
@@ -134,13 +274,40 @@ def _loop(session: Session, stdin: TextIO, out: TextIO, interactive: bool) -> tu
     return turns, failed
 
 
+# -- the command line ---------------------------------------------------------------------------------
+
+
+def _base_url(text: str) -> str:
+    """``--base-url``: an http(s) URL (checked before anything is opened)."""
+    from .xai._base import DEFAULT_BASE_URL
+
+    try:
+        import httpx
+
+        url = httpx.URL(text)
+    except Exception:  # httpx.InvalidURL and friends
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host:
+        raise argparse.ArgumentTypeError(f"expected an http(s) URL such as {DEFAULT_BASE_URL}, got {text!r}")
+    return text
+
+
 def add_parser(sub: Any) -> None:
     """Register ``convkit chat`` on the subcommand set ``sub``."""
-    c = sub.add_parser("chat", help="chat with Grok in the terminal; the conversation is stored")
+    c = sub.add_parser(
+        "chat",
+        help="chat with Grok in the terminal; the conversation is stored",
+        epilog=(
+            "Exit codes: 0 done; 1 input was piped and some turns failed (the count is on stderr); "
+            "2 a bad flag, no key or an unusable --db (nothing is written); 130 Ctrl-C."
+        ),
+    )
     c.add_argument("--model", default="grok-2-1212", help="model name or alias (default grok-2-1212)")
     c.add_argument("--db", default="convkit-chat.db", help="SQLite file (default ./convkit-chat.db)")
-    c.add_argument("--conversation", help="continue this conversation id")
-    c.add_argument("--base-url", help="API base URL (default https://api.x.ai/v1)")
+    c.add_argument("--conversation", metavar="ID", help="continue this conversation id")
+    c.add_argument(
+        "--base-url", type=_base_url, help="API base URL (default https://api.x.ai/v1); needs XAI_API_KEY"
+    )
     add_reserve(c, "each reply (sent as max_tokens)")
     add_tokenizer(c)
     c.set_defaults(func=_cmd_chat)

@@ -7,11 +7,15 @@ the transcript (the streamed reply, the tokens and cost line), the
 conversation stored in the SQLite file, that the API key shows up nowhere
 (output, database), that every request body validates against the official
 ``ChatRequest`` schema, and that without ``XAI_API_KEY`` it exits 2 saying
-so. Output is read as it arrives with ``select`` and a deadline; no sleeps.
+so. A piped run with failed turns exits 1. Bad flags (the checks made
+before the database is opened) run in-process through ``convkit._cli.main``
+and must leave the ``--db`` file as it was (or absent). Output is read as it
+arrives with ``select`` and a deadline; no sleeps.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import select
@@ -20,6 +24,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -159,10 +165,12 @@ def test_chat_continues_a_conversation_and_keeps_a_failed_message_once(
 
 
 def test_chat_unknown_conversation_exits_2(xai: XAIStandIn, tmp_path: Path) -> None:
-    proc = run_chat(tmp_path / "chat.db", xai, ["hi"], "--conversation", "nope")
+    db = tmp_path / "chat.db"
+    proc = run_chat(db, xai, ["hi"], "--conversation", "nope")
     assert proc.returncode == 2
-    assert "no conversation 'nope'" in proc.stderr
+    assert proc.stderr.startswith(f"convkit: error: no conversation 'nope': {db} does not exist yet;")
     assert xai.requests == []
+    assert not db.exists()
 
 
 @pytest.mark.parametrize("key", [None, "   "])
@@ -177,7 +185,24 @@ def test_chat_without_a_key_exits_2_with_a_clear_message(tmp_path: Path, key: st
     assert not db.exists(), "nothing is created without a key"
 
 
-# -- through a pseudo-terminal ------------------------------------------------------------------------------
+# -- through a pseudo-terminal -------------------------------------------------------------------------------
+
+
+@contextmanager
+def sigint_not_ignored() -> Iterator[None]:
+    """Start children that take Ctrl-C (SIGINT) as Python's KeyboardInterrupt.
+
+    A child inherits an ignored SIGINT (pytest run as a background job of a shell without job
+    control) and Python then leaves Ctrl-C ignored; a handled signal is reset to its default by exec.
+    """
+    inherited = signal.getsignal(signal.SIGINT)
+    if inherited == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if inherited == signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class Terminal:
@@ -187,19 +212,13 @@ class Terminal:
         import pty
 
         self.master, slave = pty.openpty()
-        # A child inherits an ignored SIGINT (pytest run as a background job of a shell without job
-        # control) and Python then leaves Ctrl-C ignored; a handled signal is reset to its default by exec
-        inherited = signal.getsignal(signal.SIGINT)
-        if inherited == signal.SIG_IGN:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
-            self.proc = subprocess.Popen(
-                args, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd, close_fds=True
-            )
+            with sigint_not_ignored():
+                self.proc = subprocess.Popen(
+                    args, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd, close_fds=True
+                )
         finally:
             os.close(slave)
-            if inherited == signal.SIG_IGN:
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.seen = ""
 
     def read_until(self, text: str) -> str:
@@ -341,3 +360,177 @@ def test_failed_turns_of_a_piped_run_exit_1_saying_how_many(xai: XAIStandIn, tmp
     assert "grok> This one is fine.\n" in proc.stdout
     assert "[1 turns: " in proc.stdout
     assert len(xai.chat_requests) == 3
+
+
+# -- flags checked before anything is written -------------------------------------------------------
+
+
+def cli(
+    argv: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    key: str | None = KEY,
+) -> tuple[int, str, str]:
+    """``convkit chat ARGV`` in this process, with ``hello`` piped in: (exit code, stdout, stderr)."""
+    from convkit._cli import main
+
+    if key is None:
+        monkeypatch.delenv("XAI_API_KEY", raising=False)
+    else:
+        monkeypatch.setenv("XAI_API_KEY", key)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hello\n"))
+    try:
+        code = main(["chat", *argv])
+    except SystemExit as exc:  # argparse: --help, or a flag its type refused
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under ``folder``: its bytes and modification time."""
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+BAD_FLAGS: dict[str, tuple[list[str], str | None, str]] = {
+    # id: (flags, XAI_API_KEY, the start of the error; {tmp} is the test's folder)
+    "unknown-model": (["--model", "grok-nope"], KEY, "convkit: error: unknown model 'grok-nope'; "),
+    "no-key": (
+        [],
+        None,
+        "convkit: error: no API key. Set XAI_API_KEY (from https://console.x.ai) and run again.",
+    ),
+    "blank-key": ([], "  ", "convkit: error: no API key. "),
+    "missing-tokenizer": (
+        ["--tokenizer", "{tmp}/missing.json"],
+        KEY,
+        "convkit: error: cannot load tokenizer from '{tmp}/missing.json': ",
+    ),
+    "not-a-tokenizer": (
+        ["--tokenizer", "{tmp}/notes.txt"],
+        KEY,
+        "convkit: error: cannot load tokenizer from '{tmp}/notes.txt': ",
+    ),
+    "no-such-conversation": (
+        ["--conversation", "nope"],
+        KEY,
+        "convkit: error: no conversation 'nope': {tmp}/chat.db does not exist yet; leave out --conversation",
+    ),
+    "reserve-over-the-window": (
+        ["--reserve", "131072"],
+        KEY,
+        "convkit: error: --reserve 131072 leaves no room for the conversation: grok-2-1212's context "
+        "window is 131,072 tokens",
+    ),
+    "bad-base-url": (
+        ["--base-url", "api.x.ai/v1"],
+        KEY,
+        "convkit chat: error: argument --base-url: expected an http(s) URL such as https://api.x.ai/v1",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FLAGS))
+def test_a_bad_flag_exits_2_and_creates_no_database(
+    case: str,
+    xai: XAIStandIn,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flags, key, expected = BAD_FLAGS[case]
+    (tmp_path / "notes.txt").write_text("not a tokenizer\n")
+    db = tmp_path / "chat.db"
+    before = snapshot(tmp_path)
+    argv = ["--db", str(db), *(f.format(tmp=tmp_path) for f in flags)]
+    if "--base-url" not in flags:
+        argv += ["--base-url", xai.base_url]
+    code, out, err = cli(argv, monkeypatch, capsys, key=key)
+    assert code == 2
+    assert out == ""
+    last = err.splitlines()[-1]  # argparse prints its usage first
+    assert last.startswith(expected.format(tmp=tmp_path)), err
+    assert "Traceback" not in err
+    assert not db.exists()
+    assert snapshot(tmp_path) == before
+    assert xai.requests == []
+
+
+def _convkit_db(path: Path) -> str:
+    with Store(f"sqlite:///{path}") as store:
+        return store.create_conversation(title="kept").id
+
+
+def _other_sqlite(path: Path) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (body TEXT)")
+    conn.execute("INSERT INTO notes VALUES ('mine')")
+    conn.commit()
+    conn.close()
+
+
+BAD_DATABASES: dict[str, tuple[str, list[str], str]] = {
+    # id: (the --db under {tmp}, flags, the error after "convkit: error: "; {db} is the --db's full path)
+    "missing-folder": (
+        "no-such-folder/chat.db",
+        [],
+        "--db {db}: the folder {tmp}/no-such-folder does not exist; create it first, or pass --db a file "
+        "in an existing folder",
+    ),
+    "a-folder": ("a-folder", [], "--db {db} is a folder; pass a file name, such as {db}/convkit-chat.db"),
+    "not-sqlite": (
+        "notes.txt",
+        [],
+        "--db {db} is not an SQLite database; pass --db a new file name (convkit creates it) or a database "
+        "convkit chat wrote before",
+    ),
+    "another-apps-sqlite-and-a-conversation": (
+        "other.db",
+        ["--conversation", "nope"],
+        "no conversation 'nope' in {db}: it holds no convkit conversations; leave out --conversation to "
+        "start one, or pass the --db that holds it",
+    ),
+    "an-empty-file-and-a-conversation": (
+        "empty.db",
+        ["--conversation", "nope"],
+        "no conversation 'nope' in {db}: it holds no convkit conversations; ",
+    ),
+    "a-convkit-database-without-that-conversation": (
+        "convkit.db",
+        ["--conversation", "nope"],
+        "no conversation 'nope' in {db}; leave out --conversation to start a new one",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DATABASES))
+def test_a_bad_database_exits_2_naming_its_path_and_changes_nothing(
+    case: str,
+    xai: XAIStandIn,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    name, flags, expected = BAD_DATABASES[case]
+    db = tmp_path / name
+    (tmp_path / "a-folder").mkdir()
+    (tmp_path / "notes.txt").write_text("my notes, not a database\n")
+    (tmp_path / "empty.db").write_bytes(b"")
+    _other_sqlite(tmp_path / "other.db")
+    _convkit_db(tmp_path / "convkit.db")
+    before = snapshot(tmp_path)
+    code, out, err = cli(["--db", str(db), "--base-url", xai.base_url, *flags], monkeypatch, capsys)
+    assert code == 2
+    assert out == ""
+    assert err.startswith("convkit: error: " + expected.format(db=db, tmp=tmp_path)), err
+    assert err.count("\n") == 1
+    assert "Error:" not in err  # no driver's exception
+    assert " object at 0x" not in err  # no repr
+    assert snapshot(tmp_path) == before
+    assert xai.requests == []
