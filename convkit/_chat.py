@@ -4,7 +4,10 @@ Reads one user message per line from standard input (``/quit`` or end of
 input stops; ``/usage`` prints the conversation's totals), streams each reply,
 and prints the turn's tokens and cost. The conversation is persisted; pass
 ``--conversation ID`` to continue one. Needs ``XAI_API_KEY`` (or
-``--base-url`` of a stand-in plus a key).
+``--base-url`` of a stand-in plus a key); ``--stand-in`` instead starts
+convkit's own stand-in for the xAI API (:class:`convkit.testing.XAIStandIn`,
+standard library only) on 127.0.0.1 and chats with it: no network, no key,
+echoed replies.
 
 Every flag is checked before the database is touched: an unknown model, a
 missing key, an unreadable tokenizer, a reserve that leaves no room, a
@@ -26,6 +29,7 @@ import os
 import re
 import sqlite3
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -49,7 +53,10 @@ if TYPE_CHECKING:
 
 __all__ = ["add_parser", "run_chat"]
 
-NO_KEY = "no API key. Set XAI_API_KEY (from https://console.x.ai) and run again."
+NO_KEY = (
+    "no API key. Set XAI_API_KEY (create a key at https://console.x.ai) and run again, "
+    "or try `convkit chat --stand-in` to chat offline with convkit's built-in stand-in (it echoes)."
+)
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -63,6 +70,7 @@ def run_chat(
     tokenizer: str | None,
     stdin: TextIO,
     out: TextIO,
+    stand_in: bool = False,
 ) -> int:
     """Run the chat loop; returns the exit code (ConvkitError is left to the caller: exit 2)."""
     from ._models import get_model
@@ -70,17 +78,25 @@ def run_chat(
 
     # every flag checked before the database is opened (nothing is created or changed before)
     spec = get_model(model)
-    key = _api_key()
+    key = None if stand_in else _api_key()
     counter = counter_for(tokenizer)
     _check_reserve(spec, reserve, counter)
     path = os.path.abspath(db)
     _check_db(path, conversation)
     interactive = stdin.isatty()
     with contextlib.ExitStack() as stack:
-        client = stack.enter_context(XAIClient(key, base_url=base_url or DEFAULT_BASE_URL))
+        client = stack.enter_context(
+            _stand_in() if stand_in else XAIClient(key, base_url=base_url or DEFAULT_BASE_URL)
+        )
         store, conv_id = _open(stack, path, counter, conversation)
         session = _session(store, conv_id, spec, client, counter, reserve)
         out.write(f"convkit chat: {spec.name}, conversation {conv_id} in {path}\n")
+        if stand_in:
+            out.write(
+                "Offline: replies come from convkit's built-in stand-in for the xAI API on 127.0.0.1, "
+                "which echoes your message; no network, no API key (tokens and costs are its estimates). "
+                f"The conversation is stored in {path}.\n"
+            )
         out.write("Type a message; /usage for totals, /quit to leave.\n")
         out.flush()
         try:
@@ -184,6 +200,25 @@ def _has_convkit_tables(path: str) -> bool:
 
 
 # -- opening ------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _stand_in() -> Iterator[XAIClient]:
+    """The built-in stand-in on 127.0.0.1 and a client of it (never through a proxy from the environment)."""
+    import secrets
+
+    import httpx
+
+    # convkit.testing's package imports only the standard library and convkit's core (not hypothesis
+    # or jsonschema, which only its strategies and openapi modules need)
+    from .testing._server import XAIStandIn
+    from .xai._client import XAIClient
+
+    with (
+        XAIStandIn(api_key=secrets.token_urlsafe(16)) as xai,
+        XAIClient(xai.api_key, base_url=xai.base_url, transport=httpx.HTTPTransport()) as client,
+    ):
+        yield client
 
 
 def _open(
@@ -296,7 +331,15 @@ def add_parser(sub: Any) -> None:
     """Register ``convkit chat`` on the subcommand set ``sub``."""
     c = sub.add_parser(
         "chat",
-        help="chat with Grok in the terminal; the conversation is stored",
+        help="chat with Grok in the terminal; the conversation is stored (--stand-in: offline)",
+        description=(
+            "Chat with Grok in the terminal: one message per line (/usage for totals, /quit or Ctrl-D to "
+            "leave), each reply streamed with its tokens and cost, every turn stored in an SQLite file "
+            "(--db) so that --conversation can continue it. Needs an xAI API key in the XAI_API_KEY "
+            "environment variable (create one at https://console.x.ai); the key is never printed or "
+            "stored. Without a key, --stand-in chats offline with convkit's built-in stand-in for the "
+            "xAI API on 127.0.0.1, which echoes your messages."
+        ),
         epilog=(
             "Exit codes: 0 done; 1 input was piped and some turns failed (the count is on stderr); "
             "2 a bad flag, no key or an unusable --db (nothing is written); 130 Ctrl-C."
@@ -305,8 +348,15 @@ def add_parser(sub: Any) -> None:
     c.add_argument("--model", default="grok-2-1212", help="model name or alias (default grok-2-1212)")
     c.add_argument("--db", default="convkit-chat.db", help="SQLite file (default ./convkit-chat.db)")
     c.add_argument("--conversation", metavar="ID", help="continue this conversation id")
-    c.add_argument(
+    where = c.add_mutually_exclusive_group()
+    where.add_argument(
         "--base-url", type=_base_url, help="API base URL (default https://api.x.ai/v1); needs XAI_API_KEY"
+    )
+    where.add_argument(
+        "--stand-in",
+        action="store_true",
+        help="offline: chat with convkit's built-in stand-in for the xAI API on 127.0.0.1 (echoed "
+        "replies; no network, no XAI_API_KEY needed)",
     )
     add_reserve(c, "each reply (sent as max_tokens)")
     add_tokenizer(c)
@@ -323,4 +373,5 @@ def _cmd_chat(args: Any, out: TextIO) -> int:
         tokenizer=args.tokenizer,
         stdin=sys.stdin,
         out=out,
+        stand_in=args.stand_in,
     )

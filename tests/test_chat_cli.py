@@ -7,7 +7,10 @@ the transcript (the streamed reply, the tokens and cost line), the
 conversation stored in the SQLite file, that the API key shows up nowhere
 (output, database), that every request body validates against the official
 ``ChatRequest`` schema, and that without ``XAI_API_KEY`` it exits 2 saying
-so. A piped run with failed turns exits 1. Bad flags (the checks made
+so. ``--stand-in`` (the built-in stand-in, started by the command itself)
+runs with no key, with the ``testing`` extra's imports blocked and every
+socket but the loopback refused. A piped run with failed turns exits 1; Ctrl-C
+exits 130 without a traceback. Bad flags (``--help`` and the checks made
 before the database is opened) run in-process through ``convkit._cli.main``
 and must leave the ``--db`` file as it was (or absent). Output is read as it
 arrives with ``select`` and a deadline; no sleeps.
@@ -180,7 +183,9 @@ def test_chat_without_a_key_exits_2_with_a_clear_message(tmp_path: Path, key: st
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr.strip() == (
-        "convkit: error: no API key. Set XAI_API_KEY (from https://console.x.ai) and run again."
+        "convkit: error: no API key. Set XAI_API_KEY (create a key at https://console.x.ai) and run "
+        "again, or try `convkit chat --stand-in` to chat offline with convkit's built-in stand-in "
+        "(it echoes)."
     )
     assert not db.exists(), "nothing is created without a key"
 
@@ -362,7 +367,126 @@ def test_failed_turns_of_a_piped_run_exit_1_saying_how_many(xai: XAIStandIn, tmp
     assert len(xai.chat_requests) == 3
 
 
-# -- flags checked before anything is written -------------------------------------------------------
+# -- offline: --stand-in -------------------------------------------------------------------------------------
+
+#: ``python -c OFFLINE chat ...`` runs convkit's CLI as ``python -m convkit`` does, with the ``testing``
+#: extra (and pytest) unimportable, as after ``pip install convkit`` alone, and every connection or name
+#: lookup off the loopback refused.
+OFFLINE = """
+import ipaddress, runpy, socket, sys
+
+sys.modules.update(dict.fromkeys(("hypothesis", "jsonschema", "pytest"), None))
+_connect, _getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+def _loopback(host):
+    host = host.decode() if isinstance(host, bytes) else host
+    return host in ("localhost", None) or ipaddress.ip_address(host).is_loopback
+
+def connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address[0]):
+        raise OSError(f"no network in this test: connect({address!r})")
+    return _connect(self, address)
+
+def getaddrinfo(host, *args, **kwargs):
+    try:
+        ok = _loopback(host)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise OSError(f"no network in this test: getaddrinfo({host!r})")
+    return _getaddrinfo(host, *args, **kwargs)
+
+socket.socket.connect, socket.getaddrinfo = connect, getaddrinfo
+runpy.run_module("convkit", run_name="__main__", alter_sys=True)
+"""
+#: a proxy from the environment is never used to reach the stand-in (nothing listens on port 9)
+DEAD_PROXY = "http://127.0.0.1:9"
+
+
+def _offline(db: Path, *extra: str) -> tuple[list[str], dict[str, str]]:
+    env = _env(None)  # no XAI_API_KEY
+    env.update(HTTP_PROXY=DEAD_PROXY, HTTPS_PROXY=DEAD_PROXY, ALL_PROXY=DEAD_PROXY, NO_PROXY="")
+    return [sys.executable, "-c", OFFLINE, "chat", "--stand-in", "--db", str(db), *extra], env
+
+
+def test_stand_in_answers_a_piped_message_with_no_network_and_no_key(tmp_path: Path) -> None:
+    db = tmp_path / "offline.db"
+    args, env = _offline(db)
+    proc = subprocess.run(
+        args,
+        input="hello offline\n/usage\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    out = proc.stdout
+    header = HEADER.search(out)
+    assert header is not None, out
+    assert header.group(2) == str(db)
+    banner = out.splitlines()[1]
+    assert "stand-in" in banner
+    assert "echoes" in banner
+    assert str(db) in banner
+    assert "grok> You said: hello offline\n" in out
+    assert TOKENS_LINE.search(out) is not None
+    assert "[1 turns: " in out
+    messages, usage = stored(db, header.group(1))
+    assert messages == [Message.user("hello offline"), Message.assistant("You said: hello offline")]
+    assert usage.turns == 1
+
+
+def _read_until(fd: int, text: str) -> str:
+    """Read the pipe ``fd`` as output arrives until ``text`` has appeared; returns what was read."""
+    seen = ""
+    deadline = time.monotonic() + TIMEOUT
+    while text not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"timed out waiting for {text!r}; read so far:\n{seen}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise AssertionError(f"the output closed before {text!r}; read so far:\n{seen}")
+            seen += chunk.decode("utf-8", "replace")
+    return seen
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="select on pipes needs a POSIX system")
+def test_ctrl_c_while_waiting_for_piped_input_exits_130_quietly(tmp_path: Path) -> None:
+    db = tmp_path / "chat.db"
+    args, env = _offline(db)
+    with sigint_not_ignored():
+        proc = subprocess.Popen(
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path
+        )
+    try:
+        assert proc.stdout is not None
+        # the banner's last line is written just before it reads its input: it is waiting now
+        shown = _read_until(proc.stdout.fileno(), "/quit to leave.\n")
+        proc.send_signal(signal.SIGINT)
+        rest, err_bytes = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    err = err_bytes.decode()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.strip() == ""
+    header = HEADER.search(shown + rest.decode())
+    assert header is not None
+    messages, usage = stored(db, header.group(1))
+    assert messages == []
+    assert usage.turns == 0
+
+
+# -- help and flags checked before anything is written -------------------------------------------------------
 
 
 def cli(
@@ -387,6 +511,19 @@ def cli(
     return code, out, err
 
 
+def test_help_names_the_key_where_to_get_one_and_the_stand_in(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(["--help"], monkeypatch, capsys)
+    assert code == 0, err
+    text = " ".join(out.split())  # as wrapped for any terminal width
+    assert "XAI_API_KEY" in text
+    assert "https://console.x.ai" in text
+    assert "--stand-in" in text
+    assert "offline" in text
+    assert "130 Ctrl-C" in text
+
+
 def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
     """Every file under ``folder``: its bytes and modification time."""
     return {
@@ -402,7 +539,7 @@ BAD_FLAGS: dict[str, tuple[list[str], str | None, str]] = {
     "no-key": (
         [],
         None,
-        "convkit: error: no API key. Set XAI_API_KEY (from https://console.x.ai) and run again.",
+        "convkit: error: no API key. Set XAI_API_KEY (create a key at https://console.x.ai)",
     ),
     "blank-key": ([], "  ", "convkit: error: no API key. "),
     "missing-tokenizer": (
@@ -430,6 +567,11 @@ BAD_FLAGS: dict[str, tuple[list[str], str | None, str]] = {
         ["--base-url", "api.x.ai/v1"],
         KEY,
         "convkit chat: error: argument --base-url: expected an http(s) URL such as https://api.x.ai/v1",
+    ),
+    "stand-in-and-base-url": (
+        ["--stand-in", "--base-url", "http://127.0.0.1:9/v1"],
+        None,
+        "convkit chat: error: argument --base-url: not allowed with argument --stand-in",
     ),
 }
 
