@@ -29,12 +29,12 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import _chat, _cli_db, _cli_fit, _cli_models, _demo
+    from . import _chat, _cli_db, _cli_fit, _cli_models, _cli_show, _demo
 
     p = argparse.ArgumentParser(prog="convkit", description="Conversations that fit Grok's context window.")
     p.add_argument("--version", action="version", version=f"convkit {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    for module in (_demo, _chat, _cli_models, _cli_fit, _cli_db):
+    for module in (_demo, _chat, _cli_models, _cli_fit, _cli_show, _cli_db):
         module.add_parser(sub)
     return p
 

@@ -1,10 +1,17 @@
 """``convkit demo``: the main job on the embedded SQLite default.
 
-Stores a realistic support conversation (system prompt, tool calls, a
-screenshot) in a local SQLite file, then prints the window convkit would send
-to grok-2-vision-1212 (8192 tokens, takes images) and grok-2-1212 (131072,
-text only, so the image becomes a visible note), with kept and dropped
-messages, tokens, budget and cost estimate, and says where the database is.
+Stores a realistic support conversation (system prompt, a pinned note, tool
+calls, a screenshot) as a new conversation in a local SQLite file (each run
+adds one), then draws the windows convkit would send (see
+:mod:`convkit._view`): to grok-2-vision-1212 (8192 tokens, takes images),
+trimmed and then summarized, and to grok-2-1212 (131072, text only, so the
+image becomes a visible note). It says where the database is and how to see
+the conversation again (``convkit show``). The conversation is long enough
+that the vision window drops and summarizes messages with the default
+estimate and with Grok-1's tokenizer alike. Every argument is checked before
+the database is touched; a ``--db`` the demo cannot own (a directory, a
+missing folder, a file that is not SQLite, another application's database)
+is refused, naming the path.
 """
 
 from __future__ import annotations
@@ -12,16 +19,31 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
+import sqlite3
+from contextlib import closing
+from functools import partial
 from typing import Any, TextIO
+from urllib.parse import quote
 
-from ._cli_args import add_reserve, add_tokenizer
-from ._counting import EstimateCounter, HFTokenCounter, TokenCounter
-from ._fitting import FitResult
+import attrs
+
+from ._cli_args import add_reserve, add_tokenizer, counter_for
+from ._cli_show import latest_conversations
+from ._counting import ImagePolicy, TokenCounter, apply_image_policy
+from ._engine.settings import WindowSettings
+from ._errors import DatabaseError, ValidationError
+from ._fitting import FitResult, fit
 from ._messages import ImagePart, Message, TextPart, ToolCall
 from ._models import get_model
 from ._summarize import ExtractiveSummarizer
+from ._view import render, rows_for, window_view
 
-__all__ = ["add_parser", "demo_conversation", "run_demo"]
+__all__ = ["add_parser", "demo_conversation", "demo_database", "run_demo"]
+
+_VISION = "grok-2-vision-1212"
+_TEXT = "grok-2-1212"
+_SQLITE_HEADER = b"SQLite format 3\x00"
 
 _PRODUCTS = ["export", "billing", "sso", "webhooks", "backups", "dns", "alerts", "api keys"]
 
@@ -111,98 +133,169 @@ def demo_conversation(days: int = 24) -> list[Message]:
     return msgs
 
 
-def _print_window(out: TextIO, title: str, result: FitResult, messages: list[Message]) -> None:
-    kept = set(result.kept)
-    spec = get_model(result.model)
-    out.write(f"\n== {title}\n")
-    i = len(messages) if not result.dropped else 0
-    if not result.dropped:
-        out.write(f"   all {len(messages)} messages kept\n")
-    while i < len(messages):
-        if i not in kept:  # collapse a run of dropped messages into one line
-            j = i
-            while j + 1 < len(messages) and j + 1 not in kept:
-                j += 1
-            what = "dropped"
-            if result.summary is not None and result.summary.first <= i <= result.summary.last:
-                what = "summarized"
-            out.write(f"   {'':>3}  {what:<9} messages {i + 1}-{j + 1} ({j - i + 1} messages)\n")
-            i = j + 1
-            continue
-        m = messages[i]
-        text = m.text.replace("\n", " ") or ", ".join(f"{c.name}()" for c in m.tool_calls)
-        if m.images:
-            text = f"[{len(m.images)} image] {text}"
-        pin = "*" if m.pinned else " "
-        out.write(f"   {i + 1:>3}{pin} kept {m.role:<9} {text[:64]}\n")
-        i += 1
-    out.write(
-        f"   -> {len(result.kept)} kept, {len(result.dropped)} dropped; {result.prompt_tokens} of "
-        f"{result.budget} budget tokens (window {result.context_window}, reserve {result.reserve}); "
-        f"estimated cost ${result.estimate_cost(result.reserve):.5f} "
-        f"(${spec.price_text_in:.2f}/M in, ${spec.price_completion:.2f}/M out, reserve counted as output)\n"
-    )
+def demo_database(db_path: str) -> str:
+    """The absolute path of ``--db``, refused (naming it) unless the demo can own it.
+
+    The file may be missing (it is created, in a folder that exists), empty, or an SQLite
+    database holding convkit's tables (an older schema is upgraded); a directory, a file that
+    is not SQLite, or an SQLite database of another application is refused. Nothing is written.
+    """
+    path = os.path.abspath(db_path)
+    if os.path.isdir(path):
+        raise ValidationError(
+            f"--db {path} is a directory; give the path of an SQLite file (created if missing)"
+        )
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise ValidationError(
+            f"--db {path}: the folder {folder} does not exist "
+            "(the demo creates the database file, not folders)"
+        )
+    if not os.path.exists(path):
+        return path
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise ValidationError(f"--db {path} cannot be read: {exc.strerror or exc}") from None
+    if not head:
+        return path  # an empty file is an empty SQLite database
+    if head != _SQLITE_HEADER:
+        raise ValidationError(f"--db {path} is not an SQLite database; give a new file or a convkit database")
+    try:
+        with closing(sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)) as db:
+            tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    except sqlite3.Error as exc:
+        raise ValidationError(f"--db {path} cannot be read as an SQLite database: {exc}") from None
+    if tables and not any(t.startswith("convkit_") for t in tables):
+        raise ValidationError(
+            f"--db {path} is another application's SQLite database (tables {', '.join(sorted(tables)[:5])}); "
+            "the demo adds its tables only to a new file or a convkit database"
+        )
+    return path
 
 
-def run_demo(db_path: str, out: TextIO, *, tokenizer: str | None = None, reserve: int | None = None) -> str:
-    """Store the demo conversation in ``db_path`` and print its windows; returns the conversation id."""
+def run_demo(
+    db_path: str,
+    out: TextIO,
+    *,
+    tokenizer: str | None = None,
+    reserve: int | None = None,
+    terminal: bool | None = None,
+    width: int | None = None,
+) -> str:
+    """Store the demo conversation in ``db_path`` and draw its windows; returns the conversation id.
+
+    Every argument is checked (the tokenizer loaded, the reserve fitted against both models,
+    the database file inspected) before anything is written. ``terminal``/``width``: as
+    :func:`convkit._view.render`.
+    """
     from .store import Store
 
-    counter: TokenCounter = HFTokenCounter.from_file(tokenizer) if tokenizer else EstimateCounter()
-    url = f"sqlite:///{os.path.abspath(db_path)}"
+    counter = counter_for(tokenizer)
+    smallest = get_model(_VISION).context_window
+    if reserve is not None and reserve >= smallest:
+        raise ValidationError(
+            f"--reserve {reserve} is not smaller than {_VISION}'s context window of {smallest} tokens, "
+            "so no room is left for the prompt; pass a smaller --reserve"
+        )
     messages = demo_conversation()
-    # the demo owns its file: one written by an older convkit is upgraded, not refused
-    with Store(url, counters=[counter], upgrade=True) as store:
+    vision = WindowSettings.of(_VISION, counter=counter, reserve=reserve)
+    text = WindowSettings.of(_TEXT, counter=counter, reserve=reserve, images="drop")
+    for settings in (vision, text):  # a reserve that leaves too little room fails here, not later
+        fit(messages, settings=settings)
+    path = demo_database(db_path)
+    url = f"sqlite:///{path}"
+    try:  # the demo owns its file: one written by an older convkit is upgraded, not refused
+        store = Store(url, counters=[counter], upgrade=True)
+    except DatabaseError as exc:
+        raise DatabaseError(f"--db {path}: {exc}") from None
+    with store:
         conv = store.create_conversation(title="Northwind support: acme-retail")
         store.extend(conv.id, messages)
+        _, total = latest_conversations(store, 1)
         out.write(
-            f"Stored {len(messages)} messages (tool calls, a screenshot, a pinned note) as conversation "
-            f"{conv.id}\nin the SQLite database {os.path.abspath(db_path)}\ncounting with {counter!r}\n"
+            f"Stored {len(messages)} messages (tool calls, a screenshot, a pinned note)\n"
+            f"as conversation {conv.id}\nin the SQLite database {path}\n"
+            f"Each run of `convkit demo` adds a new conversation: this database now holds {total}.\n"
+            f"Counting with {counter!r}.\n"
         )
-        vision = store.window(conv.id, model="grok-2-vision-1212", counter=counter, reserve=reserve)
-        _print_window(
-            out,
-            f"grok-2-vision-1212 (8192-token window, {vision.reserve} reserved for the reply)",
-            vision,
-            messages,
+        draw = partial(_draw, out, messages, counter, terminal=terminal, width=width)
+        draw(
+            store.window(conv.id, settings=vision),
+            f"{_VISION} ({vision.spec.context_window:,}-token window, {vision.reserve:,} reserved for the "
+            "reply)",
+            "error",
         )
-        text = store.window(conv.id, model="grok-2-1212", counter=counter, reserve=reserve, images="drop")
-        _print_window(
-            out, "grok-2-1212 (131072-token window, text only: the image becomes a note)", text, messages
+        draw(
+            store.window(conv.id, settings=text),
+            f"{_TEXT} ({text.spec.context_window:,}-token window, text only: the image becomes a note)",
+            "drop",
         )
         summarized = store.window(
-            conv.id,
-            model="grok-2-vision-1212",
-            counter=counter,
-            reserve=reserve,
-            strategy="summarize",
-            summarizer=ExtractiveSummarizer(),
+            conv.id, settings=attrs.evolve(vision, strategy="summarize"), summarizer=ExtractiveSummarizer()
         )
-        _print_window(
-            out,
-            "grok-2-vision-1212, strategy='summarize' (offline extractive summarizer: it quotes, it does "
-            "not write)",
+        draw(
             summarized,
-            messages,
+            f"{_VISION}, strategy summarize (the offline extractive summarizer: it quotes, "
+            "it does not write)",
+            "error",
         )
         if summarized.summary is not None:
             first, last = summarized.summary.first + 1, summarized.summary.last + 1
             out.write(
-                f"   the summary (stored with its range, messages {first}-{last}) starts:\n"
-                + "".join(f"     | {line[:90]}\n" for line in summarized.summary.text.splitlines()[:4])
+                f"The summary (stored in the database with its range, seqs {first}-{last}) starts:\n"
+                + "".join(f"  | {_cut(line, 74)}\n" for line in summarized.summary.text.splitlines()[:4])
             )
-        out.write(
-            f"\nAll {store.get_conversation(conv.id).message_count} originals stay in the database "
-            f"{os.path.abspath(db_path)} (* = pinned).\nRead them back with "
-            f"convkit.Store({url!r}).messages({conv.id!r})\n"
-        )
+    again = f"convkit show --db {shlex.quote(path)} --conversation {conv.id} --model {_VISION}"
+    if tokenizer:
+        again += f" --tokenizer {shlex.quote(os.path.abspath(tokenizer))}"
+    out.write(
+        f"\nAll {len(messages)} originals stay in the database {path}.\n"
+        f"See this conversation's window again with\n  {again}\n"
+        f"(add --strategy summarize for the summary), or read its messages with\n"
+        f"  convkit.Store({url!r}).messages({conv.id!r})\n"
+    )
     return conv.id
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _draw(
+    out: TextIO,
+    messages: list[Message],
+    counter: TokenCounter,
+    result: FitResult,
+    title: str,
+    images: ImagePolicy,
+    *,
+    terminal: bool | None,
+    width: int | None,
+) -> None:
+    spec = get_model(result.model)
+    counts = counter.content_tokens(apply_image_policy(messages, spec, images))
+    view = window_view(
+        result, rows_for(result, messages, counts), title=title, numbering="seq", counter=counter
+    )
+    out.write("\n")
+    render(view, out, terminal=terminal, width=width)
 
 
 def add_parser(sub: Any) -> None:
     """Register ``convkit demo`` on the subcommand set ``sub``."""
-    d = sub.add_parser("demo", help="store a demo conversation in SQLite and show its windows")
-    d.add_argument("--db", default="convkit-demo.db", help="SQLite file to use (default: ./convkit-demo.db)")
+    d = sub.add_parser(
+        "demo",
+        help="store a demo conversation in SQLite and show its windows",
+        description="Store a demo support conversation in an SQLite file (each run adds a new "
+        "conversation) and show the windows convkit would send to grok-2-vision-1212 and grok-2-1212.",
+    )
+    d.add_argument(
+        "--db",
+        default="convkit-demo.db",
+        help="SQLite file to use, created if missing (default: ./convkit-demo.db)",
+    )
     add_tokenizer(d)
     add_reserve(d)
     d.set_defaults(func=_cmd_demo)
