@@ -27,13 +27,12 @@ import argparse
 import contextlib
 import os
 import re
-import sqlite3
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ._cli_args import add_reserve, add_tokenizer, counter_for
+from ._cli_args import add_reserve, add_tokenizer, check_reserve, counter_for
+from ._cli_sqlite import convkit_tables, sqlite_file
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -41,7 +40,6 @@ from ._errors import (
     ConvkitError,
     DatabaseError,
     StoreError,
-    ValidationError,
 )
 
 if TYPE_CHECKING:
@@ -57,7 +55,6 @@ NO_KEY = (
     "no API key. Set XAI_API_KEY (create a key at https://console.x.ai) and run again, "
     "or try `convkit chat --stand-in` to chat offline with convkit's built-in stand-in (it echoes)."
 )
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def run_chat(
@@ -80,7 +77,7 @@ def run_chat(
     spec = get_model(model)
     key = None if stand_in else _api_key()
     counter = counter_for(tokenizer)
-    _check_reserve(spec, reserve, counter)
+    check_reserve(spec, reserve)
     path = os.path.abspath(db)
     _check_db(path, conversation)
     interactive = stdin.isatty()
@@ -125,78 +122,21 @@ def _api_key() -> str:
     return key
 
 
-def _check_reserve(spec: ModelSpec, reserve: int | None, counter: TokenCounter) -> None:
-    from ._engine.settings import compute_budget, default_reserve
-
-    kept = default_reserve(spec) if reserve is None else reserve
-    if compute_budget(spec, kept, counter.margin) <= 0:
-        raise ValidationError(
-            f"--reserve {kept} leaves no room for the conversation: {spec.name}'s context window is "
-            f"{spec.context_window:,} tokens; pass a smaller --reserve"
-        )
-
-
 def _check_db(path: str, conversation: str | None) -> None:
-    """Refuse a ``--db`` that cannot work, saying why and naming the path; reads only."""
-    file = Path(path)
-    folder = file.parent
-    if file.is_dir():
-        raise StoreError(f"--db {path} is a folder; pass a file name, such as {file / 'convkit-chat.db'}")
-    if not file.exists():
-        if not folder.is_dir():
-            raise StoreError(
-                f"--db {path}: the folder {folder} does not exist; create it first, or pass --db a file "
-                "in an existing folder"
-            )
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise StoreError(
-                f"--db {path}: cannot create a file in {folder}; pass --db a file in a folder you can "
-                "write to"
-            )
-        if conversation is not None:
-            raise StoreError(
-                f"no conversation {conversation!r}: {path} does not exist yet; leave out --conversation "
-                "to start a new conversation, or pass the --db that holds it"
-            )
+    """Refuse a ``--db`` that cannot work, or a ``--conversation`` it cannot hold; reads only."""
+    sqlite_file(path, writes=True)
+    if conversation is None:
         return
-    if not file.is_file():
-        raise StoreError(f"--db {path} is not a regular file; pass --db an SQLite file (or a new file name)")
-    try:
-        with file.open("rb") as f:
-            header = f.read(len(_SQLITE_MAGIC))
-    except OSError as exc:
-        raise StoreError(f"--db {path} cannot be read ({exc.strerror}); check its permissions") from None
-    if header and header != _SQLITE_MAGIC:
+    if not os.path.exists(path):
         raise StoreError(
-            f"--db {path} is not an SQLite database; pass --db a new file name (convkit creates it) "
-            "or a database convkit chat wrote before"
+            f"no conversation {conversation!r}: {path} does not exist yet; leave out --conversation "
+            "to start a new conversation, or pass the --db that holds it"
         )
-    if not os.access(file, os.W_OK) or not os.access(folder, os.W_OK | os.X_OK):
-        raise StoreError(
-            f"--db {path} is read-only here (SQLite also writes {file.name}-wal beside it in {folder}); "
-            "pass --db a file in a folder you can write to"
-        )
-    if conversation is not None and not _has_convkit_tables(path):
+    if not convkit_tables(path):
         raise StoreError(
             f"no conversation {conversation!r} in {path}: it holds no convkit conversations; leave out "
             "--conversation to start one, or pass the --db that holds it"
         )
-
-
-def _has_convkit_tables(path: str) -> bool:
-    """Whether the SQLite file holds convkit's tables (read-only: the file is not changed)."""
-    try:
-        conn = sqlite3.connect(f"{Path(path).as_uri()}?mode=ro", uri=True)
-        try:
-            names = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise StoreError(
-            f"--db {path} cannot be read as an SQLite database ({exc}); pass --db a new file name or a "
-            "database convkit chat wrote before"
-        ) from None
-    return any(name.startswith("convkit_") for name in names)
 
 
 # -- opening ------------------------------------------------------------------------------------------

@@ -11,8 +11,19 @@ import argparse
 
 from ._counting import EstimateCounter, HFTokenCounter, TokenCounter
 from ._engine.settings import DEFAULT_RESERVE
+from ._errors import ValidationError
+from ._models import ModelSpec
 
-__all__ = ["add_images", "add_reserve", "add_tokenizer", "counter_for", "positive_int", "price", "tokens"]
+__all__ = [
+    "add_images",
+    "add_reserve",
+    "add_tokenizer",
+    "check_reserve",
+    "counter_for",
+    "positive_int",
+    "price",
+    "tokens",
+]
 
 
 def positive_int(text: str) -> int:
@@ -77,3 +88,12 @@ def add_images(p: argparse.ArgumentParser) -> None:
 def counter_for(path: str | None) -> TokenCounter:
     """The counter ``--tokenizer`` names, or the default estimate."""
     return EstimateCounter() if path is None else HFTokenCounter.from_file(path)
+
+
+def check_reserve(spec: ModelSpec, reserve: int | None) -> None:
+    """Refuse a ``--reserve`` that leaves no room for a prompt in ``spec``'s window, in flag words."""
+    if reserve is not None and reserve >= spec.context_window:
+        raise ValidationError(
+            f"--reserve {reserve} is not smaller than {spec.name}'s context window of "
+            f"{spec.context_window} tokens, so no room is left for the prompt; pass a smaller --reserve"
+        )

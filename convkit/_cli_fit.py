@@ -15,7 +15,7 @@ from typing import Any, TextIO, overload
 
 import attrs
 
-from ._cli_args import add_images, add_reserve, add_tokenizer, counter_for, positive_int, price
+from ._cli_args import add_images, add_reserve, add_tokenizer, check_reserve, counter_for, positive_int, price
 from ._engine.settings import WindowSettings
 from ._errors import UnknownModelError, ValidationError
 from ._file_window import fit_file
@@ -70,11 +70,7 @@ def _fit_spec(args: argparse.Namespace) -> ModelSpec:
 
 def _check_flags(args: argparse.Namespace, spec: ModelSpec) -> None:
     """Flag values that cannot work with this model, said in flags, before any file is read."""
-    if args.reserve is not None and args.reserve >= spec.context_window:
-        raise ValidationError(
-            f"--reserve {args.reserve} is not smaller than {spec.name}'s context window of "
-            f"{spec.context_window} tokens, so no room is left for the prompt; pass a smaller --reserve"
-        )
+    check_reserve(spec, args.reserve)
     if args.margin is not None and not 0 <= args.margin < 10:
         raise ValidationError(f"--margin is a relative undercount from 0 up to 10, got {args.margin:g}")
 

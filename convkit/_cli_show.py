@@ -23,7 +23,8 @@ import argparse
 import os
 from typing import Any, TextIO
 
-from ._cli_args import add_reserve, add_tokenizer, counter_for
+from ._cli_args import add_reserve, add_tokenizer, check_reserve, counter_for
+from ._cli_sqlite import sqlite_file
 from ._counting import TokenCounter, apply_image_policy
 from ._engine.settings import WindowSettings
 from ._errors import (
@@ -41,6 +42,8 @@ from ._view import render, rows_for, window_view
 
 __all__ = ["add_parser", "database_url", "latest_conversations"]
 
+_MISSING = "`convkit show` never creates a database; `convkit demo --db PATH` stores one to look at"
+
 #: Conversations read per page when looking for the newest.
 _PAGE = 10_000
 
@@ -52,8 +55,7 @@ def database_url(db: str | None, url: str | None) -> tuple[str, str]:
     ``convkit db``, ``$CONVKIT_DATABASE_URL`` else ``sqlite:///convkit.db``.
     """
     if db is not None:
-        path = os.path.abspath(db)
-        _check_sqlite_file(path, "--db")
+        path = sqlite_file(db, writes=False, missing=_MISSING)
         return f"sqlite:///{path}", path
     given = url or os.environ.get("CONVKIT_DATABASE_URL")
     target = given or "sqlite:///convkit.db"
@@ -67,21 +69,10 @@ def database_url(db: str | None, url: str | None) -> tuple[str, str]:
     except ArgumentError:
         raise ValidationError(f"not a database URL: {safe_url(target)!r}") from None
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        path = os.path.abspath(str(parsed.database))
         flag = "--url" if url else ("$CONVKIT_DATABASE_URL" if given else "the default URL")
-        _check_sqlite_file(path, flag)
+        path = sqlite_file(str(parsed.database), writes=False, flag=flag, missing=_MISSING)
         return target, path
     return target, safe_url(target)
-
-
-def _check_sqlite_file(path: str, flag: str) -> None:
-    if os.path.isdir(path):
-        raise ValidationError(f"{flag}: {path} is a directory, not an SQLite database file")
-    if not os.path.exists(path):
-        raise ValidationError(
-            f"{flag}: no database at {path} (the file does not exist, and `convkit show` does not "
-            "create one); `convkit demo --db PATH` stores a demo conversation to look at"
-        )
 
 
 def latest_conversations(store: Any, count: int) -> tuple[list[Conversation], int]:
@@ -116,11 +107,7 @@ def _settings(args: argparse.Namespace, counter: TokenCounter) -> WindowSettings
             f"unknown model {exc.name!r} (known models: {models}; `convkit models` lists their aliases)",
         )
         raise err from None
-    if args.reserve is not None and args.reserve >= spec.context_window:
-        raise ValidationError(
-            f"--reserve {args.reserve} is not smaller than {spec.name}'s context window of "
-            f"{spec.context_window} tokens, so no room is left for the prompt; pass a smaller --reserve"
-        )
+    check_reserve(spec, args.reserve)
     return WindowSettings.of(
         spec, counter=counter, reserve=args.reserve, strategy=args.strategy, images=args.images
     )

@@ -20,30 +20,27 @@ import io
 import json
 import os
 import shlex
-import sqlite3
-from contextlib import closing
 from functools import partial
 from typing import Any, TextIO
-from urllib.parse import quote
 
 import attrs
 
-from ._cli_args import add_reserve, add_tokenizer, counter_for
+from ._cli_args import add_reserve, add_tokenizer, check_reserve, counter_for
 from ._cli_show import latest_conversations
+from ._cli_sqlite import sqlite_file
 from ._counting import ImagePolicy, TokenCounter, apply_image_policy
 from ._engine.settings import WindowSettings
-from ._errors import DatabaseError, ValidationError
+from ._errors import DatabaseError
 from ._fitting import FitResult, fit
 from ._messages import ImagePart, Message, TextPart, ToolCall
 from ._models import get_model
 from ._summarize import ExtractiveSummarizer
 from ._view import render, rows_for, window_view
 
-__all__ = ["add_parser", "demo_conversation", "demo_database", "run_demo"]
+__all__ = ["add_parser", "demo_conversation", "run_demo"]
 
 _VISION = "grok-2-vision-1212"
 _TEXT = "grok-2-1212"
-_SQLITE_HEADER = b"SQLite format 3\x00"
 
 _PRODUCTS = ["export", "billing", "sso", "webhooks", "backups", "dns", "alerts", "api keys"]
 
@@ -133,48 +130,6 @@ def demo_conversation(days: int = 24) -> list[Message]:
     return msgs
 
 
-def demo_database(db_path: str) -> str:
-    """The absolute path of ``--db``, refused (naming it) unless the demo can own it.
-
-    The file may be missing (it is created, in a folder that exists), empty, or an SQLite
-    database holding convkit's tables (an older schema is upgraded); a directory, a file that
-    is not SQLite, or an SQLite database of another application is refused. Nothing is written.
-    """
-    path = os.path.abspath(db_path)
-    if os.path.isdir(path):
-        raise ValidationError(
-            f"--db {path} is a directory; give the path of an SQLite file (created if missing)"
-        )
-    folder = os.path.dirname(path)
-    if not os.path.isdir(folder):
-        raise ValidationError(
-            f"--db {path}: the folder {folder} does not exist "
-            "(the demo creates the database file, not folders)"
-        )
-    if not os.path.exists(path):
-        return path
-    try:
-        with open(path, "rb") as f:
-            head = f.read(len(_SQLITE_HEADER))
-    except OSError as exc:
-        raise ValidationError(f"--db {path} cannot be read: {exc.strerror or exc}") from None
-    if not head:
-        return path  # an empty file is an empty SQLite database
-    if head != _SQLITE_HEADER:
-        raise ValidationError(f"--db {path} is not an SQLite database; give a new file or a convkit database")
-    try:
-        with closing(sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)) as db:
-            tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    except sqlite3.Error as exc:
-        raise ValidationError(f"--db {path} cannot be read as an SQLite database: {exc}") from None
-    if tables and not any(t.startswith("convkit_") for t in tables):
-        raise ValidationError(
-            f"--db {path} is another application's SQLite database (tables {', '.join(sorted(tables)[:5])}); "
-            "the demo adds its tables only to a new file or a convkit database"
-        )
-    return path
-
-
 def run_demo(
     db_path: str,
     out: TextIO,
@@ -193,18 +148,13 @@ def run_demo(
     from .store import Store
 
     counter = counter_for(tokenizer)
-    smallest = get_model(_VISION).context_window
-    if reserve is not None and reserve >= smallest:
-        raise ValidationError(
-            f"--reserve {reserve} is not smaller than {_VISION}'s context window of {smallest} tokens, "
-            "so no room is left for the prompt; pass a smaller --reserve"
-        )
+    check_reserve(get_model(_VISION), reserve)  # the smaller window of the two
     messages = demo_conversation()
     vision = WindowSettings.of(_VISION, counter=counter, reserve=reserve)
     text = WindowSettings.of(_TEXT, counter=counter, reserve=reserve, images="drop")
     for settings in (vision, text):  # a reserve that leaves too little room fails here, not later
         fit(messages, settings=settings)
-    path = demo_database(db_path)
+    path = sqlite_file(db_path, writes=True)  # the demo creates it, or adds to a convkit database
     url = f"sqlite:///{path}"
     try:  # the demo owns its file: one written by an older convkit is upgraded, not refused
         store = Store(url, counters=[counter], upgrade=True)

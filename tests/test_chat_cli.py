@@ -560,8 +560,8 @@ BAD_FLAGS: dict[str, tuple[list[str], str | None, str]] = {
     "reserve-over-the-window": (
         ["--reserve", "131072"],
         KEY,
-        "convkit: error: --reserve 131072 leaves no room for the conversation: grok-2-1212's context "
-        "window is 131,072 tokens",
+        "convkit: error: --reserve 131072 is not smaller than grok-2-1212's context window of 131072 "
+        "tokens, so no room is left for the prompt; pass a smaller --reserve",
     ),
     "bad-base-url": (
         ["--base-url", "api.x.ai/v1"],
@@ -625,18 +625,17 @@ BAD_DATABASES: dict[str, tuple[str, list[str], str]] = {
         "--db {db}: the folder {tmp}/no-such-folder does not exist; create it first, or pass --db a file "
         "in an existing folder",
     ),
-    "a-folder": ("a-folder", [], "--db {db} is a folder; pass a file name, such as {db}/convkit-chat.db"),
+    "a-folder": ("a-folder", [], "--db {db} is a directory; pass the path of an SQLite file"),
     "not-sqlite": (
         "notes.txt",
         [],
-        "--db {db} is not an SQLite database; pass --db a new file name (convkit creates it) or a database "
-        "convkit chat wrote before",
+        "--db {db} is not an SQLite database; pass --db a new file name or a convkit database",
     ),
-    "another-apps-sqlite-and-a-conversation": (
+    "another-apps-sqlite": (
         "other.db",
-        ["--conversation", "nope"],
-        "no conversation 'nope' in {db}: it holds no convkit conversations; leave out --conversation to "
-        "start one, or pass the --db that holds it",
+        [],
+        "--db {db} is another application's SQLite database (tables notes); convkit adds its tables only "
+        "to a new file or a convkit database: pass --db another file",
     ),
     "an-empty-file-and-a-conversation": (
         "empty.db",

@@ -307,14 +307,14 @@ def test_show_never_creates_a_missing_database(
     missing = tmp_path / "missing.db"
     code, _ = show("--db", str(missing), "--model", "grok-2")
     assert code == 2
-    assert f"--db: no database at {missing}" in capsys.readouterr().err
+    assert f"--db {missing}: no such file; `convkit show` never creates" in capsys.readouterr().err
     monkeypatch.setenv("CONVKIT_DATABASE_URL", f"sqlite:///{missing}")  # the default URL too
     code, _ = show("--model", "grok-2")
     assert code == 2
-    assert f"$CONVKIT_DATABASE_URL: no database at {missing}" in capsys.readouterr().err
+    assert f"$CONVKIT_DATABASE_URL {missing}: no such file" in capsys.readouterr().err
     code, _ = show("--url", f"sqlite:///{missing}", "--model", "grok-2")
     assert code == 2
-    assert f"--url: no database at {missing}" in capsys.readouterr().err
+    assert f"--url {missing}: no such file" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
 
 
