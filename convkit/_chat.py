@@ -31,7 +31,7 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ._cli_args import add_reserve, add_tokenizer, check_reserve, counter_for
+from ._cli_args import add_reserve, add_tokenizer, check_reserve, counter_for, model_flag
 from ._cli_sqlite import convkit_tables, sqlite_file
 from ._errors import (
     APIError,
@@ -70,11 +70,10 @@ def run_chat(
     stand_in: bool = False,
 ) -> int:
     """Run the chat loop; returns the exit code (ConvkitError is left to the caller: exit 2)."""
-    from ._models import get_model
     from .xai._client import DEFAULT_BASE_URL, XAIClient
 
     # every flag checked before the database is opened (nothing is created or changed before)
-    spec = get_model(model)
+    spec = model_flag(model)
     key = None if stand_in else _api_key()
     counter = counter_for(tokenizer)
     check_reserve(spec, reserve)

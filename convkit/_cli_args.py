@@ -11,14 +11,15 @@ import argparse
 
 from ._counting import EstimateCounter, HFTokenCounter, TokenCounter
 from ._engine.settings import DEFAULT_RESERVE
-from ._errors import ValidationError
-from ._models import ModelSpec
+from ._errors import UnknownModelError, ValidationError
+from ._models import ModelSpec, get_model, list_models
 
 __all__ = [
     "add_images",
     "add_reserve",
     "add_tokenizer",
     "check_reserve",
+    "model_flag",
     "counter_for",
     "positive_int",
     "price",
@@ -97,3 +98,17 @@ def check_reserve(spec: ModelSpec, reserve: int | None) -> None:
             f"--reserve {reserve} is not smaller than {spec.name}'s context window of "
             f"{spec.context_window} tokens, so no room is left for the prompt; pass a smaller --reserve"
         )
+
+
+def model_flag(name: str, *, hint: str = "") -> ModelSpec:
+    """The model ``--model`` names; an unknown one is refused in the CLI's terms (``hint`` added)."""
+    try:
+        return get_model(name)
+    except UnknownModelError as exc:
+        models = ", ".join(s.name for s in list_models())
+        err = UnknownModelError(exc.name, exc.known)
+        err.args = (
+            f"unknown model {exc.name!r} (known models: {models}; `convkit models` lists their aliases). "
+            + (hint or "Run `convkit models --refresh` to fetch xAI's current list."),
+        )
+        raise err from None

@@ -10,44 +10,46 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO, overload
 
 import attrs
 
-from ._cli_args import add_images, add_reserve, add_tokenizer, check_reserve, counter_for, positive_int, price
+from ._cli_args import (
+    add_images,
+    add_reserve,
+    add_tokenizer,
+    check_reserve,
+    counter_for,
+    model_flag,
+    positive_int,
+    price,
+)
 from ._engine.settings import WindowSettings
 from ._errors import UnknownModelError, ValidationError
 from ._file_window import fit_file
 from ._messages import Message
-from ._models import ModelSpec, get_model, list_models
+from ._models import ModelSpec, get_model
 from ._progress import progress
 from ._view import render, rows_for, window_view
 
 __all__ = ["add_parser"]
 
 
-class _UnknownModelFlagError(UnknownModelError):
-    """An unknown ``--model``, said in the CLI's terms."""
-
-    def __init__(self, name: str, known: Iterable[str]) -> None:
-        super().__init__(name, known)
-        models = ", ".join(s.name for s in list_models())
-        self.args = (
-            f"unknown model {name!r} (known models: {models}; `convkit models` lists their aliases). "
-            "Pass --context-window N (with --price-in/--price-out for a cost estimate, --vision if it takes "
-            "images) to fit against a model convkit does not know, or run `convkit models --refresh` to "
-            "fetch xAI's current list.",
-        )
+_UNKNOWN_HINT = (
+    "Pass --context-window N (with --price-in/--price-out for a cost estimate, --vision if it takes images) "
+    "to fit against a model convkit does not know, or run `convkit models --refresh` to fetch xAI's current "
+    "list."
+)
 
 
 def _fit_spec(args: argparse.Namespace) -> ModelSpec:
     """The model to fit against: ``--model``, with what ``--context-window``/``--price-*`` change."""
     try:
         spec = get_model(args.model)
-    except UnknownModelError as exc:
+    except UnknownModelError:
         if args.context_window is None:
-            raise _UnknownModelFlagError(exc.name, exc.known) from None
+            model_flag(args.model, hint=_UNKNOWN_HINT)  # raises, in the CLI's terms
         return ModelSpec(
             args.model,
             args.context_window,

@@ -23,19 +23,17 @@ import argparse
 import os
 from typing import Any, TextIO
 
-from ._cli_args import add_reserve, add_tokenizer, check_reserve, counter_for
+from ._cli_args import add_reserve, add_tokenizer, check_reserve, counter_for, model_flag
 from ._cli_sqlite import sqlite_file
 from ._counting import TokenCounter, apply_image_policy
 from ._engine.settings import WindowSettings
 from ._errors import (
     ConversationNotFoundError,
     DatabaseError,
-    UnknownModelError,
     UnsupportedInputError,
     ValidationError,
 )
 from ._fitting import FitResult, fit
-from ._models import get_model, list_models
 from ._results import Conversation
 from ._summarize import ExtractiveSummarizer, Summary
 from ._view import render, rows_for, window_view
@@ -98,15 +96,7 @@ def _describe(c: Conversation) -> str:
 
 def _settings(args: argparse.Namespace, counter: TokenCounter) -> WindowSettings:
     """The window's settings from the flags, refused in the flags' terms."""
-    try:
-        spec = get_model(args.model)
-    except UnknownModelError as exc:
-        models = ", ".join(s.name for s in list_models())
-        err = UnknownModelError(exc.name, exc.known)
-        err.args = (
-            f"unknown model {exc.name!r} (known models: {models}; `convkit models` lists their aliases)",
-        )
-        raise err from None
+    spec = model_flag(args.model)
     check_reserve(spec, args.reserve)
     return WindowSettings.of(
         spec, counter=counter, reserve=args.reserve, strategy=args.strategy, images=args.images

@@ -535,7 +535,7 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
 
 BAD_FLAGS: dict[str, tuple[list[str], str | None, str]] = {
     # id: (flags, XAI_API_KEY, the start of the error; {tmp} is the test's folder)
-    "unknown-model": (["--model", "grok-nope"], KEY, "convkit: error: unknown model 'grok-nope'; "),
+    "unknown-model": (["--model", "grok-nope"], KEY, "convkit: error: unknown model 'grok-nope' (known models: "),
     "no-key": (
         [],
         None,
