@@ -285,7 +285,12 @@ def add_parser(sub: Any) -> None:
         ),
     )
     c.add_argument("--model", default="grok-2-1212", help="model name or alias (default grok-2-1212)")
-    c.add_argument("--db", default="convkit-chat.db", help="SQLite file (default ./convkit-chat.db)")
+    c.add_argument(
+        "--db",
+        default=None,
+        help="SQLite file (default ./convkit-chat.db, or ./convkit-stand-in.db with --stand-in, so echoed "
+        "conversations stay apart from real ones)",
+    )
     c.add_argument("--conversation", metavar="ID", help="continue this conversation id")
     where = c.add_mutually_exclusive_group()
     where.add_argument(
@@ -305,7 +310,7 @@ def add_parser(sub: Any) -> None:
 def _cmd_chat(args: Any, out: TextIO) -> int:
     return run_chat(
         model=args.model,
-        db=args.db,
+        db=args.db or ("convkit-stand-in.db" if args.stand_in else "convkit-chat.db"),
         conversation=args.conversation,
         base_url=args.base_url,
         reserve=args.reserve,

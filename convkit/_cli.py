@@ -3,7 +3,8 @@
 Each command lives in its own module and registers its own flags
 (``add_parser``): ``demo`` (:mod:`convkit._demo`), ``chat``
 (:mod:`convkit._chat`), ``models`` (:mod:`convkit._cli_models`), ``fit``
-(:mod:`convkit._cli_fit`) and ``db`` (:mod:`convkit._cli_db`).
+(:mod:`convkit._cli_fit`), ``show`` (:mod:`convkit._cli_show`) and ``db``
+(:mod:`convkit._cli_db`).
 
 Exit codes: 0 success; 1 the conversation cannot fit (ContextWindowError),
 or ``db check`` found the schema not at head; 2 bad usage or bad input

@@ -8,10 +8,11 @@ reads or writes anything.
 from __future__ import annotations
 
 import argparse
+import os
 
 from ._counting import EstimateCounter, HFTokenCounter, TokenCounter
 from ._engine.settings import DEFAULT_RESERVE
-from ._errors import UnknownModelError, ValidationError
+from ._errors import TokenizerError, UnknownModelError, ValidationError
 from ._models import ModelSpec, get_model, list_models
 
 __all__ = [
@@ -88,7 +89,20 @@ def add_images(p: argparse.ArgumentParser) -> None:
 
 def counter_for(path: str | None) -> TokenCounter:
     """The counter ``--tokenizer`` names, or the default estimate."""
-    return EstimateCounter() if path is None else HFTokenCounter.from_file(path)
+    if path is None:
+        return EstimateCounter()
+    if not os.path.isfile(path):
+        raise TokenizerError(
+            f"--tokenizer {path}: no such file; pass the path of a HuggingFace tokenizer.json "
+            "(or leave --tokenizer out to count with convkit's estimate)"
+        )
+    try:
+        return HFTokenCounter.from_file(path)
+    except TokenizerError as exc:  # the library's message names the path; say it as a flag
+        detail = str(exc).split("': ", 1)[-1]
+        raise TokenizerError(
+            f"--tokenizer {path}: not a tokenizer.json HuggingFace tokenizers can load ({detail})"
+        ) from None
 
 
 def check_reserve(spec: ModelSpec, reserve: int | None) -> None:

@@ -535,7 +535,11 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
 
 BAD_FLAGS: dict[str, tuple[list[str], str | None, str]] = {
     # id: (flags, XAI_API_KEY, the start of the error; {tmp} is the test's folder)
-    "unknown-model": (["--model", "grok-nope"], KEY, "convkit: error: unknown model 'grok-nope' (known models: "),
+    "unknown-model": (
+        ["--model", "grok-nope"],
+        KEY,
+        "convkit: error: unknown model 'grok-nope' (known models: ",
+    ),
     "no-key": (
         [],
         None,
@@ -545,12 +549,12 @@ BAD_FLAGS: dict[str, tuple[list[str], str | None, str]] = {
     "missing-tokenizer": (
         ["--tokenizer", "{tmp}/missing.json"],
         KEY,
-        "convkit: error: cannot load tokenizer from '{tmp}/missing.json': ",
+        "convkit: error: --tokenizer {tmp}/missing.json: no such file; ",
     ),
     "not-a-tokenizer": (
         ["--tokenizer", "{tmp}/notes.txt"],
         KEY,
-        "convkit: error: cannot load tokenizer from '{tmp}/notes.txt': ",
+        "convkit: error: --tokenizer {tmp}/notes.txt: not a tokenizer.json HuggingFace tokenizers can load (",
     ),
     "no-such-conversation": (
         ["--conversation", "nope"],

@@ -170,7 +170,7 @@ def test_demo_refuses_a_db_it_cannot_own_naming_the_path(
 @pytest.mark.parametrize(
     ("flags", "code", "said"),
     [
-        (["--tokenizer", "{tmp}/no-such-tokenizer.json"], 2, "cannot load tokenizer from"),
+        (["--tokenizer", "{tmp}/no-such-tokenizer.json"], 2, "no-such-tokenizer.json: no such file"),
         (["--reserve", "9000"], 2, "--reserve 9000 is not smaller than grok-2-vision-1212's context window"),
         (["--reserve", "8150"], 1, "the messages that must be kept need"),  # the must-keep part cannot fit
     ],
@@ -363,7 +363,10 @@ def test_show_summarize_does_not_store_the_summary_unless_asked(
     [
         (["--model", "grok-9"], "unknown model 'grok-9' (known models: "),
         (["--model", "grok-2", "--reserve", "131072"], "--reserve 131072 is not smaller than grok-2-1212's"),
-        (["--model", "grok-2", "--tokenizer", "/no/such/tokenizer.json"], "cannot load tokenizer"),
+        (
+            ["--model", "grok-2", "--tokenizer", "/no/such/tokenizer.json"],
+            "--tokenizer /no/such/tokenizer.json: no such",
+        ),
     ],
 )
 def test_show_checks_its_flags_before_opening_the_database(
