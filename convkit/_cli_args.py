@@ -92,8 +92,9 @@ def counter_for(path: str | None) -> TokenCounter:
     if path is None:
         return EstimateCounter()
     if not os.path.isfile(path):
+        what = "a directory" if os.path.isdir(path) else "no such file"
         raise TokenizerError(
-            f"--tokenizer {path}: no such file; pass the path of a HuggingFace tokenizer.json "
+            f"--tokenizer {path}: {what}; pass the path of a HuggingFace tokenizer.json "
             "(or leave --tokenizer out to count with convkit's estimate)"
         )
     try:

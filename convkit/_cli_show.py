@@ -5,8 +5,9 @@ The database is ``--db PATH`` (an SQLite file) or ``--url URL`` (default
 the conversation is ``--conversation ID``, by default the one created last
 in the namespace (the picture says which). Rows are numbered by stored seq.
 
-``show`` only reads. An SQLite file that does not exist is reported, never
-created; the schema is checked, never upgraded. The window is fitted in
+``show`` only reads. An SQLite file that does not exist, or holds no convkit
+tables, is reported and never opened (opening it would create it, or write
+SQLite's journal mode into it); the schema is checked, never upgraded. The window is fitted in
 memory from the stored messages (what ``Store.window`` returns, as its
 contract says, without the token counts ``Store.window`` back-fills into the
 database). ``--strategy summarize`` folds the oldest messages with the
@@ -23,7 +24,7 @@ import argparse
 import os
 from typing import Any, TextIO
 
-from ._cli_args import add_reserve, add_tokenizer, check_reserve, counter_for, model_flag
+from ._cli_args import add_images, add_reserve, add_tokenizer, check_reserve, counter_for, model_flag
 from ._cli_sqlite import sqlite_file
 from ._counting import TokenCounter, apply_image_policy
 from ._engine.settings import WindowSettings
@@ -218,12 +219,7 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--model", required=True, help="model name or alias, e.g. grok-2")
     add_reserve(s)
     add_tokenizer(s)
-    s.add_argument(
-        "--images",
-        choices=("error", "drop"),
-        default="error",
-        help="for text-only models: fail on images (default) or replace them with a note",
-    )
+    add_images(s)
     s.add_argument(
         "--strategy",
         choices=("trim", "summarize"),

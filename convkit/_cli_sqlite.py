@@ -27,8 +27,9 @@ def sqlite_file(given: str, *, writes: bool, flag: str = "--db", missing: str = 
     """The absolute path of ``given``, refused unless the command can use it.
 
     ``writes``: the command creates a missing file (in a folder that exists) and writes to it;
-    otherwise the file must exist and may be read-only. ``missing``: advice added when a file
-    that must exist does not.
+    otherwise the file must exist, may be read-only, and must already hold convkit's tables
+    (opening any other file would change it: SQLite writes its journal mode into the file).
+    ``missing``: advice added when a file that must exist does not.
     """
     path = os.path.abspath(given)
     file, folder = Path(path), Path(path).parent
@@ -57,14 +58,17 @@ def sqlite_file(given: str, *, writes: bool, flag: str = "--db", missing: str = 
         raise ValidationError(
             f"{flag} {path} cannot be read ({exc.strerror or exc}); check its permissions"
         ) from None
-    if not head:
-        return path  # an empty file is an empty SQLite database
-    if head != _HEADER:
+    if head and head != _HEADER:
         raise ValidationError(
             f"{flag} {path} is not an SQLite database; pass {flag} a new file name or a convkit database"
         )
+    if not writes and (not head or not convkit_tables(path, flag)):
+        raise ValidationError(
+            f"{flag} {path} holds no convkit conversations (it has no convkit tables); pass the database "
+            "convkit wrote" + (f", or: {missing}" if missing else "")
+        )
     if writes:
-        tables = _tables(path, flag)
+        tables = _tables(path, flag) if head else []
         if tables and not any(t.startswith("convkit_") for t in tables):
             raise ValidationError(
                 f"{flag} {path} is another application's SQLite database (tables {', '.join(tables[:5])}); "

@@ -152,8 +152,10 @@ def run_demo(
     messages = demo_conversation()
     vision = WindowSettings.of(_VISION, counter=counter, reserve=reserve)
     text = WindowSettings.of(_TEXT, counter=counter, reserve=reserve, images="drop")
-    for settings in (vision, text):  # a reserve that leaves too little room fails here, not later
-        fit(messages, settings=settings)
+    summarize = attrs.evolve(vision, strategy="summarize")
+    # a reserve that leaves too little room for any of the three windows fails here, before any write
+    for settings in (vision, text, summarize):
+        fit(messages, settings=settings, summarizer=ExtractiveSummarizer())
     path = sqlite_file(db_path, writes=True)  # the demo creates it, or adds to a convkit database
     url = f"sqlite:///{path}"
     try:  # the demo owns its file: one written by an older convkit is upgraded, not refused
@@ -182,9 +184,7 @@ def run_demo(
             f"{_TEXT} ({text.spec.context_window:,}-token window, text only: the image becomes a note)",
             "drop",
         )
-        summarized = store.window(
-            conv.id, settings=attrs.evolve(vision, strategy="summarize"), summarizer=ExtractiveSummarizer()
-        )
+        summarized = store.window(conv.id, settings=summarize, summarizer=ExtractiveSummarizer())
         draw(
             summarized,
             f"{_VISION}, strategy summarize (the offline extractive summarizer: it quotes, "
@@ -200,6 +200,8 @@ def run_demo(
     again = f"convkit show --db {shlex.quote(path)} --conversation {conv.id} --model {_VISION}"
     if tokenizer:
         again += f" --tokenizer {shlex.quote(os.path.abspath(tokenizer))}"
+    if reserve is not None:
+        again += f" --reserve {reserve}"
     out.write(
         f"\nAll {len(messages)} originals stay in the database {path}.\n"
         f"See this conversation's window again with\n  {again}\n"

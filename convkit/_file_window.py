@@ -5,9 +5,11 @@ once, front to back, checking every line (UTF-8, JSON, a valid message, tool
 links) and noting where each message starts, the leading system run and the
 pinned units, but keeps no message. Then it reads the newest messages back,
 in chunks that double, and plans over them with :mod:`convkit._scan`: it
-counts about what the window keeps, and memory holds the kept part, the
-indexes and one chunk. Standard input (``-``) is copied to a temporary file
-as it is read, so it is read once too.
+counts about what the window keeps, and memory holds what it read back (at
+most about twice the kept part, plus the pinned messages), the per-message
+indexes and the file's tool-call ids (to check tool links). Standard input
+(``-``) and other streams that cannot seek (a FIFO, ``<(...)``) are copied to
+a temporary file as they are read, so they are read once too.
 
 Messages are numbered as the file numbers them: errors name the line, and
 :attr:`FileWindow.lines` maps each message to its line. A UTF-8 byte-order
@@ -36,7 +38,6 @@ from ._scan import FIRST_CHUNK, Part, part_start, plan_part
 
 __all__ = ["FileWindow", "fit_file"]
 
-_BOM = b"\xef\xbb\xbf"
 _REPORT_EVERY = 1 << 20  # bytes between progress reports
 
 
@@ -78,22 +79,33 @@ def _opened(
     path: str, stdin: BinaryIO | None, report: Callable[[int], None]
 ) -> Iterator[tuple[BinaryIO, str]]:
     if path == "-":
-        with tempfile.TemporaryFile() as spool:
-            shutil.copyfileobj(stdin if stdin is not None else sys.stdin.buffer, spool)
-            spool.seek(0)
+        with _spooled(stdin if stdin is not None else sys.stdin.buffer) as spool:
             yield spool, "<stdin>"
         return
+    if os.path.isdir(path):
+        raise InvalidMessageError(f"cannot read {path}: it is a directory, not a JSONL file")
     try:
         f = open(path, "rb")  # noqa: SIM115 - closed below, after the caller's block
     except OSError as exc:
         raise InvalidMessageError(f"cannot read {path}: {exc.strerror or exc}") from None
     with f:
-        if os.path.isdir(path):
-            raise InvalidMessageError(f"cannot read {path}: it is a directory, not a JSONL file")
-        yield f, path
+        if f.seekable():
+            yield f, path
+        else:  # a pipe (a FIFO, <(...), /dev/stdin): read it once, into a file that can seek
+            with _spooled(f) as spool:
+                yield spool, path
 
 
-def _message(raw: bytes, source: str, lineno: int, *, first: bool) -> Message:
+@contextmanager
+def _spooled(stream: BinaryIO) -> Iterator[BinaryIO]:
+    with tempfile.TemporaryFile() as spool:
+        shutil.copyfileobj(stream, spool)
+        spool.seek(0)
+        yield spool
+
+
+def _message(raw: bytes, source: str, lineno: int, *, first: bool) -> Message | None:
+    """The message on one line, or ``None`` for a blank line (of any whitespace)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -103,6 +115,8 @@ def _message(raw: bytes, source: str, lineno: int, *, first: bool) -> Message:
         ) from None
     if first:
         text = text.removeprefix("\ufeff")
+    if not text.strip():
+        return None
     try:
         obj = json.loads(text)
     except RecursionError:
@@ -129,9 +143,11 @@ def _read_index(f: BinaryIO, source: str, settings: WindowSettings, report: Call
         if offset - reported >= _REPORT_EVERY:
             report(offset)
             reported = offset
-        if not raw.strip() or (at == 0 and raw.strip() == _BOM):
+        if not raw.strip():
             continue
         m = _message(raw, source, lineno, first=at == 0)
+        if m is None:
+            continue
         if refuse_images and m.images:
             raise UnsupportedInputError(
                 f"{source}:{lineno}: the message holds an image, but {settings.spec.name} takes text only; "
@@ -170,7 +186,9 @@ def _plan(f: BinaryIO, source: str, index: _Index, settings: WindowSettings) -> 
 
     def read_at(s: int) -> Message:
         f.seek(index.offsets[s - 1])
-        return _message(f.readline(), source, index.lines[s - 1], first=index.offsets[s - 1] == 0)
+        m = _message(f.readline(), source, index.lines[s - 1], first=index.offsets[s - 1] == 0)
+        assert m is not None  # the index holds message lines only
+        return m
 
     def unit_start(s: int) -> int:
         return starts[index.units.unit_of(s - 1)] + 1

@@ -57,6 +57,7 @@ def fit_of_file(path: Path, spec: WindowSettings) -> Any:
 @given(
     conv=conversations(min_size=1, max_size=40),
     model=st.sampled_from(["grok-2-vision-1212", "grok-2-1212"]),
+    images=st.sampled_from(["drop", "error"]),
     budget_share=st.integers(1, 100),
     blank_every=st.integers(0, 4),
     bom=st.booleans(),
@@ -67,6 +68,7 @@ def test_the_file_window_equals_fit(
     chunk: int,
     conv: list[Message],
     model: str,
+    images: str,
     budget_share: int,
     blank_every: int,
     bom: bool,
@@ -77,16 +79,19 @@ def test_the_file_window_equals_fit(
     counter = convkit.EstimateCounter()
     spec = convkit.get_model(model)
     total = counter.count_messages(conv, model=spec) if spec.supports_images else 0
-    images = "drop"
     if not spec.supports_images:
         total = counter.count_messages(fit(conv, model=spec, images="drop", reserve=0).messages, model=spec)
     # a reserve that puts the budget anywhere from far too small to the whole conversation
     reserve = max(0, spec.context_window - max(1, total * budget_share // 100))
     path = tmp_path / "c.jsonl"
     path.write_bytes(jsonl(conv, blank_every=blank_every, bom=bom))
-    settings_ = WindowSettings.of(spec, counter=counter, reserve=reserve, images=images)
+    settings_ = WindowSettings.of(spec, counter=counter, reserve=reserve, images=images)  # type: ignore[arg-type]
     try:
         want = fit(conv, settings=settings_)
+    except convkit.UnsupportedInputError:  # an image for a text-only model: refused, naming a line
+        with pytest.raises(convkit.UnsupportedInputError, match=r"c\.jsonl:\d+: .*--images drop"):
+            fit_of_file(path, settings_)
+        return
     except convkit.ContextWindowError as exc:
         expected = (exc.required, exc.available)
         with pytest.raises(convkit.ContextWindowError) as got:
@@ -305,3 +310,37 @@ def test_the_real_tokenizer_counts_newest_first(tmp_path: Path, grok_counter: An
     want = fit(conv, model="grok-2-vision-1212", counter=grok_counter)
     assert (report["kept"], report["prompt_tokens"]) == (want.kept, want.prompt_tokens)
     assert report["counted"] < 600
+
+
+def test_fit_reads_a_stream_that_cannot_seek(tmp_path: Path) -> None:
+    """``/dev/stdin`` on a pipe and a FIFO are read once, into a file that can seek."""
+    conv = big_conversation(40)
+    proc = subprocess.run(
+        [sys.executable, "-m", "convkit", "fit", "/dev/stdin", "--model", "grok-2", "--json"],
+        input=jsonl(conv),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["kept"] == list(range(40))
+    fifo = tmp_path / "in.jsonl"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "convkit", "fit", str(fifo), "--model", "grok-2", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    with open(fifo, "wb") as writer:
+        writer.write(jsonl(conv))
+    out, err = reader.communicate(timeout=60)
+    assert reader.returncode == 0, err
+    assert json.loads(out)["kept"] == list(range(40))
+
+
+def test_a_line_of_any_whitespace_is_blank(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_bytes("\u00a0\u2003\n".encode() + jsonl([Message.user("hi")]) + " \u00a0\n".encode())
+    code, text = run("fit", str(path), "--model", "grok-2", "--json")
+    assert code == 0
+    assert json.loads(text)["kept_lines"] == [2]

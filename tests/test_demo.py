@@ -387,3 +387,74 @@ def test_save_summary_needs_the_summarize_strategy(
     code, _ = show("--db", str(db), "--model", "grok-2", "--save-summary")
     assert code == 2
     assert "--save-summary stores the summary of --strategy summarize" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["another-apps-database", "empty-file"])
+def test_show_leaves_a_file_without_convkit_tables_as_it_was(
+    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Opening an SQLite file writes its journal mode into it: ``show`` refuses first, so another
+    application's database (or an empty file) stays byte for byte as it was."""
+    path = tmp_path / "other.db"
+    if kind == "empty-file":
+        path.write_bytes(b"")
+    else:
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE notes (body TEXT)")
+    before = path.read_bytes()
+    code, _ = show("--db", str(path), "--model", "grok-2")
+    assert code == 2
+    assert f"--db {path} holds no convkit conversations" in capsys.readouterr().err
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]
+
+
+def test_demo_checks_the_summary_window_before_writing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A reserve that leaves room for both trimmed windows but not for the summarized one fails
+    before the database is created (it used to store the conversation and draw two windows first)."""
+    db = tmp_path / "demo.db"
+    counter = EstimateCounter()
+    messages = demo_conversation()
+    reserve = next(
+        r
+        for r in range(8000, 8192)
+        if _fits(messages, "grok-2-vision-1212", r, counter) and not _fits_summarized(messages, r, counter)
+    )
+    code, text = main_with(["demo", "--db", str(db), "--reserve", str(reserve)])
+    assert (code, text) == (1, "")
+    assert "summary" in capsys.readouterr().err
+    assert not db.exists()
+
+
+def _fits(messages: list, model: str, reserve: int, counter: EstimateCounter) -> bool:  # type: ignore[type-arg]
+    from convkit import ContextWindowError
+
+    try:
+        fit(messages, model=model, reserve=reserve, counter=counter)
+    except ContextWindowError:
+        return False
+    return True
+
+
+def _fits_summarized(messages: list, reserve: int, counter: EstimateCounter) -> bool:  # type: ignore[type-arg]
+    from convkit import ContextWindowError
+
+    try:
+        fit(
+            messages,
+            model="grok-2-vision-1212",
+            reserve=reserve,
+            counter=counter,
+            strategy="summarize",
+            summarizer=ExtractiveSummarizer(),
+        )
+    except ContextWindowError:
+        return False
+    return True
+
+
+def main_with(argv: list[str]) -> tuple[int, str]:
+    out = io.StringIO()
+    return main(argv, stdout=out), out.getvalue()
