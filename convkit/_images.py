@@ -73,7 +73,8 @@ def inspect_image(data: bytes) -> tuple[str, int, int]:
     ) as exc:
         if isinstance(exc, UnidentifiedImageError):  # its text names a Python object, not the image
             raise InvalidImageError(
-                f"image bytes are not a JPEG or PNG (they start with {data[:8]!r}); send a JPEG or PNG"
+                f"image bytes are not a readable JPEG or PNG (they start with {data[:8]!r}); "
+                "send a JPEG or PNG"
             ) from None
         detail = re.sub(r"<[^<>]* object at 0x[0-9a-fA-F]+>", "the image", str(exc))
         raise InvalidImageError(f"image bytes are not a readable JPEG or PNG ({detail})") from None

@@ -238,7 +238,7 @@ def test_a_bad_image_is_reported_without_a_python_repr(
     assert code == 2
     assert f"{path}:1: " in err
     assert " object at 0x" not in err
-    assert "not a JPEG or PNG" in err
+    assert "not a readable JPEG or PNG" in err
 
 
 def test_a_reserve_larger_than_the_window_is_said_in_words(
