@@ -1,6 +1,6 @@
 """OpenAI Agents SDK adapter: :class:`ConvkitSession`, a ``Session`` kept in a convkit store.
 
-Needs the ``agents`` extra (``pip install 'convkit[agents]'``,
+Needs the ``agents`` extra (``pip install 'convkit-grok[agents]'``,
 ``openai-agents>=0.2``).
 
 Each Responses-API item the SDK adds becomes one convkit message, so
@@ -57,7 +57,8 @@ else:  # the SDK is imported so that a missing extra fails here, with its name
         import agents  # noqa: F401
     except ImportError as exc:  # pragma: no cover - the extra is installed in the tests
         raise ImportError(
-            "convkit.integrations.agents needs the OpenAI Agents SDK: pip install 'convkit[agents]'"
+            "convkit.integrations.agents needs the OpenAI Agents SDK: pip install 'convkit-grok[agents]' "
+            "(in a checkout of convkit: pip install -e '.[agents]')"
         ) from exc
 
 __all__ = ["ITEM_KEY", "ConvkitSession", "item_to_message", "message_to_items"]

@@ -1,6 +1,6 @@
 """LangChain adapter: a chat message history on a convkit store, lossless conversion, ``fit_messages``.
 
-Needs the ``langchain`` extra (``pip install 'convkit[langchain]'``,
+Needs the ``langchain`` extra (``pip install 'convkit-grok[langchain]'``,
 ``langchain-core>=0.3``).
 
 * :func:`from_langchain` / :func:`to_langchain` convert one message each way

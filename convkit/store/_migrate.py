@@ -328,7 +328,8 @@ def _status_error(status: SchemaStatus, revision: str | None, url: URL) -> Schem
         msg = (
             f"{where} has convkit schema revision {revision}, which convkit {__version__} "
             f"(newest revision {head}) does not know: the code is older than the database. "
-            "Upgrade convkit (pip install -U convkit) or use the version that migrated it."
+            "Upgrade convkit (pip install -U convkit-grok, or git pull in a checkout) or use the version "
+            "that migrated it."
         )
     else:
         msg = (
