@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +27,6 @@ from convkit import ContextWindowError, EstimateCounter, FitResult, Message, Mod
 from convkit.testing import assert_cannot_fit, assert_fits
 from convkit.testing._invariants import trim_units
 from convkit.testing.strategies import budgets, conversations
-
-from ._integrations import readme_block
 
 MODEL = ModelSpec("kit-test", 1000, {"text", "image"}, message_overhead=4, request_overhead=2)
 COUNTER = EstimateCounter(margin=0)
@@ -267,15 +264,6 @@ def test_genuine_results_pass(
         assert_cannot_fit(exc, conversation, **kw)
     else:
         assert_fits(result, conversation, **kw)
-
-
-def test_readme_testing_kit_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    namespace: dict[str, Any] = {}
-    exec(compile(readme_block("testing-kit"), "README.md:testing-kit", "exec"), namespace)
-    tests = [name for name in namespace if re.match(r"test_", name)]
-    assert tests == ["test_task_stays_pinned"]
-    namespace["test_task_stays_pinned"]()  # runs the hypothesis property (the active profile's examples)
 
 
 def test_docstring_example_runs() -> None:
