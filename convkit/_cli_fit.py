@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO, overload
 
@@ -84,9 +83,7 @@ def _cmd_fit(args: argparse.Namespace, out: TextIO) -> int:
     settings = WindowSettings.of(
         spec, counter=counter, reserve=args.reserve, images=args.images, margin=args.margin
     )
-    size = None if args.file == "-" else _size(args.file)
-    with progress(f"reading {args.file}", size) as report:
-        window = fit_file(args.file, settings, report=report)
+    window = fit_file(args.file, settings, steps=lambda what, total, unit: progress(what, total, unit=unit))
     result = window.part.result
     cost = result.estimate_cost(result.reserve)
     lines = window.lines
@@ -141,13 +138,6 @@ class _Read(Sequence[Message]):
         if isinstance(i, slice):
             return [self[k] for k in range(*i.indices(self._n))]
         return self._read[i + 1]
-
-
-def _size(path: str) -> int | None:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return None  # fit_file says what is wrong with the path
 
 
 def add_parser(sub: Any) -> None:

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from array import array
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import BinaryIO
 
 import attrs
@@ -61,23 +61,31 @@ class _Index:
     size: int  # bytes read
 
 
+#: Opens the report of one step: ``steps(description, total, unit)`` -> a ``report(done)`` context.
+Steps = Callable[[str, int | None, str], AbstractContextManager[Callable[[int], None]]]
+
+
+def _quiet(description: str, total: int | None, unit: str) -> AbstractContextManager[Callable[[int], None]]:
+    return nullcontext(lambda done: None)
+
+
 def fit_file(
-    path: str,
-    settings: WindowSettings,
-    *,
-    stdin: BinaryIO | None = None,
-    report: Callable[[int], None] = lambda done: None,
+    path: str, settings: WindowSettings, *, stdin: BinaryIO | None = None, steps: Steps = _quiet
 ) -> FileWindow:
-    """The window of the JSONL file at ``path`` (``-``: ``stdin``, default the process's)."""
-    with _opened(path, stdin, report) as (f, source):
-        index = _read_index(f, source, settings, report)
-        return _plan(f, source, index, settings)
+    """The window of the JSONL file at ``path`` (``-``: ``stdin``, default the process's).
+
+    ``steps`` reports the two passes, one after the other: reading (bytes) and counting
+    (messages read back).
+    """
+    with _opened(path, stdin) as (f, source):
+        with steps(f"reading {source}", os.fstat(f.fileno()).st_size, "bytes") as report:
+            index = _read_index(f, source, settings, report)
+        with steps("counting newest first", None, "messages") as counted:
+            return _plan(f, source, index, settings, counted)
 
 
 @contextmanager
-def _opened(
-    path: str, stdin: BinaryIO | None, report: Callable[[int], None]
-) -> Iterator[tuple[BinaryIO, str]]:
+def _opened(path: str, stdin: BinaryIO | None) -> Iterator[tuple[BinaryIO, str]]:
     if path == "-":
         with _spooled(stdin if stdin is not None else sys.stdin.buffer) as spool:
             yield spool, "<stdin>"
@@ -176,7 +184,9 @@ def _read_index(f: BinaryIO, source: str, settings: WindowSettings, report: Call
     return _Index(offsets, lines, units, prefix, offset)
 
 
-def _plan(f: BinaryIO, source: str, index: _Index, settings: WindowSettings) -> FileWindow:
+def _plan(
+    f: BinaryIO, source: str, index: _Index, settings: WindowSettings, counted: Callable[[int], None]
+) -> FileWindow:
     """Read the newest messages back, chunk by chunk, until the plan no longer depends on older ones."""
     n = len(index.offsets)
     starts = index.units.starts
@@ -202,6 +212,7 @@ def _plan(f: BinaryIO, source: str, index: _Index, settings: WindowSettings) -> 
             if s not in read:
                 read[s] = read_at(s)
         lo, chunk = a, chunk * 2
+        counted(len(read))
         start = part_start(n, lo, index.prefix, unit_start, lambda s: read[s].role)
         if start is None:
             continue

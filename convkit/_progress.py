@@ -19,15 +19,29 @@ __all__ = ["progress"]
 
 @contextmanager
 def progress(
-    description: str, total: int | None, *, stream: TextIO | None = None, delay: float = 1.0
+    description: str,
+    total: int | None,
+    *,
+    unit: str = "bytes",
+    stream: TextIO | None = None,
+    delay: float = 1.0,
 ) -> Iterator[Callable[[int], None]]:
-    """A ``report(done)`` callable for a step of ``total`` units (``None``: unknown)."""
+    """A ``report(done)`` callable for a step of ``total`` units (``None``: unknown); ``unit`` is
+    ``"bytes"`` (shown as sizes) or a word for what is counted (``"messages"``)."""
     out = stream if stream is not None else sys.stderr
     if not out.isatty():
         yield lambda done: None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     started = time.monotonic()
     bar: Progress | None = None
@@ -38,11 +52,15 @@ def progress(
         if bar is None:
             if time.monotonic() - started < delay:
                 return
+            amount: ProgressColumn = (
+                DownloadColumn() if unit == "bytes" else TextColumn(f"{{task.completed:,.0f}} {unit}")
+            )
+            timing: ProgressColumn = TimeRemainingColumn() if total is not None else TimeElapsedColumn()
             bar = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
-                DownloadColumn(),
-                TimeRemainingColumn(),
+                amount,
+                timing,
                 console=Console(file=out),
                 transient=True,
             )

@@ -344,3 +344,34 @@ def test_a_line_of_any_whitespace_is_blank(tmp_path: Path) -> None:
     code, text = run("fit", str(path), "--model", "grok-2", "--json")
     assert code == 0
     assert json.loads(text)["kept_lines"] == [2]
+
+
+class _Terminal(io.StringIO):
+    """A stream that says it is a terminal, as stderr in a shell does."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_shows_on_a_terminal_after_the_delay_only(tmp_path: Path) -> None:
+    from convkit._file_window import fit_file
+    from convkit._progress import progress
+
+    path = tmp_path / "long.jsonl"
+    path.write_bytes(jsonl(big_conversation(3000)))
+    settings_ = WindowSettings.of("grok-2-vision-1212")
+
+    def shown(stream: io.StringIO, delay: float) -> str:
+        fit_file(
+            str(path),
+            settings_,
+            steps=lambda what, total, unit: progress(what, total, unit=unit, stream=stream, delay=delay),
+        )
+        return stream.getvalue()
+
+    both = shown(_Terminal(), 0.0)  # each pass's bar, one after the other (rich allows one at a time)
+    assert "reading " in both
+    assert "counting newest first" in both
+    assert "messages" in both
+    assert shown(_Terminal(), 3600.0) == ""  # a step shorter than the delay shows nothing
+    assert shown(io.StringIO(), 0.0) == ""  # not a terminal: nothing, ever
