@@ -159,9 +159,27 @@ class BaseCounter:
         missing = list(dict.fromkeys(t for t, n in zip(texts, out, strict=True) if n is None))
         if not missing:
             return out  # type: ignore[return-value]
-        local = dict(zip(missing, self._encode(missing), strict=True))
+        local = dict(zip(missing, self._checked(self._encode(missing), len(missing)), strict=True))
         self._remember(cache, local)
         return [local[t] if n is None else n for t, n in zip(texts, out, strict=True)]
+
+    def _checked(self, counts: object, expected: int) -> list[int]:
+        """``counts`` from ``_encode``, refused unless they are ``expected`` non-negative integers.
+
+        Every count a BaseCounter hands out passes here once (later ones come from its cache), so a
+        broken counter is named at once instead of steering a window with a negative or fractional
+        count (raises :class:`TokenizerError` naming the counter and the bad value).
+        """
+        who = f"counter {type(self).__name__} ({self.identity})"
+        if not isinstance(counts, list | tuple) or len(counts) != expected:
+            got = len(counts) if isinstance(counts, list | tuple) else type(counts).__name__
+            raise TokenizerError(f"{who} returned {got} counts for {expected} texts")
+        for i, n in enumerate(counts):
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                raise TokenizerError(
+                    f"{who} returned {n!r} for text {i} of {expected}: a count must be a non-negative integer"
+                )
+        return list(counts)
 
     def _remember(self, cache: dict[Any, int], new: dict[Any, int]) -> None:
         with self._lock:

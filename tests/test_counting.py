@@ -27,7 +27,7 @@ from convkit import (
     fit,
     image_tokens,
 )
-from convkit._counting import RULES_VERSION, TOOL_CALL_OVERHEAD, TOOL_DEF_OVERHEAD
+from convkit._counting import RULES_VERSION, TOOL_CALL_OVERHEAD, TOOL_DEF_OVERHEAD, BaseCounter
 from convkit.testing.strategies import conversations, messages, texts
 
 from .conftest import CUSTOM_MODEL, build_tiny_tokenizer
@@ -367,3 +367,39 @@ def test_image_policy_is_validated_for_every_model(model: str, tiny_counter: HFT
         fit(History(conv), model=model, images="keep")  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="images= must be"):
         tiny_counter.count_messages(conv, model=model, images="skip")  # type: ignore[arg-type]
+
+
+class _BadCounter(BaseCounter):
+    """A counter whose tokenizer answers ``answer`` for every text (issue 14: never validated)."""
+
+    def __init__(self, answer: object) -> None:
+        super().__init__()
+        self.answer = answer
+
+    @property
+    def identity(self) -> str:
+        return "bad-counter-id"
+
+    def _encode(self, texts: list[str]) -> list[int]:
+        return [self.answer] * len(texts)  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("answer", [-3, 2.5, "7", None, True])
+def test_counter_outputs_are_validated_naming_the_counter(answer: object) -> None:
+    counter = _BadCounter(answer)
+    for count in (
+        lambda: counter.count_texts(["hello"]),
+        lambda: counter.count_messages([Message.user("hello")], model="grok-2"),
+        lambda: convkit.fit([Message.user("hello")], model="grok-2", counter=counter),
+    ):
+        with pytest.raises(TokenizerError, match=r"_BadCounter \(bad-counter-id\).*non-negative integer"):
+            count()
+
+
+def test_counter_returning_the_wrong_number_of_counts_is_refused() -> None:
+    class Short(_BadCounter):
+        def _encode(self, texts: list[str]) -> list[int]:
+            return [1]
+
+    with pytest.raises(TokenizerError, match="returned 1 counts for 2 texts"):
+        Short(1).count_texts(["a", "b"])
