@@ -198,8 +198,11 @@ class APIError(ConvkitError):
     """Talking to the xAI API failed.
 
     ``status_code`` and ``code`` are set when the server answered; the
-    message never contains the API key.
+    message never contains the API key. ``retry_after``: the seconds the
+    answer's ``Retry-After`` header asked to wait, when it had one.
     """
+
+    retry_after: float | None = None
 
     def __init__(self, message: str, *, status_code: int | None = None, code: str | None = None) -> None:
         self.status_code = status_code

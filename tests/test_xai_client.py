@@ -777,3 +777,72 @@ def test_request_bodies_validate_against_chat_request(
         stop=["\n\n"],
     )
     assert xs.check_requests(xai) == 4
+
+
+# -- Retry-After -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["chat", "stream"])
+def test_retry_after_is_honoured_up_to_the_backoff_maximum(
+    xai: XAIStandIn, make_client: Callable[..., xs.ClientTwin], mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 429 asking ``Retry-After: 1`` waits what it asks, capped at ``Backoff.maximum`` (0.02 s
+    here), not the backoff's own 0.001 s (issue 14: the header was ignored)."""
+    xai.queue(
+        Fault.status(429, headers={"Retry-After": "1"}),
+        Fault.status(503, headers={"Retry-After": "1"}),
+        Reply(text="after the wait"),
+    )
+    client = make_client(backoff=Backoff(initial=0.001, maximum=0.02, jitter=False))
+    assert call(client, mode).text == "after the wait"
+    warnings = retry_warnings(caplog)
+    assert [w.rsplit(" in ", 1)[1] for w in warnings] == ["0.02s", "0.02s"], warnings
+
+
+def _sleeps_of(answers: list[httpx.Response], backoff: Backoff) -> list[float]:
+    """The waits the retry flow asks for (no sleeping) when xAI answers ``answers`` in turn."""
+    from convkit.xai._actions import Sleep
+    from convkit.xai._flows import Wire, request
+
+    wire = Wire(secret=KEY, max_retries=len(answers), backoff=backoff, registry=convkit.ModelRegistry())
+    flow = request(wire, "POST", "/chat/completions", {})
+    sleeps: list[float] = []
+    action = next(flow)
+    pending = [*list(answers), httpx.Response(200, json={})]
+    try:
+        while True:
+            if isinstance(action, Sleep):
+                sleeps.append(action.seconds)
+                action = flow.send(None)
+            else:
+                action = flow.send(pending.pop(0))
+    except StopIteration:
+        return sleeps
+
+
+def test_retry_after_seconds_and_http_dates_within_the_cap() -> None:
+    import email.utils
+    import time
+
+    from convkit.xai._retry import retry_after_seconds
+
+    backoff = Backoff(initial=0.5, maximum=30.0, jitter=False)
+    soon = email.utils.formatdate(time.time() + 12, usegmt=True)
+    past = email.utils.formatdate(time.time() - 100, usegmt=True)
+    answers = [
+        httpx.Response(429, headers={"Retry-After": "7"}, json={"code": "x", "error": "slow down"}),
+        httpx.Response(429, headers={"Retry-After": soon}, json={"code": "x", "error": "slow down"}),
+        httpx.Response(429, headers={"Retry-After": "3600"}, json={"code": "x", "error": "slow down"}),
+        httpx.Response(429, headers={"Retry-After": past}, json={"code": "x", "error": "slow down"}),
+        httpx.Response(429, headers={"Retry-After": "soon-ish"}, json={"code": "x", "error": "slow down"}),
+        httpx.Response(429, json={"code": "x", "error": "slow down"}),
+    ]
+    sleeps = _sleeps_of(answers, backoff)
+    assert sleeps[0] == 7.0
+    assert 10.0 <= sleeps[1] <= 12.0
+    assert sleeps[2] == 30.0  # capped at Backoff.maximum
+    assert sleeps[3] == 0.0
+    assert sleeps[4:] == [backoff.delay(4), backoff.delay(5)]  # unreadable or absent: the backoff
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480.0 - 5) == 5.0
+    assert retry_after_seconds("-1") is None
+    assert retry_after_seconds("") is None

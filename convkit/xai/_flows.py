@@ -45,7 +45,7 @@ from ._protocol import (
     parse_completion,
     redact,
 )
-from ._retry import Backoff, pause_or_raise
+from ._retry import Backoff, pause_or_raise, retry_after_seconds
 
 __all__ = ["Wire", "chat", "language_models", "refresh_models", "request", "stream", "tokenize"]
 
@@ -68,10 +68,12 @@ class Wire:
         return get_model(model, self.registry)
 
     def error(self, resp: httpx.Response) -> APIError:
-        """The typed error of an error answer (its body read)."""
-        return error_from_response(
+        """The typed error of an error answer (its body read), with the wait its ``Retry-After`` asks."""
+        err = error_from_response(
             resp.status_code, resp.content, resp.headers.get("content-type", ""), secret=self.secret
         )
+        err.retry_after = retry_after_seconds(resp.headers.get("retry-after"))
+        return err
 
     def transport_error(self, exc: httpx.HTTPError, what: str) -> APIError:
         detail = self.redact(f"{type(exc).__name__}: {exc}")
