@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeAlias, cast
 
@@ -110,6 +111,7 @@ class ImagePart:
                     "an image URL must start with http:// or https://; pass image bytes with "
                     "ImagePart.from_bytes() or a base64 data URL through Message.from_openai()"
                 )
+            _check_encodable(self.url, "image URL")
             for dim in (self.width, self.height):
                 if dim is not None and (not isinstance(dim, int) or dim <= 0):
                     raise InvalidImageError(f"image width and height must be positive integers, got {dim!r}")
@@ -178,6 +180,9 @@ class ToolCall:
                 raise InvalidMessageError(f"tool call {field} must be a non-empty string, got {value!r}")
         for field in ("id", "name"):
             _check_encodable(getattr(self, field), f"tool call {field}")
+        if not isinstance(self.type, str) or not self.type:
+            raise InvalidMessageError(f"tool call type must be a non-empty string, got {self.type!r}")
+        _check_encodable(self.type, "tool call type")
         if isinstance(self.arguments, str):
             _check_encodable(self.arguments, "tool call arguments")
         if not isinstance(self.arguments, str):
@@ -255,17 +260,56 @@ def _to_calls(value: object) -> tuple[ToolCall, ...]:
     raise InvalidMessageError("tool_calls must be a list of ToolCall")
 
 
+#: How deep metadata may nest (objects and arrays); deeper cannot be read back by every JSON parser.
+MAX_METADATA_DEPTH = 64
+
+
+def check_json_value(value: object, path: str, depth: int = 0) -> None:
+    """Refuse what would not come back equal from JSON: non-str keys, tuples, sets, NaN/inf, other types."""
+    if depth > MAX_METADATA_DEPTH:
+        raise InvalidMessageError(
+            f"{path} is nested more than {MAX_METADATA_DEPTH} levels deep; flatten the metadata"
+        )
+    if value is None or isinstance(value, bool | int):
+        return
+    if isinstance(value, str):
+        _check_encodable(value, path)
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidMessageError(
+                f"{path} is {value!r}, which JSON cannot hold; store a finite number, a string or null"
+            )
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidMessageError(
+                    f"{path}[{key!r}]: metadata keys must be strings, got {type(key).__name__} "
+                    "(JSON would turn it into a string, so it would not come back equal); use str keys"
+                )
+            _check_encodable(key, f"{path} key {key!r}")
+            check_json_value(item, f"{path}[{key!r}]", depth + 1)
+        return
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            check_json_value(item, f"{path}[{i}]", depth + 1)
+        return
+    hint = " (JSON would make it a list)" if isinstance(value, tuple) else ""
+    raise InvalidMessageError(
+        f"{path} is of type {type(value).__name__}{hint}, which does not round-trip as JSON; "
+        "metadata must be JSON-serializable: dicts with str keys, lists, str, int, finite float, "
+        "bool and None"
+    )
+
+
 def _to_metadata(value: object) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
         raise InvalidMessageError(f"metadata must be a dict, got {type(value).__name__}")
-    out = dict(value)
-    try:
-        json.dumps(out)
-    except (TypeError, ValueError) as exc:
-        raise InvalidMessageError(f"metadata must be JSON-serializable ({exc})") from None
-    return out
+    check_json_value(value, "metadata")
+    return dict(value)
 
 
 _OPENAI_KEYS = frozenset({"role", "content", "tool_calls", "tool_call_id", "name"})
@@ -292,6 +336,8 @@ class Message:
             raise InvalidMessageError(f"pinned must be True or False, got {self.pinned!r}")
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
             raise InvalidMessageError(f"name must be a non-empty string when given, got {self.name!r}")
+        if self.name is not None:
+            _check_encodable(self.name, "name")
         if self.tool_calls:
             if role != "assistant":
                 raise InvalidMessageError(f"only assistant messages carry tool_calls, not {role!r} messages")
@@ -303,6 +349,7 @@ class Message:
                 raise InvalidMessageError(
                     "a tool message needs tool_call_id: the id of the assistant's tool call it answers"
                 )
+            _check_encodable(self.tool_call_id, "tool_call_id")
         elif self.tool_call_id is not None:
             raise InvalidMessageError(f"only tool messages carry tool_call_id, not {role!r} messages")
         if not self.tool_calls and not any(isinstance(p, ImagePart) or p.text.strip() for p in self.content):

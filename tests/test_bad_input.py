@@ -116,3 +116,90 @@ def test_jpeg_declaring_a_huge_frame_is_refused_before_decoding() -> None:
     data[sof + 5 : sof + 9] = struct.pack(">HH", 20_000, 20_000)  # height, width
     with pytest.raises(InvalidImageError, match="20000x20000 = 400000000 pixels"):
         ImagePart.from_bytes(bytes(data))
+
+
+# -- text that cannot be encoded ------------------------------------------------------------------
+
+SURROGATE = "a\ud800b"
+
+
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda: Message.user("hi", name=SURROGATE), "name"),
+        (lambda: Message.user(SURROGATE), "text"),
+        (lambda: Message.tool("ok", tool_call_id=SURROGATE), "tool_call_id"),
+        (lambda: convkit.ToolCall(id=SURROGATE, name="f"), "tool call id"),
+        (lambda: convkit.ToolCall(id="c1", name=SURROGATE), "tool call name"),
+        (lambda: convkit.ToolCall(id="c1", name="f", arguments=f'"{SURROGATE}"'), "tool call arguments"),
+        (lambda: convkit.ToolCall(id="c1", name="f", type=SURROGATE), "tool call type"),
+        (lambda: Message.user("hi", metadata={"k": SURROGATE}), "metadata['k']"),
+        (lambda: Message.user("hi", metadata={"k": [1, {SURROGATE: 1}]}), "metadata['k'][1]"),
+        (lambda: ImagePart.from_url(f"https://example.com/{SURROGATE}.png"), "image URL"),
+    ],
+)
+def test_text_that_is_not_utf8_is_refused_at_construction_naming_the_field(build: object, field: str) -> None:
+    assert callable(build)
+    with pytest.raises(convkit.InvalidMessageError, match="surrogate") as info:
+        build()
+    assert field in str(info.value)
+
+
+def test_name_with_a_lone_surrogate_never_reaches_fit_or_the_client() -> None:
+    bad = {"role": "user", "content": "hi", "name": SURROGATE}
+    with pytest.raises(convkit.InvalidMessageError, match="name"):
+        convkit.fit([bad], model="grok-3")
+    client = convkit.XAIClient(api_key="xai-test", base_url="http://127.0.0.1:9", max_retries=0)
+    with client, pytest.raises(convkit.InvalidMessageError, match="name"):
+        client.chat([bad], model="grok-3")
+
+
+# -- metadata must come back equal ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("metadata", "path", "why"),
+    [
+        ({1: "a", "1": "b"}, "metadata[1]", "keys must be strings"),
+        ({"k": (1, 2)}, "metadata['k']", "tuple"),
+        ({"k": {"x": {1, 2}}}, "metadata['k']['x']", "set"),
+        ({"k": [1.0, float("nan")]}, "metadata['k'][1]", "nan"),
+        ({"k": float("inf")}, "metadata['k']", "inf"),
+        ({"k": b"bytes"}, "metadata['k']", "bytes"),
+        ({"k": {None: 1}}, "metadata['k'][None]", "keys must be strings"),
+    ],
+)
+def test_metadata_that_cannot_round_trip_as_json_is_refused_naming_the_key_path(
+    metadata: dict[object, object], path: str, why: str
+) -> None:
+    with pytest.raises(convkit.InvalidMessageError) as info:
+        Message.user("hi", metadata=metadata)
+    assert path in str(info.value)
+    assert why in str(info.value)
+
+
+def test_metadata_that_is_json_round_trips_through_to_dict_and_a_store(tmp_path: Path) -> None:
+    meta = {"a": [1, 2.5, None, True, "x", {"b": []}], "c": {}, "d": -3}
+    m = Message.user("hi", metadata=meta)
+    assert Message.from_dict(m.to_dict()) == m
+    with convkit.Store(f"sqlite:///{tmp_path / 'x.db'}") as store:
+        conv = store.create_conversation()
+        store.append(conv.id, m)
+        assert store.messages(conv.id)[0].metadata == meta
+
+
+def test_deeply_nested_metadata_is_refused_not_a_recursion_error() -> None:
+    deep: object = 1
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(convkit.InvalidMessageError, match="nested"):
+        Message.user("hi", metadata={"k": deep})
+
+
+def test_conversation_metadata_that_cannot_round_trip_is_refused_naming_the_key_path(tmp_path: Path) -> None:
+    with convkit.Store(f"sqlite:///{tmp_path / 'x.db'}") as store:
+        with pytest.raises(convkit.ValidationError, match=r"conversation metadata\['k'\].*tuple"):
+            store.create_conversation(metadata={"k": (1, 2)})
+        with pytest.raises(convkit.ValidationError, match=r"conversation metadata\[1\]"):
+            store.create_conversation(metadata={1: "a", "1": "b"})
+        assert store.list_conversations() == []

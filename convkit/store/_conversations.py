@@ -22,8 +22,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .._errors import ConversationNotFoundError, ValidationError
-from .._messages import Message
+from .._errors import ConversationNotFoundError, InvalidMessageError, ValidationError
+from .._messages import Message, check_json_value
 from .._results import Conversation
 from . import _schema as t
 from ._ops_core import Exec, Op, body, decode_body, utc_now
@@ -60,10 +60,13 @@ def _aware(value: dt.datetime) -> dt.datetime:
 
 
 def _metadata_json(metadata: Mapping[str, Any] | None) -> str:
-    try:
-        return json.dumps(dict(metadata or {}), ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"conversation metadata must be JSON-serializable ({exc})") from None
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise ValidationError(f"conversation metadata must be a dict, got {type(metadata).__name__}")
+    try:  # what would not come back equal (non-str keys, tuples, NaN...) is refused by its key path
+        check_json_value(metadata or {}, "conversation metadata")
+    except InvalidMessageError as exc:
+        raise ValidationError(str(exc)) from None
+    return json.dumps(dict(metadata or {}), ensure_ascii=False)
 
 
 def lock_conversation(ns: str, cid: str, *, for_update: bool = False) -> Op[Any]:
