@@ -979,3 +979,50 @@ def test_generated_conversations_round_trip(store: Any, conv: list[Message], dat
     assert [m.to_dict() for m in back] == [m.to_dict() for m in conv]
     imported = store.import_jsonl(io.StringIO(store.export_jsonl(cid)))
     assert store.messages(imported.id) == conv
+
+
+def test_deleting_a_conversation_deletes_the_images_only_it_referenced(store: Any, db_url: str) -> None:
+    """Issue 14: delete_conversation left the image bytes behind. Shared images stay while
+    another conversation (or a fork, or another namespace) still refers to them; truncate and
+    pop drop the images only the removed messages used."""
+    a_only = sup.image("PNG", (5, 4), 3)
+    png, jpeg, other, mine = (hashlib.sha256(d).hexdigest() for d in (PNG, JPEG, OTHER_PNG, a_only))
+
+    def stored() -> set[str]:
+        return {r[0] for r in sup.rows(db_url, "SELECT sha256 FROM convkit_images")}
+
+    a = store.create_conversation()
+    b = store.create_conversation()
+    store.extend(
+        a.id,
+        [
+            Message.user(["a", ImagePart.from_bytes(PNG)]),
+            Message.user([ImagePart.from_bytes(JPEG), ImagePart.from_bytes(a_only)]),
+        ],
+    )
+    store.append(b.id, Message.user(["b", ImagePart.from_bytes(PNG, detail="low")]))
+    store.append(b.id, Message.user([f'quoting {{"image":"{jpeg}"}}']))  # text never keeps an image
+    store.append(b.id, Message.user([ImagePart.from_bytes(OTHER_PNG)]))
+    assert stored() == {png, jpeg, other, mine}
+    store.delete_conversation(a.id)
+    assert stored() == {png, other}  # b refers to PNG too; b's text quoting JPEG's part is no reference
+    fork = store.fork(b.id)
+    store.delete_conversation(b.id)
+    assert stored() == {png, other}  # the fork's messages refer to them
+    store.delete_conversation(fork.id)
+    assert stored() == set()
+
+    c = store.create_conversation()
+    store.extend(c.id, [Message.user(["c", ImagePart.from_bytes(PNG)]), Message.assistant("ok")])
+    store.extend(
+        c.id, [Message.user([ImagePart.from_bytes(JPEG)]), Message.user([ImagePart.from_bytes(PNG)])]
+    )
+    gone = store.pop(c.id)
+    assert gone.images[0].data == PNG
+    assert stored() == {png, jpeg}  # PNG is still in message 1
+    gone = store.truncate(c.id, 1)
+    assert [m.images[0].data for m in gone if m.images] == [JPEG]
+    assert stored() == {png}
+    assert store.messages(c.id)[0].images[0].data == PNG
+    store.truncate(c.id, 0)
+    assert stored() == set()

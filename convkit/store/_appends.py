@@ -214,7 +214,11 @@ def _write(
     n = len(batch.messages)
     m_t, tc = t.messages, t.tool_calls
     if batch.images:
-        ins = insert_for(dialect, t.images).on_conflict_do_nothing(index_elements=["sha256"])
+        ins = insert_for(dialect, t.images)
+        if dialect == "postgresql":  # lock a reused image's row against drop_unreferenced_images
+            ins = ins.on_conflict_do_update(index_elements=["sha256"], set_={"sha256": ins.excluded.sha256})
+        else:
+            ins = ins.on_conflict_do_nothing(index_elements=["sha256"])
         rows_i = [{**r, "created_at": now} for r in batch.images]
         for i in range(0, len(rows_i), 100):
             yield Exec(ins, rows_i[i : i + 100])

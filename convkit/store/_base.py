@@ -54,13 +54,13 @@ from .._summarize import AsyncSummarizer, FoldRequest, Summarizer, Summary, summ
 from ._appends import Prepared, append, create_filled, prepare
 from ._conversations import (
     create_conversation,
-    delete_conversation,
     get_conversation,
     list_conversations,
     read_messages,
 )
 from ._db import DEFAULT_URL, db_errors, safe_url
 from ._forks import fork, pop, truncate
+from ._image_gc import delete_conversation
 from ._msgcache import MessageCache
 from ._ops_core import Op
 from ._scan_window import window_scan
@@ -321,7 +321,7 @@ class StoreBase(Generic[E]):
         return once(list_conversations(self.namespace, limit, after), "list_conversations", read=True)
 
     def _delete_conversation(self, conversation_id: str) -> Flow[None]:
-        """Delete a conversation with its messages, counts, summaries and usage."""
+        """Delete a conversation with its messages, counts, summaries, usage and the images only it used."""
         return once(delete_conversation(self.namespace, check_id(conversation_id)), "delete_conversation")
 
     # -- messages --------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from .._results import Conversation
 from . import _schema as t
 from ._codec import IMAGE_MARKER
 from ._conversations import conversation_of, lock_conversation
+from ._image_gc import drop_unreferenced_images, images_of
 from ._ops_core import Exec, Op, body, decode_body, utc_now
 from ._totals import recompute_runs
 
@@ -212,8 +213,10 @@ def truncate(ns: str, cid: str, keep: int) -> Op[list[Message]]:
     ).all()
     gone = yield from decode_body(gone_rows)
     cut_calls = yield from calls_after(cid, keep)
+    shas = yield from images_of(cid, keep)
     for table in (c, tc, m):
         yield Exec(sa.delete(table).where(table.c.conversation_id == cid, table.c.seq > keep))
+    yield from drop_unreferenced_images(shas)  # the returned messages hold their bytes
     yield from restore_earlier_calls(cid, cid, keep, cut_calls)
     yield Exec(sa.delete(s).where(s.c.conversation_id == cid, s.c.last_seq > keep))
     prefix = min(conv.prefix_len, keep)
