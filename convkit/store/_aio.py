@@ -23,7 +23,7 @@ from .._stepper import Stepper
 from . import _migrate as migrate
 from . import _ops_core
 from ._base import Flow, Step, StoreBase, Txn, runs
-from ._db import create_async, db_errors
+from ._db import create_async, db_errors, needs_write_lock, take_write_lock
 from ._ops_core import Op
 
 T = TypeVar("T")
@@ -52,6 +52,7 @@ class AsyncStore(StoreBase[AsyncEngine]):
         return create_async(url)
 
     def _opened(self) -> None:
+        self._lock_writes = needs_write_lock(self._engine.sync_engine)
         self._ready = False
         self._ready_lock = asyncio.Lock()
 
@@ -96,6 +97,8 @@ class AsyncStore(StoreBase[AsyncEngine]):
                 if not begin:
                     return await adrive(conn, txn.op)
                 async with conn.begin():
+                    if self._lock_writes and not txn.read:
+                        await conn.run_sync(take_write_lock)
                     return await adrive(conn, txn.op)
 
     async def _perform(self, step: Step) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,7 +23,16 @@ from sqlalchemy.pool import StaticPool
 
 from .._errors import DatabaseError, ValidationError
 
-__all__ = ["DEFAULT_URL", "create_async", "create_sync", "db_errors", "safe_url", "sqlalchemy_url"]
+__all__ = [
+    "DEFAULT_URL",
+    "create_async",
+    "create_sync",
+    "db_errors",
+    "needs_write_lock",
+    "safe_url",
+    "sqlalchemy_url",
+    "take_write_lock",
+]
 
 DEFAULT_URL = "sqlite:///convkit.db"
 SQLITE_BUSY_TIMEOUT_S = 60.0
@@ -86,7 +96,43 @@ def ensure_wal(dbapi_conn: Any) -> None:
         cur.close()
 
 
+#: SQLite engines that :func:`_sqlite_setup` configured (every write transaction opens with
+#: ``BEGIN IMMEDIATE``); a user's own engine is not among them.
+_CONFIGURED: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def needs_write_lock(sync_engine: Engine) -> bool:
+    """Whether the store must take SQLite's write lock itself (:func:`take_write_lock`).
+
+    True for an SQLite engine convkit did not make: its connections begin transactions the
+    driver's way (pysqlite's deferred ``BEGIN`` before the first INSERT, after the reads), so
+    two writers could both read the same last seq and one pop or append would be repeated.
+    """
+    return sync_engine.dialect.name == "sqlite" and sync_engine not in _CONFIGURED
+
+
+def take_write_lock(conn: sa.Connection) -> None:
+    """Take SQLite's write lock as the first statement of a write transaction (on any engine).
+
+    Outside a driver transaction: ``BEGIN IMMEDIATE``. Already inside one (a user's engine that
+    emits its own ``BEGIN``): a write that changes nothing, which still takes the lock, so the
+    reads that follow see the newest commit and no other writer can run until this one ends.
+    """
+    dbapi_conn: Any = conn.connection.dbapi_connection
+    raw = getattr(dbapi_conn, "_connection", dbapi_conn)  # the aiosqlite adapter wraps its connection
+    try:
+        in_txn = getattr(raw, "in_transaction", None)
+    except Exception:  # sqlite3 refusing a read from another thread: fall back to the no-op write
+        in_txn = None
+    if in_txn is False:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("UPDATE convkit_conversations SET namespace = namespace WHERE 0")
+
+
 def _sqlite_setup(sync_engine: Engine) -> None:
+    _CONFIGURED.add(sync_engine)
+
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event below own transaction start.

@@ -20,7 +20,7 @@ from .._stepper import Stepper
 from . import _migrate as migrate
 from . import _ops_core
 from ._base import Flow, Step, StoreBase, Txn, runs
-from ._db import create_sync, db_errors
+from ._db import create_sync, db_errors, needs_write_lock, take_write_lock
 from ._ops_core import Op
 
 T = TypeVar("T")
@@ -57,6 +57,7 @@ class Store(StoreBase[Engine]):
         return create_sync(url)
 
     def _opened(self) -> None:
+        self._lock_writes = needs_write_lock(self._engine)
         with db_errors("checking the schema"), self._engine.connect() as conn:
             status = migrate.schema_status(conn)
         migrate.ensure_schema(self._engine, upgrade=self._upgrades(status))
@@ -81,6 +82,8 @@ class Store(StoreBase[Engine]):
             if not begin:
                 return drive(conn, txn.op)
             with conn.begin():
+                if self._lock_writes and not txn.read:
+                    take_write_lock(conn)
                 return drive(conn, txn.op)
 
     def _perform(self, step: Step) -> Any:
