@@ -31,6 +31,11 @@ def loads_jsonl(text: str, *, source: str = "<jsonl>", allow_empty: bool = False
             obj = json.loads(line)
         except ValueError as exc:
             raise InvalidMessageError(f"{source}:{lineno}: not valid JSON ({exc})") from None
+        except RecursionError:  # json's decoder recurses once per [ or {
+            raise InvalidMessageError(
+                f"{source}:{lineno}: JSON nested too deeply to read (arrays/objects inside each other "
+                "thousands of levels deep); a message is one flat JSON object per line"
+            ) from None
         try:
             out.append(as_message(obj))
         except InvalidMessageError as exc:

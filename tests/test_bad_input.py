@@ -203,3 +203,62 @@ def test_conversation_metadata_that_cannot_round_trip_is_refused_naming_the_key_
         with pytest.raises(convkit.ValidationError, match=r"conversation metadata\[1\]"):
             store.create_conversation(metadata={1: "a", "1": "b"})
         assert store.list_conversations() == []
+
+
+# -- usage rows, deep JSON, client timeouts ---------------------------------------------------------
+
+GOOD_USAGE = {"model": "grok-3", "prompt_tokens": 10, "completion_tokens": 2, "cost_usd": 0.001}
+
+
+@pytest.mark.parametrize(
+    ("usage", "names"),
+    [
+        ("not a mapping", "usage"),
+        ({**GOOD_USAGE, "prompt_tokens": "ten"}, "prompt_tokens"),
+        ({**GOOD_USAGE, "completion_tokens": -1}, "completion_tokens"),
+        ({**GOOD_USAGE, "cached_tokens": 2.5}, "cached_tokens"),
+        ({**GOOD_USAGE, "reasoning_tokens": True}, "reasoning_tokens"),
+        ({**GOOD_USAGE, "cost_usd": "cheap"}, "cost_usd"),
+        ({**GOOD_USAGE, "cost_usd": float("nan")}, "cost_usd"),
+        ({**GOOD_USAGE, "local_prompt_tokens": "x"}, "local_prompt_tokens"),
+        ({**GOOD_USAGE, "model": ""}, "model"),
+        ({**GOOD_USAGE, "model": "m" * 129}, "model"),
+        ({**GOOD_USAGE, "counter_id": 5}, "counter_id"),
+        ({**GOOD_USAGE, "prompt_tokens": 2**40}, "prompt_tokens"),
+    ],
+)
+def test_record_turn_with_a_bad_usage_row_is_a_validation_error_and_writes_nothing(
+    open_store: object, usage: object, names: str
+) -> None:
+    assert callable(open_store)
+    store = open_store()
+    conv = store.create_conversation()
+    store.append(conv.id, Message.user("hi"))
+    with pytest.raises(convkit.ValidationError, match=names) as info:
+        store.record_turn(conv.id, Message.assistant("hello"), usage)
+    assert not isinstance(info.value, convkit.StoreError)
+    assert [m.role for m in store.messages(conv.id)] == ["user"]
+    assert store.usage(conv.id).turns == 0
+    assert store.record_turn(conv.id, Message.assistant("hello"), GOOD_USAGE) == 2
+
+
+def test_loads_jsonl_of_deeply_nested_input_is_an_invalid_message_error() -> None:
+    for text in ("[" * 100_000, '{"role": "user", "content": "x", "metadata": {"a": ' + "[" * 100_000):
+        with pytest.raises(convkit.InvalidMessageError, match=r"<jsonl>:1: .*nested"):
+            convkit.loads_jsonl(text)
+
+
+@pytest.mark.parametrize("timeout", [-1, 0, -0.5, float("nan"), float("inf"), "5", True, [1]])
+def test_a_client_timeout_that_is_not_a_positive_number_is_refused_at_construction(timeout: object) -> None:
+    for cls in (convkit.XAIClient, convkit.AsyncXAIClient):
+        with pytest.raises(convkit.ValidationError, match="timeout"):
+            cls(api_key="xai-test", timeout=timeout)  # type: ignore[arg-type]
+
+
+def test_an_httpx_timeout_with_a_negative_part_is_refused_naming_the_part() -> None:
+    import httpx
+
+    with pytest.raises(convkit.ValidationError, match="connect"):
+        convkit.XAIClient(api_key="xai-test", timeout=httpx.Timeout(10.0, connect=-1.0))
+    client = convkit.XAIClient(api_key="xai-test", timeout=httpx.Timeout(10.0, pool=None))
+    client.close()

@@ -16,6 +16,7 @@ once written (the next one is a new row; originals are never touched).
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,6 +33,7 @@ from ._ops_core import Exec, Op, decode_body, insert_for, utc_now
 __all__ = [
     "USAGE_FIELDS",
     "add_calibration",
+    "check_usage",
     "get_calibration",
     "latest_summary",
     "record_turn",
@@ -54,22 +56,65 @@ USAGE_FIELDS = (
 )
 
 
+#: The usage columns that hold token counts (``convkit_usage``: 32-bit integers on every database).
+_TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "image_tokens", "cached_tokens", "reasoning_tokens")
+_MAX_INT = 2**31 - 1
+_NAME_LENGTH = 128  # convkit_usage.model and .counter_id are String(128)
+
+
+def check_usage(usage_row: object) -> dict[str, Any]:
+    """The usage row as the columns take it; a :class:`ValidationError` naming the key if it is bad."""
+    if not isinstance(usage_row, Mapping):
+        raise ValidationError(
+            f"usage must be a mapping with the keys {', '.join(USAGE_FIELDS)}, got {type(usage_row).__name__}"
+        )
+    row = {k: usage_row.get(k) for k in USAGE_FIELDS}
+    for key in ("model", "counter_id"):
+        value = row[key]
+        if value is None and key == "counter_id":
+            continue
+        if not isinstance(value, str) or not value or len(value) > _NAME_LENGTH or "\x00" in value:
+            raise ValidationError(
+                f"usage {key} must be a non-empty string of at most {_NAME_LENGTH} characters "
+                f"without NUL{' (the model name)' if key == 'model' else ''}, got {value!r}"
+            )
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(f"usage {key} {value!r} holds a lone surrogate; pass valid text") from None
+    for key in ("local_prompt_tokens", *_TOKEN_FIELDS):
+        value = row[key]
+        if value is None:
+            row[key] = None if key == "local_prompt_tokens" else 0
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_INT:
+            raise ValidationError(
+                f"usage {key} must be a whole number of tokens from 0 to {_MAX_INT} (or None), got {value!r}"
+            )
+        row[key] = int(value)
+    cost = row["cost_usd"]
+    if cost is None:
+        row["cost_usd"] = 0.0
+    elif not isinstance(cost, int | float) or isinstance(cost, bool) or not math.isfinite(cost) or cost < 0:
+        raise ValidationError(
+            f"usage cost_usd must be a finite number of dollars >= 0 (or None), got {cost!r}"
+        )
+    else:
+        row["cost_usd"] = float(cost)
+    return row
+
+
 def record_turn(
     ns: str, cid: str, batch: Prepared | None, usage_row: Mapping[str, Any], dialect: str
 ) -> Op[int | None]:
     """Append the reply (if any) and its usage row in one transaction; returns the reply's seq."""
+    row = check_usage(usage_row)  # before anything is written
     seq: int | None = None
     if batch is not None and batch.messages:
         seqs = yield from append(ns, cid, batch, dialect)
         seq = seqs[-1]
     else:
         yield from lock_conversation(ns, cid, for_update=True)
-    row = {k: usage_row.get(k) for k in USAGE_FIELDS}
-    if not isinstance(row["model"], str) or not row["model"]:
-        raise ValidationError("a usage row needs the model name")
-    for k in USAGE_FIELDS[3:8]:
-        row[k] = int(row[k] or 0)
-    row["cost_usd"] = float(row["cost_usd"] or 0.0)
     yield Exec(sa.insert(t.usage).values(conversation_id=cid, seq=seq, created_at=utc_now(), **row))
     return seq
 

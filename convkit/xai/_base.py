@@ -17,6 +17,7 @@ timeouts are always explicit (60 s, 10 s to connect, unless given).
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Generic, TypeVar
 
@@ -44,6 +45,38 @@ def _check_base_url(base_url: str) -> str:
     if url.scheme not in ("http", "https") or not url.host:
         raise ValidationError(f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL}, got {base_url!r}")
     return base_url.rstrip("/")
+
+
+def _seconds(value: object, what: str, *, none_ok: bool) -> None:
+    if value is None and none_ok:
+        return
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValidationError(
+            f"{what} must be a positive, finite number of seconds"
+            f"{' (or None for no limit)' if none_ok else ''}, got {value!r}"
+        )
+
+
+def _check_timeout(timeout: object) -> httpx.Timeout:
+    """``timeout`` as an httpx.Timeout; refused unless every limit is a positive number of seconds.
+
+    httpx takes a negative, zero or NaN timeout here and fails only at the first request, with a
+    raw ``ValueError`` from the socket (zero even makes the socket non-blocking).
+    """
+    if timeout is None:
+        return DEFAULT_TIMEOUT
+    if isinstance(timeout, httpx.Timeout):
+        for part in ("connect", "read", "write", "pool"):
+            _seconds(getattr(timeout, part), f"timeout.{part}", none_ok=True)
+        return timeout
+    _seconds(timeout, "timeout", none_ok=False)
+    assert isinstance(timeout, int | float)
+    return httpx.Timeout(timeout)
 
 
 def _check_key(api_key: str | None) -> str:
@@ -82,11 +115,7 @@ class ClientBase(Generic[TransportT, HttpT]):
             raise ValidationError(f"max_retries must be a non-negative integer, got {max_retries!r}")
         self.__key = key
         self.base_url = _check_base_url(base_url)
-        self.timeout = (
-            timeout
-            if isinstance(timeout, httpx.Timeout)
-            else (DEFAULT_TIMEOUT if timeout is None else httpx.Timeout(timeout))
-        )
+        self.timeout = _check_timeout(timeout)
         self.max_retries = max_retries
         self.backoff = backoff or Backoff()
         self.registry = registry or default_registry
