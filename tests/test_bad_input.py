@@ -262,3 +262,36 @@ def test_an_httpx_timeout_with_a_negative_part_is_refused_naming_the_part() -> N
         convkit.XAIClient(api_key="xai-test", timeout=httpx.Timeout(10.0, connect=-1.0))
     client = convkit.XAIClient(api_key="xai-test", timeout=httpx.Timeout(10.0, pool=None))
     client.close()
+
+
+# -- the same answer on every database --------------------------------------------------------------
+
+
+def _long_messages(n: int) -> dict[str, list[Message]]:
+    call = convkit.ToolCall(id="c" * n, name="f")
+    return {
+        "tool call id": [Message.assistant(tool_calls=[call])],
+        "tool_call_id": [
+            Message.assistant(tool_calls=[convkit.ToolCall(id="t" * n, name="f")]),
+            Message.tool("ok", tool_call_id="t" * n),
+        ],
+        "name": [Message.user("hi", name="n" * n)],
+    }
+
+
+@pytest.mark.parametrize("field", ["tool call id", "tool_call_id", "name"])
+def test_strings_over_their_column_length_are_refused_alike_on_every_database(
+    open_store: object, field: str
+) -> None:
+    assert callable(open_store)
+    store = open_store()
+    conv = store.create_conversation()
+    store.append(conv.id, Message.user("start"))
+    with pytest.raises(convkit.InvalidMessageError, match="at most 255 characters") as info:
+        store.extend(conv.id, _long_messages(256)[field][-1:])  # the message holding the field
+    assert field in str(info.value)
+    assert not isinstance(info.value, convkit.StoreError)
+    assert len(store.messages(conv.id)) == 1
+    fits = _long_messages(255)[field]
+    store.extend(conv.id, fits)
+    assert store.messages(conv.id)[1:] == fits

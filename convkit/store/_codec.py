@@ -24,9 +24,11 @@ from types import MemberDescriptorType
 from typing import Any, cast
 
 import attrs
+import sqlalchemy as sa
 
 from .._errors import DatabaseError, InvalidMessageError
 from .._messages import ROLES, ImagePart, Message, Part, TextPart, ToolCall
+from . import _schema as t
 
 __all__ = [
     "BODY_COLUMNS",
@@ -100,12 +102,35 @@ def encode_message(m: Message) -> dict[str, Any]:
         ("name", m.name),
         *(("tool call id", c.id) for c in m.tool_calls),
     ):
-        if value is not None and "\x00" in value:
+        if value is None:
+            continue
+        if "\x00" in value:
             raise InvalidMessageError(
                 f"{m.role} message {what} {value!r} holds a NUL character (U+0000), which the store "
                 "cannot keep; remove it"
             )
+        # checked here, not by the database: SQLite would keep a longer value, PostgreSQL refuse it
+        limit = _LENGTHS[what]
+        if len(value) > limit:
+            raise InvalidMessageError(
+                f"{m.role} message {what} is {len(value)} characters long; the store keeps at most "
+                f"{limit} characters ({value[:40]!r}...); shorten it"
+            )
     return row
+
+
+def _length(column: sa.Column[Any]) -> int:
+    length = getattr(column.type, "length", None)
+    assert isinstance(length, int), column
+    return length
+
+
+#: The most characters each bounded string column a message fills can hold (``String(n)`` in the schema).
+_LENGTHS: dict[str, int] = {
+    "tool_call_id": _length(t.messages.c.tool_call_id),
+    "name": _length(t.messages.c.name),
+    "tool call id": min(_length(t.tool_calls.c.call_id), _length(t.messages.c.tool_call_id)),
+}
 
 
 def _check_utf8(value: str | None, column: str, role: str) -> None:
