@@ -298,6 +298,7 @@ class SessionTwin(_Loop):
         counters: Iterable[Any] = (),
         conversation_id: str | None = None,
         prefill: Iterable[Any] = (),
+        namespace: str = "default",
         **session_kw: Any,
     ) -> None:
         super().__init__(flavour)
@@ -308,9 +309,9 @@ class SessionTwin(_Loop):
         self.client_kw = dict(client_kw)
         self.clients: list[Any] = []
         if flavour == "sync":
-            self.store: Any = Store(url, counters=counters, upgrade=upgrade)
+            self.store: Any = Store(url, counters=counters, upgrade=upgrade, namespace=namespace)
         else:
-            self.store = AsyncStore(async_url(url), counters=counters, upgrade=upgrade)
+            self.store = AsyncStore(async_url(url), counters=counters, upgrade=upgrade, namespace=namespace)
         self.client = self.make_client()
         if conversation_id is None:
             conversation_id = self.store_call("create_conversation", title="test").id

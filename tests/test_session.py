@@ -58,6 +58,8 @@ from convkit import (
     ToolCallDelta,
     XAIClient,
 )
+from convkit._session_flows import MAX_MARGIN
+from convkit.store._calibration import CALIBRATION_DECAY, CALIBRATION_STEP, next_estimate
 from convkit.testing import Fault, Reply, XAIStandIn
 
 from . import _xai_support as xs
@@ -477,15 +479,15 @@ def test_calibration_from_usage_widens_the_margin(env: Env) -> None:
     calib = s.store_call("calibration", "grok-2-1212", counter)
     assert calib.samples == 1
     assert calib.ratio_last == pytest.approx(ratio)
-    assert calib.ratio_max == pytest.approx(ratio)
+    assert calib.ratio_max == pytest.approx(CALIBRATION_STEP)  # one reply moves it one bounded step
     assert calib.counter_id == counter.identity
-    assert s.margin() == pytest.approx(ratio - 1)
-    assert s.window().budget == math.floor((131072 - 1024) / ratio)
+    assert s.margin() == pytest.approx(CALIBRATION_STEP - 1)
+    assert s.window().budget == math.floor((131072 - 1024) / CALIBRATION_STEP)
 
     turn(s, "stream", "Short.")
     calib2 = s.store_call("calibration", "grok-2-1212", counter)
     assert calib2.samples == 2
-    assert calib2.ratio_max == pytest.approx(max(ratio, calib2.ratio_last))
+    assert calib2.ratio_max == pytest.approx(next_estimate(calib.ratio_max, calib2.ratio_last))
     assert s.margin() == pytest.approx(calib2.ratio_max - 1)
 
 
@@ -494,13 +496,55 @@ def test_a_counter_that_overcounts_leaves_the_margin_alone(env: Env) -> None:
     s = env.session(xai, counters=[flat()])
     turn(s, "chat", "Hello there, how are you doing today?")
     calib = s.store_call("calibration", "grok-2", s.session.counter)
-    assert calib.ratio_max < 1
+    assert calib.ratio_last < 1
+    assert calib.ratio_max == 1.0  # the estimate never goes below 1
     assert s.margin() == pytest.approx(0.1)
+
+
+def test_calibration_is_per_namespace_bounded_and_recovers(env: Env) -> None:
+    """Issue 14: one odd reply cut every tenant's grok-2 budget to about a third, for good. Now
+    it moves only its own namespace's estimate, by one bounded step, and ordinary replies
+    bring the budget back."""
+    xai = env.standin()  # counts like the sessions' counter below: ordinary ratios are about 1
+    same = [EstimateCounter(4.0, margin=0.0)]
+    hello = [{"role": "user", "content": "hello"}]
+    a = env.session(xai, counters=same, namespace="tenant-a", prefill=hello)
+    b = env.session(xai, counters=same, namespace="tenant-b", prefill=hello)
+    full = b.window().budget
+    assert full == 131072 - 1024
+    xai.queue(Reply(text="odd", usage={"prompt_tokens": 1_000_000}))
+    turn(a, "chat", "An ordinary question.")
+    calib = a.store_call("calibration", "grok-2", a.session.counter)
+    assert calib.ratio_last == pytest.approx(1.0 + MAX_MARGIN)  # the odd reply, as capped
+    assert calib.ratio_max == pytest.approx(CALIBRATION_STEP)  # ...moved the estimate one step
+    assert a.window().budget == math.floor(full / CALIBRATION_STEP)
+    assert b.store_call("calibration", "grok-2", b.session.counter) is None  # other tenants: untouched
+    assert b.window().budget == full
+    for k in range(30):  # ordinary replies: the spike decays
+        turn(a, "stream" if k % 2 else "chat", f"Question {k}?")
+    calib = a.store_call("calibration", "grok-2", a.session.counter)
+    assert calib.samples == 31
+    assert calib.ratio_max < 1.0 + 0.25 * 0.9**25
+    assert a.window().budget >= 0.985 * full  # within 1.5% of the untouched budget
+    assert b.window().budget == full
+
+
+def test_calibration_steps_are_bounded_and_decay() -> None:
+    est = next_estimate(None, 3.0)
+    assert est == CALIBRATION_STEP
+    assert next_estimate(est, 3.0) == pytest.approx(CALIBRATION_STEP**2)  # steady evidence climbs
+    assert next_estimate(None, 3.0, bounded=False) == 3.0  # an overflow 400 is taken whole
+    assert next_estimate(2.0, 1.0) == pytest.approx(1.0 + CALIBRATION_DECAY)
+    assert next_estimate(None, 0.5) == 1.0
+    e = 3.0
+    for _ in range(60):
+        e = next_estimate(e, 1.01)
+    assert e == pytest.approx(1.01, abs=0.01)
 
 
 def test_calibration_never_narrows_the_counters_own_margin() -> None:
     from convkit import Calibration
-    from convkit._session_flows import MAX_MARGIN, _margin
+    from convkit._session_flows import _margin
 
     wide = EstimateCounter(2.5, margin=3.0)  # wider than calibration may ever learn
     assert _margin(wide, None) == 3.0

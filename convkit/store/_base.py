@@ -52,6 +52,7 @@ from .._results import Calibration, Conversation, StoredSummary, UsageTotals
 from .._stepper import runs
 from .._summarize import AsyncSummarizer, FoldRequest, Summarizer, Summary, summary_message
 from ._appends import Prepared, append, create_filled, prepare
+from ._calibration import add_calibration, get_calibration
 from ._conversations import (
     create_conversation,
     get_conversation,
@@ -67,10 +68,8 @@ from ._scan_window import window_scan
 from ._summary_window import Part, summary_part
 from ._totals import backfill
 from ._turns import (
-    add_calibration,
     begin_turn,
     end_turn,
-    get_calibration,
     latest_summary,
     record_turn,
     save_summary,
@@ -422,14 +421,16 @@ class StoreBase(Generic[E]):
         return once(usage_totals(self.namespace, check_id(conversation_id)), "usage", read=True)
 
     def _calibration(self, model: str | ModelSpec, counter: TokenCounter) -> Flow[Calibration | None]:
-        """What has been learned about ``counter`` against xAI's counts for ``model``."""
+        """What this namespace has learned about ``counter`` against xAI's counts for ``model``."""
         spec = get_model(model)
-        return once(get_calibration(spec.name, counter.identity), "calibration", read=True)
+        return once(get_calibration(self.namespace, spec.name, counter.identity), "calibration", read=True)
 
     def _calibrate(self, model: str | ModelSpec, counter: TokenCounter, ratio: float) -> Flow[Calibration]:
-        """Record an observed ratio of xAI's prompt tokens to ``counter``'s count."""
+        """Record an observed ratio of xAI's prompt tokens to ``counter``'s count (this namespace's)."""
         spec = get_model(model)
-        return once(add_calibration(spec.name, counter.identity, ratio, self._dialect), "calibrate")
+        return once(
+            add_calibration(self.namespace, spec.name, counter.identity, ratio, self._dialect), "calibrate"
+        )
 
     def _summaries(self, conversation_id: str) -> Flow[list[StoredSummary]]:
         """Every stored summary of the conversation, oldest first (originals are never changed)."""

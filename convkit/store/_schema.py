@@ -35,10 +35,12 @@ host application's own; the Alembic version table is ``convkit_alembic_version``
 * ``convkit_window_starts``: where a conversation's cache-stable window
   (``policy="stable"``) starts, per model and counter, so consecutive prompts
   share their prefix across calls and processes.
-* ``convkit_calibration``: per (model, counter), how xAI's prompt counts
-  compare with the local counts (largest and latest ratio); it widens the
-  safety margin of later windows. Not namespaced: it describes tokenizers,
-  not tenants' data.
+* ``convkit_calibration``: per namespace, model and counter, how xAI's
+  prompt counts compare with the local counts (a bounded, decaying estimate
+  of the ratio, and the latest ratio); it widens the safety margin of that
+  namespace's later windows. Per namespace, so one tenant's odd replies
+  never cut another tenant's budget (rows from before revision 0006 sit
+  under namespace ``""``, which no store reads).
 """
 
 from __future__ import annotations
@@ -206,6 +208,7 @@ usage = sa.Table(
 calibration = sa.Table(
     "convkit_calibration",
     metadata,
+    sa.Column("namespace", sa.String(255), primary_key=True),
     sa.Column("model", sa.String(128), primary_key=True),
     sa.Column("counter_id", sa.String(128), primary_key=True),
     sa.Column("ratio_max", sa.Float, nullable=False),

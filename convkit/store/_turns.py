@@ -1,15 +1,15 @@
 """Turns and what is learned from them: usage rows, calibration, summaries.
 
 :func:`record_turn` appends a model's reply with its usage row;
-:func:`usage_totals` sums those rows; :func:`add_calibration` and
-:func:`get_calibration` keep, per (model, counter), how xAI's prompt counts
-compared with the local ones; :func:`save_summary`, :func:`latest_summary` and
-:func:`summaries` keep the summaries a ``strategy="summarize"`` window folded.
+:func:`usage_totals` sums those rows; :func:`begin_turn` reads and
+:func:`end_turn` records the namespace's calibration (:mod:`._calibration`);
+:func:`save_summary`, :func:`latest_summary` and :func:`summaries` keep the
+summaries a ``strategy="summarize"`` window folded.
 
 Invariants: a reply and its usage row are written in one transaction (both or
-neither); a usage row always names its model; calibration keeps the largest
-ratio seen and the latest, and counts its samples (an upsert, so concurrent
-turns lose no sample); a summary covers stored seqs only and is never changed
+neither); a usage row always names its model; calibration follows
+:func:`._calibration.next_estimate` (an upsert, so concurrent turns lose no
+sample); a summary covers stored seqs only and is never changed
 once written (the next one is a new row; originals are never touched).
 """
 
@@ -27,14 +27,13 @@ from .._models import get_model
 from .._results import Calibration, StoredSummary, UsageTotals
 from . import _schema as t
 from ._appends import Prepared, append
+from ._calibration import upsert_calibration
 from ._conversations import lock_conversation
-from ._ops_core import Exec, Op, decode_body, insert_for, utc_now
+from ._ops_core import Exec, Op, decode_body, utc_now
 
 __all__ = [
     "USAGE_FIELDS",
-    "add_calibration",
     "check_usage",
-    "get_calibration",
     "latest_summary",
     "record_turn",
     "save_summary",
@@ -173,7 +172,12 @@ def _turn_head(calibrated: bool) -> sa.Select[Any]:
             k.c.samples.label("cal_samples"),
         ]
         joined = joined.outerjoin(
-            k, sa.and_(k.c.model == sa.bindparam("model"), k.c.counter_id == sa.bindparam("cnt"))
+            k,
+            sa.and_(
+                k.c.namespace == sa.bindparam("ns"),
+                k.c.model == sa.bindparam("model"),
+                k.c.counter_id == sa.bindparam("cnt"),
+            ),
         )
     else:
         cols += [sa.null().label("cal_max"), sa.null().label("cal_last"), sa.null().label("cal_samples")]
@@ -196,7 +200,7 @@ def end_turn(
     """A session turn's last transaction: the reply with its usage row, and the observed ratio."""
     seq = yield from record_turn(ns, cid, batch, usage_row, dialect)
     if calibration is not None:
-        yield from upsert_calibration(*calibration, dialect)
+        yield from upsert_calibration(ns, *calibration, dialect, bounded=True)
     return seq
 
 
@@ -233,45 +237,6 @@ def usage_totals(ns: str, cid: str) -> Op[UsageTotals]:
     return UsageTotals(
         int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]), int(row[5]), float(row[6]), saved
     )
-
-
-def get_calibration(model: str, counter_id: str) -> Op[Calibration | None]:
-    c = t.calibration
-    row = (yield Exec(sa.select(c).where(c.c.model == model, c.c.counter_id == counter_id))).first()
-    if row is None:
-        return None
-    return Calibration(
-        row.model, row.counter_id, float(row.ratio_max), float(row.ratio_last), int(row.samples)
-    )
-
-
-def add_calibration(model: str, counter_id: str, ratio: float, dialect: str) -> Op[Calibration]:
-    """Record one observed ratio (xAI's prompt tokens / local count); returns the calibration now."""
-    yield from upsert_calibration(model, counter_id, ratio, dialect)
-    got = yield from get_calibration(model, counter_id)
-    assert got is not None
-    return got
-
-
-def upsert_calibration(model: str, counter_id: str, ratio: float, dialect: str) -> Op[None]:
-    """Record one observed ratio, in one statement."""
-    if not (isinstance(ratio, int | float) and 0 < ratio < 100):
-        raise ValidationError(f"a calibration ratio must be a positive number below 100, got {ratio!r}")
-    c = t.calibration
-    now = utc_now()
-    ins = insert_for(dialect, c).values(
-        model=model, counter_id=counter_id, ratio_max=ratio, ratio_last=ratio, samples=1, updated_at=now
-    )
-    ins = ins.on_conflict_do_update(
-        index_elements=["model", "counter_id"],
-        set_={
-            "ratio_max": sa.case((c.c.ratio_max < ratio, ratio), else_=c.c.ratio_max),
-            "ratio_last": ratio,
-            "samples": c.c.samples + 1,
-            "updated_at": now,
-        },
-    )
-    yield Exec(ins)
 
 
 # -- summaries ---------------------------------------------------------------------------------
