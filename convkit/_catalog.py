@@ -142,7 +142,7 @@ def load_cache(path: Path | None = None) -> CachedModels | None:
         return None
     try:
         record = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested thousands of levels deep
         _warn(f"the model cache {target} is not valid JSON; using the built-in table")
         return None
     if (

@@ -295,3 +295,70 @@ def test_strings_over_their_column_length_are_refused_alike_on_every_database(
     fits = _long_messages(255)[field]
     store.extend(conv.id, fits)
     assert store.messages(conv.id)[1:] == fits
+
+
+# -- deeply nested JSON from the network ------------------------------------------------------------
+
+DEEP = b"[" * 100_000
+
+
+def _client_answering(status: int, body: bytes, content_type: str = "application/json") -> convkit.XAIClient:
+    import httpx
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, content=body, headers={"content-type": content_type})
+
+    return convkit.XAIClient(
+        api_key="xai-test",
+        base_url="http://xai.test/v1",
+        max_retries=0,
+        transport=httpx.MockTransport(answer),
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type", "error"),
+    [
+        (200, DEEP, "application/json", convkit.ResponseFormatError),
+        (200, b'{"choices": ' + DEEP, "application/json", convkit.ResponseFormatError),
+        (400, b'{"a":' * 50_000, "application/json", convkit.BadRequestError),
+        (200, b"data: " + DEEP + b"\n\n", "text/event-stream", convkit.ResponseFormatError),
+    ],
+)
+def test_deeply_nested_json_from_xai_is_a_typed_error(
+    status: int, body: bytes, content_type: str, error: type[Exception]
+) -> None:
+    with _client_answering(status, body, content_type) as client:
+        if content_type == "text/event-stream":
+            with pytest.raises(error):
+                list(client.stream([Message.user("hi")], model="grok-3"))
+        else:
+            with pytest.raises(error):
+                client.chat([Message.user("hi")], model="grok-3")
+        if status == 200 and content_type == "application/json":
+            with pytest.raises(convkit.ResponseFormatError):
+                client.language_models()
+
+
+def test_a_stored_row_too_deeply_nested_to_decode_is_a_database_error(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    with convkit.Store(url) as store:
+        conv = store.create_conversation()
+        store.append(conv.id, Message.user("hi", metadata={"k": 1}))
+    engine = sa.create_engine(url)
+    with engine.begin() as db:
+        db.execute(sa.text("UPDATE convkit_messages SET metadata = :m"), {"m": '{"k": ' + "[" * 100_000})
+    engine.dispose()
+    with convkit.Store(url) as store, pytest.raises(convkit.DatabaseError, match="seq 1"):
+        store.messages(conv.id)
+
+
+def test_a_model_cache_too_deeply_nested_to_read_is_ignored_with_a_warning(tmp_path: Path) -> None:
+    from convkit import _catalog
+
+    cache = tmp_path / "models.json"
+    cache.write_text("[" * 100_000, encoding="utf-8")
+    with pytest.warns(_catalog.ModelsCacheWarning, match="not valid JSON"):
+        assert _catalog.load_cache(cache) is None

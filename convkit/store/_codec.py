@@ -443,6 +443,6 @@ def _decode(
                 set_metadata(msg, metadata)
                 set_hash(msg, None)
             append(msg)
-    except (LookupError, ValueError, TypeError) as exc:  # ValidationError is a ValueError
+    except (LookupError, ValueError, TypeError, RecursionError) as exc:  # ValidationError is a ValueError
         raise _corrupt(row, exc) from None
     return out

@@ -102,7 +102,7 @@ def request(
 def _json(resp: httpx.Response) -> Any:
     try:
         return json.loads(resp.content)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands of levels deep
         raise ResponseFormatError(
             f"xAI answered {resp.status_code} with a body that is not JSON", status_code=resp.status_code
         ) from None

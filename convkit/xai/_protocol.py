@@ -269,7 +269,7 @@ class StreamAssembler:
             raise ResponseFormatError("data after [DONE] in the event stream")
         try:
             chunk = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested thousands of levels deep
             raise ResponseFormatError("an event in the stream is not valid JSON") from None
         if not isinstance(chunk, Mapping):
             raise ResponseFormatError("an event in the stream is not a JSON object")
@@ -362,7 +362,7 @@ def error_from_response(
     if "json" in content_type or raw.startswith("{"):
         try:
             parsed = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             parsed = None
         if isinstance(parsed, Mapping):
             err = parsed.get("error")
