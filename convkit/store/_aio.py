@@ -11,7 +11,9 @@ use. Close with ``await store.aclose()`` (or ``close()``), or use
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -31,15 +33,65 @@ T = TypeVar("T")
 __all__ = ["AsyncStore", "adrive"]
 
 
-async def adrive(conn: AsyncConnection, op: Op[T]) -> T:
-    """Run a sans-I/O operation on an async connection."""
+class _Abandoned(Exception):
+    """Raised between a transaction's statements once its caller was cancelled: roll it back."""
+
+
+class _Abandon:
+    """Whether a transaction's caller was cancelled, and how to stop its statement in flight."""
+
+    __slots__ = ("interrupt", "is_set")
+
+    def __init__(self) -> None:
+        self.is_set = False
+        #: Stops the statement running now (SQLite's ``interrupt``), where the driver allows it.
+        self.interrupt: Callable[[], object] | None = None
+
+    def set(self) -> None:
+        self.is_set = True
+        if self.interrupt is not None:
+            with contextlib.suppress(Exception):  # a connection closed meanwhile: nothing runs on it
+                self.interrupt()
+
+
+def _sqlite_interrupt(dbapi_conn: Any) -> Callable[[], object] | None:
+    """``sqlite3.Connection.interrupt`` under SQLAlchemy's aiosqlite adapter, else None.
+
+    ``interrupt`` is the one sqlite3 call meant to be made from another thread: the statement
+    running on aiosqlite's worker thread ends with "interrupted", and the transaction then
+    rolls back the ordinary way. Reaches through two private attributes (the adapter's
+    ``_connection``: the ``aiosqlite.Connection``; its ``_connection``: the ``sqlite3`` one);
+    when either is missing, the store waits for the statement to end instead.
+    """
+    raw = getattr(getattr(dbapi_conn, "_connection", None), "_connection", None)
+    interrupt = getattr(raw, "interrupt", None)
+    return interrupt if callable(interrupt) else None
+
+
+async def adrive(conn: AsyncConnection, op: Op[T], abandon: _Abandon | None = None) -> T:
+    """Run a sans-I/O operation on an async connection (``abandon``: stop between statements once set)."""
     run = Stepper(op)
     while (req := run.step) is not None:
+        if abandon is not None and abandon.is_set:
+            raise _Abandoned
         if req.raw:
             run.send(await conn.run_sync(_ops_core.run_raw, req))
         else:
             run.send(await conn.execute(req.stmt, req.params))
     return run.value
+
+
+async def _settle(work: asyncio.Future[Any]) -> None:
+    """Wait until ``work`` ends, through further cancellations; its outcome is dropped."""
+    while not work.done():
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            continue
+        except BaseException:
+            break
+    if not work.cancelled():
+        work.exception()  # retrieved: an abandoned transaction's error is expected, not logged
 
 
 class AsyncStore(StoreBase[AsyncEngine]):
@@ -87,19 +139,49 @@ class AsyncStore(StoreBase[AsyncEngine]):
             self._ready = True
 
     async def _run(self, txn: Txn[T]) -> T:
-        """Run a step's operation on a connection of its own (see ``StoreBase._options``)."""
+        """Run a step's operation in a transaction of its own, safe to cancel.
+
+        The transaction runs in a task of its own that the caller's cancellation never reaches:
+        cancelled inside a driver call, SQLAlchemy invalidates the connection and closes it
+        while the statement is still running. On aiosqlite that close queues behind the
+        statement and the cancelled call never returned, holding SQLite's write lock (every
+        later write waited); on asyncpg the close could wait forever on a connection whose
+        protocol was cut mid-message, with PostgreSQL holding the conversation's row lock.
+        Instead, a cancelled caller marks the transaction abandoned (on SQLite the statement in
+        flight is also interrupted), the task rolls back between statements (or before its
+        commit) the ordinary way and returns its connection to the pool, and the caller waits
+        for that and then raises ``CancelledError``. So the database holds the whole call or
+        none of it (all of it only when the cancellation came during the COMMIT itself).
+        """
+        abandon = _Abandon()
+        work = asyncio.ensure_future(self._transaction(txn, abandon))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            if work.done():
+                raise
+            abandon.set()
+            await _settle(work)
+            raise
+
+    async def _transaction(self, txn: Txn[T], abandon: _Abandon) -> T:
         await self._ensure_ready()
         options, begin = self._options(txn)
         with db_errors(txn.what):
             async with self._engine.connect() as conn:
+                if self._dialect == "sqlite":
+                    abandon.interrupt = _sqlite_interrupt((await conn.get_raw_connection()).dbapi_connection)
                 if options:
                     await conn.execution_options(**options)
                 if not begin:
-                    return await adrive(conn, txn.op)
+                    return await adrive(conn, txn.op, abandon)
                 async with conn.begin():
                     if self._lock_writes and not txn.read:
                         await conn.run_sync(take_write_lock)
-                    return await adrive(conn, txn.op)
+                    result = await adrive(conn, txn.op, abandon)
+                    if abandon.is_set:  # cancelled during the last statement: roll back, not commit
+                        raise _Abandoned
+                    return result
 
     async def _perform(self, step: Step) -> Any:
         if isinstance(step, Txn):
