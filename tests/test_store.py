@@ -1026,3 +1026,54 @@ def test_deleting_a_conversation_deletes_the_images_only_it_referenced(store: An
     assert store.messages(c.id)[0].images[0].data == PNG
     store.truncate(c.id, 0)
     assert stored() == set()
+
+
+async def _longest_stall(work: Any) -> tuple[Any, float]:
+    """Await ``work`` while a heartbeat ticks every 10 ms; returns its result and the longest gap."""
+    import asyncio
+
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def heartbeat() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.01)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    beat = asyncio.create_task(heartbeat())
+    await asyncio.sleep(0)
+    try:
+        result = await work
+    finally:
+        done.set()
+        await beat
+    return result, max(gaps, default=0.0)
+
+
+def test_async_extend_keeps_the_event_loop_running(tmp_path: Path) -> None:
+    """Issue 14: AsyncStore.extend encoded and counted a big batch on the event loop (7 s for 100,000
+    messages, during which nothing else ran). A heartbeat must keep ticking while 20,000 messages go in."""
+    import asyncio
+
+    n = 20_000
+    batch = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i}: " + "lorem ipsum " * 8}
+        for i in range(n)
+    ]
+
+    async def main() -> float:
+        store = AsyncStore(f"sqlite+aiosqlite:///{tmp_path / 'beat.db'}", counters=[EstimateCounter()])
+        try:
+            conv = await store.create_conversation()
+            seqs, stall = await _longest_stall(store.extend(conv.id, batch))
+            assert seqs == range(1, n + 1)
+            assert (await store.get_conversation(conv.id)).message_count == n
+            return stall
+        finally:
+            await store.aclose()
+
+    stall = asyncio.run(main())
+    assert stall < 0.25, f"the event loop stalled for {stall:.2f}s during extend"

@@ -26,6 +26,7 @@ as :class:`~convkit._errors.DatabaseError` (``db_errors`` in the twins' ``_run``
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import IO, Any, ClassVar, Generic, Literal, ParamSpec, TypeAlias, TypeVar
@@ -78,7 +79,7 @@ from ._turns import (
 )
 from ._windows import NeedsBackfill, NeedsFullFit, WindowMoved, save_start, window_trim
 
-__all__ = ["Flow", "Step", "StoreBase", "Summarize", "Txn", "WindowArgs", "runs"]
+__all__ = ["Compute", "Flow", "Step", "StoreBase", "Summarize", "Txn", "WindowArgs", "runs"]
 
 #: Messages counted per transaction when a counter is back-filled.
 BACKFILL_BATCH = 5000
@@ -87,6 +88,9 @@ BACKFILL_BATCH = 5000
 WINDOW_UNSNAPPED_TRIES = 3
 
 T = TypeVar("T")
+
+#: From this many messages, an async store encodes and counts a batch in a worker thread.
+OFF_LOOP_AT = 256
 R = TypeVar("R")
 P = ParamSpec("P")
 E = TypeVar("E", Engine, AsyncEngine)
@@ -113,8 +117,20 @@ class Summarize:
     ask: Callable[[], object]
 
 
+@attrs.frozen
+class Compute:
+    """A flow's step: CPU work without I/O (``ask()``), such as encoding and counting a batch.
+
+    The async twin awaits what ``ask`` answers, so a flow built by an async store hands it an
+    awaitable that runs the work in a worker thread (:meth:`StoreBase._prepared`): the event
+    loop keeps running meanwhile.
+    """
+
+    ask: Callable[[], object]
+
+
 #: What a flow yields.
-Step: TypeAlias = "Txn[Any] | Summarize"
+Step: TypeAlias = "Txn[Any] | Summarize | Compute"
 #: A flow: the steps of one public method, and its result.
 Flow: TypeAlias = Generator[Step, Any, T]
 
@@ -280,6 +296,19 @@ class StoreBase(Generic[E]):
         msgs = as_messages(messages)
         return prepare(msgs, self.counters)
 
+    def _off_loop(self, work: Callable[[], T], size: int) -> Flow[T]:
+        """``work()``: CPU work of about ``size`` messages, run in a worker thread by an async
+        store (from :data:`OFF_LOOP_AT` messages), so its event loop is not blocked meanwhile."""
+        if self._synchronous or size < OFF_LOOP_AT:
+            return work()
+        result: T = yield Compute(lambda: asyncio.to_thread(work))
+        return result
+
+    def _prepared(self, messages: Iterable[MessageLike]) -> Flow[Prepared]:
+        """A batch validated, encoded and counted (:meth:`_off_loop`: off an async store's loop)."""
+        msgs = messages if isinstance(messages, list | tuple) else list(messages)
+        return (yield from self._off_loop(lambda: self._prepare(msgs), len(msgs)))
+
     @staticmethod
     def _read_source(source: str | os.PathLike[str] | IO[str]) -> list[Message]:
         if isinstance(source, str | os.PathLike):
@@ -332,8 +361,8 @@ class StoreBase(Generic[E]):
     def _extend(self, conversation_id: str, messages: Iterable[MessageLike]) -> Flow[range]:
         """Append messages atomically (all or none); returns their seqs."""
         cid = check_id(conversation_id)
-        batch = self._prepare(messages)
-        return once(append(self.namespace, cid, batch, self._dialect), "extend")
+        batch = yield from self._prepared(messages)
+        return (yield from once(append(self.namespace, cid, batch, self._dialect), "extend"))
 
     def _messages(
         self, conversation_id: str, *, start: int | None = None, stop: int | None = None
@@ -360,8 +389,8 @@ class StoreBase(Generic[E]):
         self, source: str | os.PathLike[str] | IO[str], *, title: str | None = None
     ) -> Flow[Conversation]:
         """A new conversation from a JSONL path or file; all lines or nothing."""
-        batch = self._prepare(self._read_source(source))
-        return once(create_filled(self.namespace, title, batch, self._dialect), "import_jsonl")
+        batch = yield from self._off_loop(lambda: self._prepare(self._read_source(source)), OFF_LOOP_AT)
+        return (yield from once(create_filled(self.namespace, title, batch, self._dialect), "import_jsonl"))
 
     def _truncate(self, conversation_id: str, keep: int) -> Flow[list[Message]]:
         """Delete every message after seq ``keep`` (0 empties the conversation); returns them.
