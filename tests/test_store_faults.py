@@ -4,6 +4,8 @@
   500 to 20,000 messages cancelled 0-0.3 s in, round after round. Every
   cancelled call ends within a bound, the batch is wholly stored or wholly
   absent, and the next write goes through (nothing left holding a lock).
+* One ``AsyncStore`` first used from 6 threads at once, each running its
+  own event loop (``asyncio.run``): every thread's writes go through.
 * A ``Store`` on an SQLAlchemy engine the user made (SQLite, not configured by
   convkit): 8 threads popping at once never get the same message twice.
 """
@@ -144,3 +146,39 @@ def test_eight_threads_pop_on_a_user_made_sqlite_engine_never_share_a_message(tm
         assert store.messages(cid) == []
     finally:
         engine.dispose()
+
+
+def test_one_async_store_first_used_from_several_event_loops_at_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"  # a new file: the first use creates the schema
+    store = AsyncStore(url, counters=[EstimateCounter()])
+    loops = 6
+    barrier = threading.Barrier(loops)
+    errors: list[BaseException] = []
+    made: list[str] = []
+
+    async def work(k: int) -> None:
+        conversation = await within(store.create_conversation(title=f"loop {k}"), f"loop {k}: first use")
+        batch = [{"role": "user", "content": f"loop {k} m{i}"} for i in range(3)]
+        await within(store.extend(conversation.id, batch), f"loop {k}: extend")
+        got = await within(store.messages(conversation.id), f"loop {k}: messages")
+        assert [m.text for m in got] == [f"loop {k} m{i}" for i in range(3)]
+        made.append(conversation.id)
+
+    def thread(k: int) -> None:
+        try:
+            barrier.wait(timeout=JOIN_TIMEOUT)
+            asyncio.run(work(k))
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=thread, args=(k,), daemon=True) for k in range(loops)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(JOIN_TIMEOUT)
+    assert not any(t.is_alive() for t in threads), "a loop hung"
+    assert errors == []
+    assert len(set(made)) == loops
+    run_bounded(store.aclose, 60.0)
+    with Store(url) as check:
+        assert sorted(c.id for c in check.list_conversations()) == sorted(made)

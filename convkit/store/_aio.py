@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -106,7 +107,10 @@ class AsyncStore(StoreBase[AsyncEngine]):
     def _opened(self) -> None:
         self._lock_writes = needs_write_lock(self._engine.sync_engine)
         self._ready = False
-        self._ready_lock = asyncio.Lock()
+        # A thread lock, not an asyncio.Lock: an asyncio.Lock belongs to the first event loop
+        # that waits on it, and one store may be first used from several loops (threads each
+        # running asyncio.run) at once. It is only ever tried without blocking (see below).
+        self._ready_lock = threading.Lock()
 
     async def aclose(self) -> None:
         """Release the connection pool (when the store created the engine)."""
@@ -125,8 +129,12 @@ class AsyncStore(StoreBase[AsyncEngine]):
     async def _ensure_ready(self) -> None:
         if self._ready:
             return
-        async with self._ready_lock:
-            if self._ready:  # another task finished it meanwhile
+        # Polled, never a blocking acquire: a task of this loop may hold the lock across an await,
+        # and blocking would stop the loop that has to finish it.
+        while not self._ready_lock.acquire(blocking=False):
+            await asyncio.sleep(0.01)
+        try:
+            if self._ready:  # another task or loop finished it meanwhile
                 return  # type: ignore[unreachable]
             with db_errors("checking the schema"):
                 async with self._engine.connect() as conn:
@@ -137,6 +145,8 @@ class AsyncStore(StoreBase[AsyncEngine]):
                     await conn.run_sync(lambda c: migrate.ensure_schema(c, upgrade=upgrade))
                     await conn.commit()
             self._ready = True
+        finally:
+            self._ready_lock.release()
 
     async def _run(self, txn: Txn[T]) -> T:
         """Run a step's operation in a transaction of its own, safe to cancel.
