@@ -8,7 +8,11 @@ a ``pinned`` flag (convkit's: pinned messages are never trimmed) and free
 JSON ``metadata``.
 
 Invariants, checked when a value is built (so a Message that exists is
-valid): the role is known; the message is not empty; only assistants carry
+valid): the role is known; the message is not empty, except an assistant
+reply cut off by ``max_tokens`` before any text (``metadata`` holding
+``{"finish_reason": "length"}``, see :data:`CUT_OFF`: xAI billed it, so it is
+kept as the empty reply it is; it is sent as ``content: ""``, and an assistant
+dict with ``content: ""`` reads back as one); only assistants carry
 tool calls, whose ids are unique and whose arguments parse as JSON; only tool
 messages carry (and must carry) ``tool_call_id``; image bytes are a JPEG or
 PNG of at most 10 MiB. ``Message.from_openai(m.to_openai()) == m`` for any
@@ -30,6 +34,8 @@ from ._errors import InvalidImageError, InvalidMessageError
 from ._images import decode_data_url, encode_data_url, image_tokens, inspect_image
 
 __all__ = [
+    "CUT_OFF",
+    "CUT_OFF_KEY",
     "ROLES",
     "ImagePart",
     "Message",
@@ -312,6 +318,12 @@ def _to_metadata(value: object) -> dict[str, Any]:
     return dict(value)
 
 
+#: The metadata key, and the metadata, of an assistant reply xAI cut off (``finish_reason:
+#: "length"``, the ``max_tokens`` budget spent) before any text or tool call: the one empty
+#: message a Message may be, so that a billed, truncated reply is stored as what it is.
+CUT_OFF_KEY = "finish_reason"
+CUT_OFF: Mapping[str, Any] = {CUT_OFF_KEY: "length"}
+
 _OPENAI_KEYS = frozenset({"role", "content", "tool_calls", "tool_call_id", "name"})
 _EXTRA_KEYS = frozenset({"pinned", "metadata"})
 
@@ -352,7 +364,11 @@ class Message:
             _check_encodable(self.tool_call_id, "tool_call_id")
         elif self.tool_call_id is not None:
             raise InvalidMessageError(f"only tool messages carry tool_call_id, not {role!r} messages")
-        if not self.tool_calls and not any(isinstance(p, ImagePart) or p.text.strip() for p in self.content):
+        if (
+            not self.tool_calls
+            and not any(isinstance(p, ImagePart) or p.text.strip() for p in self.content)
+            and not (role == "assistant" and not self.content and self.metadata.get(CUT_OFF_KEY) == "length")
+        ):
             raise InvalidMessageError(
                 f"{role} message is empty: give it text, an image, or (assistant) tool calls"
             )
@@ -396,7 +412,7 @@ class Message:
         out: dict[str, Any] = {"role": self.role}
         content = self.content
         if not content:
-            out["content"] = None
+            out["content"] = None if self.tool_calls else ""  # "": an empty reply cut off (CUT_OFF)
         elif len(content) == 1 and isinstance(content[0], TextPart):
             out["content"] = content[0].text
         else:
@@ -452,6 +468,9 @@ class Message:
         if raw_calls is not None and not isinstance(raw_calls, list):
             raise InvalidMessageError("tool_calls must be a list")
         calls = tuple(ToolCall.from_openai(c) for c in raw_calls or ())
+        metadata = d.get("metadata")
+        if d["role"] == "assistant" and content == "" and not calls and isinstance(metadata, Mapping | None):
+            parts, metadata = (), {**CUT_OFF, **(metadata or {})}  # to_openai's form of a cut-off reply
         return cls(
             role=d["role"],
             content=parts,
@@ -459,7 +478,7 @@ class Message:
             tool_call_id=d.get("tool_call_id"),
             name=d.get("name"),
             pinned=d.get("pinned", False) or False,
-            metadata=d.get("metadata"),
+            metadata=metadata,
         )
 
     from_dict = from_openai

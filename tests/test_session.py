@@ -751,3 +751,31 @@ def test_bad_settings_and_options_are_refused_before_anything_is_stored(tmp_path
                 list(session.send_stream("hello", max_tokens=500))
         assert store.messages(conv.id) == []
         assert xai.chat_requests == []
+
+
+# -- a reply cut off before any text --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["chat", "stream"])
+def test_an_empty_reply_cut_off_at_max_tokens_is_stored_with_its_usage(env: Env, mode: str) -> None:
+    """Issue 14: a 200 reply with empty content and finish_reason "length" (the budget went to
+    reasoning) was a ResponseFormatError, so the turn never completed and its billed usage was lost.
+    It is the empty, truncated reply it is: stored as the turn's reply with its usage, and marked."""
+    xai = env.standin()
+    s = env.session(xai)
+    xai.queue(Reply(text="", finish_reason="length", reasoning_tokens=40, usage={"completion_tokens": 0}))
+    c = turn(s, mode, "Think hard, then answer.")
+    assert c.truncated
+    assert c.finish_reason == "length"
+    assert c.text == ""
+    assert c.message == Message("assistant", None, metadata={"finish_reason": "length"})
+    assert c.usage.reasoning_tokens == 40
+    assert s.messages()[-2:] == [Message.user("Think hard, then answer."), c.message]
+    (row,) = xs.usage_rows(env.url, s.conversation_id)
+    assert row["reasoning_tokens"] == 40
+    assert row["prompt_tokens"] == c.usage.prompt_tokens > 0
+    assert s.usage().turns == 1
+    # the conversation goes on: the empty reply is sent back as what it is
+    assert turn(s, mode, "Again, briefly?").text
+    assert xai.chat_requests[-1]["messages"][-2] == {"role": "assistant", "content": ""}
+    assert roles(s)[-4:] == ["user", "assistant", "user", "assistant"]

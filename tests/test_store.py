@@ -1077,3 +1077,14 @@ def test_async_extend_keeps_the_event_loop_running(tmp_path: Path) -> None:
 
     stall = asyncio.run(main())
     assert stall < 0.25, f"the event loop stalled for {stall:.2f}s during extend"
+
+
+def test_an_empty_reply_cut_off_at_max_tokens_round_trips(store: Any) -> None:
+    """The one empty message there is (issue 14): an assistant reply xAI cut off before any text."""
+    conv = store.create_conversation()
+    cut = Message("assistant", None, metadata={"finish_reason": "length"})
+    store.extend(conv.id, [Message.user("hi"), cut, Message.user("again")])
+    assert store.messages(conv.id)[1] == cut
+    assert store.window(conv.id, model="grok-2").to_openai()[1] == {"role": "assistant", "content": ""}
+    with pytest.raises(InvalidMessageError, match="is empty"):
+        store.append(conv.id, Message("assistant", None))

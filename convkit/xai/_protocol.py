@@ -39,7 +39,7 @@ from .._errors import (
     ServerError,
     ValidationError,
 )
-from .._messages import Message, MessageLike, ToolCall, as_messages
+from .._messages import CUT_OFF, Message, MessageLike, ToolCall, as_messages
 from .._models import ModelSpec, get_model
 
 __all__ = [
@@ -110,7 +110,15 @@ def _int(v: object) -> int:
 
 @attrs.frozen
 class Completion:
-    """One chat completion: the assistant message, why it stopped, usage and cost (USD)."""
+    """One chat completion: the assistant message, why it stopped, usage and cost (USD).
+
+    ``finish_reason`` is xAI's: ``"stop"`` (the reply ended), ``"tool_calls"``, or ``"length"``:
+    the reply was cut off at ``max_tokens`` (or the context window), so ``text`` is only its
+    beginning, and may be empty when the budget went to reasoning before any text. That empty
+    reply is still a reply (billed, with its usage): its message is an empty assistant message
+    whose metadata is :data:`~convkit._messages.CUT_OFF` (``{"finish_reason": "length"}``), and a
+    session stores it as the turn's reply like any other. ``truncated`` says so.
+    """
 
     message: Message
     finish_reason: str | None
@@ -122,6 +130,11 @@ class Completion:
     @property
     def text(self) -> str:
         return self.message.text
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the reply was cut off at the token limit (``finish_reason == "length"``)."""
+        return self.finish_reason == "length"
 
     @property
     def tool_calls(self) -> tuple[ToolCall, ...]:
@@ -193,7 +206,16 @@ def chat_body(
     return body
 
 
-def _message_from_api(d: object) -> Message:
+def _reply(content: str | None, calls: tuple[ToolCall, ...], finish_reason: object) -> Message:
+    """The assistant's reply; one cut off by ``max_tokens`` before any text or tool call
+    (``finish_reason: "length"``, its tokens billed) is the empty reply it is, marked
+    :data:`~convkit._messages.CUT_OFF`, not a malformed response."""
+    if not content and not calls and finish_reason == "length":
+        return Message("assistant", None, metadata=CUT_OFF)
+    return Message("assistant", content or None, calls)
+
+
+def _message_from_api(d: object, finish_reason: object = None) -> Message:
     if not isinstance(d, Mapping):
         raise ResponseFormatError("choices[0].message is not an object")
     calls = []
@@ -213,7 +235,7 @@ def _message_from_api(d: object) -> Message:
     content = d.get("content")
     if content is not None and not isinstance(content, str):
         raise ResponseFormatError("choices[0].message.content is not a string")
-    return Message("assistant", content or None, tuple(calls))
+    return _reply(content, tuple(calls), finish_reason)
 
 
 def parse_completion(payload: object, spec: ModelSpec) -> Completion:
@@ -225,7 +247,7 @@ def parse_completion(payload: object, spec: ModelSpec) -> Completion:
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
             raise ResponseFormatError("the response has no choices")
         choice = choices[0]
-        message = _message_from_api(choice.get("message"))
+        message = _message_from_api(choice.get("message"), choice.get("finish_reason"))
         usage = Usage.from_api(payload.get("usage"))
     except (ValidationError, TypeError, AttributeError) as exc:
         if isinstance(exc, ResponseFormatError):
@@ -323,7 +345,7 @@ class StreamAssembler:
                 )
                 for _, c in sorted(self._calls.items())
             )
-            message = Message("assistant", "".join(self._text) or None, calls)
+            message = _reply("".join(self._text), calls, self._finish)
         except ValidationError as exc:
             raise ResponseFormatError(f"the streamed reply is not a valid message: {exc}") from None
         usage = Usage.from_api(self._usage)
