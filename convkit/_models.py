@@ -105,6 +105,23 @@ def _positive(_inst: object, attribute: attrs.Attribute[Any], value: int) -> Non
         raise ValidationError(f"{type(_inst).__name__}.{attribute.name} must be positive, got {value!r}")
 
 
+#: The most characters a model name may have: the store keys usage, calibration, summaries and
+#: window starts by it in ``String(128)`` columns (refused here alike on every database).
+MAX_MODEL_NAME = 128
+
+
+def _model_name(_inst: object, _attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_MODEL_NAME or "\x00" in value:
+        raise ValidationError(
+            f"ModelSpec.name must be a non-empty string of at most {MAX_MODEL_NAME} characters without "
+            f"NUL, got {value!r}"
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(f"ModelSpec.name {value!r} holds a lone surrogate; pass valid text") from None
+
+
 def _non_negative(_inst: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
     if value is not None and value < 0:
         raise ValidationError(f"{type(_inst).__name__}.{attribute.name} must not be negative, got {value!r}")
@@ -175,7 +192,7 @@ class ModelSpec:
     known. Fields after ``request_overhead`` are keyword-friendly additions.
     """
 
-    name: str
+    name: str = attrs.field(validator=_model_name)
     context_window: int = attrs.field(validator=_positive)
     input_modalities: frozenset[str] = attrs.field(default=frozenset({"text"}), converter=_modalities)
     price_text_in: float = attrs.field(default=0.0, validator=_non_negative)

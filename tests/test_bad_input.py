@@ -362,3 +362,10 @@ def test_a_model_cache_too_deeply_nested_to_read_is_ignored_with_a_warning(tmp_p
     cache.write_text("[" * 100_000, encoding="utf-8")
     with pytest.warns(_catalog.ModelsCacheWarning, match="not valid JSON"):
         assert _catalog.load_cache(cache) is None
+
+
+@pytest.mark.parametrize("name", ["m" * 129, "", "   ", "a\ud800", 5])
+def test_a_model_name_the_store_cannot_key_by_is_refused_at_construction(name: object) -> None:
+    with pytest.raises(convkit.ValidationError, match=r"at most 128 characters|lone surrogate"):
+        convkit.ModelSpec(name=name, context_window=1000)  # type: ignore[arg-type]
+    assert convkit.ModelSpec(name="m" * 128, context_window=1000).name == "m" * 128
