@@ -1088,3 +1088,24 @@ def test_an_empty_reply_cut_off_at_max_tokens_round_trips(store: Any) -> None:
     assert store.window(conv.id, model="grok-2").to_openai()[1] == {"role": "assistant", "content": ""}
     with pytest.raises(InvalidMessageError, match="is empty"):
         store.append(conv.id, Message("assistant", None))
+
+
+def test_an_image_collected_while_another_conversation_appends_it_stays(store: Any, flavour: str) -> None:
+    """Image collection racing an append of the same bytes elsewhere: the appended message's image
+    always stays readable (PostgreSQL: the image row is locked before the check, the append upserts it)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if flavour == "async":
+        pytest.skip("two threads drive the sync twin; the async one runs the same operations")
+
+    with ThreadPoolExecutor(2) as pool:
+        for k in range(12):
+            data = sup.image("PNG", (4 + k, 3), k)
+            a = store.create_conversation()
+            b = store.create_conversation()
+            store.append(a.id, Message.user(["a", ImagePart.from_bytes(data)]))
+            deleting = pool.submit(store.delete_conversation, a.id)
+            appending = pool.submit(store.append, b.id, Message.user(["b", ImagePart.from_bytes(data)]))
+            deleting.result()
+            appending.result()
+            assert store.messages(b.id)[0].images[0].data == data
