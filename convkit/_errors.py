@@ -18,6 +18,8 @@ and httpx) are translated at the boundary and never escape the public API.
     │   ├── ConversationNotFoundError  (also LookupError) no such conversation in this namespace
     │   ├── SchemaError              the database schema is missing, behind or ahead of this code
     │   └── DatabaseError            the database failed (connection, lock timeout, constraint)
+    │       ├── PoolTimeoutError     no free pooled connection within the store's pool_timeout
+    │       └── StatementTimeoutError  a statement ran (or waited for a lock) past statement_timeout
     └── APIError                     talking to xAI failed; ``status_code``/``code`` when it answered
         ├── BadRequestError          400/422: the request was refused as invalid
         │   └── PromptTooLongError   (also ContextWindowError) "maximum prompt length is N but ... M"
@@ -53,11 +55,13 @@ __all__ = [
     "InvalidMessageError",
     "NotFoundError",
     "PermissionDeniedError",
+    "PoolTimeoutError",
     "PromptTooLongError",
     "RateLimitError",
     "ResponseFormatError",
     "SchemaError",
     "ServerError",
+    "StatementTimeoutError",
     "StoreError",
     "SummarizerError",
     "TokenizerError",
@@ -192,6 +196,18 @@ class SchemaError(StoreError):
 
 class DatabaseError(StoreError):
     """The database failed; the operation was rolled back and nothing was written."""
+
+
+class PoolTimeoutError(DatabaseError):
+    """Every connection of the store's pool stayed busy for its ``pool_timeout``; nothing was run."""
+
+
+class StatementTimeoutError(DatabaseError):
+    """A statement ran, or waited for a lock, longer than the store's ``statement_timeout``.
+
+    PostgreSQL cancelled it (or SQLite's wait for its write lock ran out); the transaction was
+    rolled back and nothing was written.
+    """
 
 
 class APIError(ConvkitError):

@@ -6,6 +6,10 @@
   absent, and the next write goes through (nothing left holding a lock).
 * One ``AsyncStore`` first used from 6 threads at once, each running its
   own event loop (``asyncio.run``): every thread's writes go through.
+* Pool exhaustion and a slow database: with every pooled connection held,
+  a call fails with ``PoolTimeoutError`` within ``pool_timeout``; a write
+  blocked by another session's lock fails with ``StatementTimeoutError``
+  within ``statement_timeout``; the store works again once they are freed.
 * A ``Store`` on an SQLAlchemy engine the user made (SQLite, not configured by
   convkit): 8 threads popping at once never get the same message twice.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -23,7 +28,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from convkit import EstimateCounter, Message
+from convkit import EstimateCounter, Message, PoolTimeoutError, StatementTimeoutError, ValidationError
 from convkit.store import AsyncStore, Store
 
 from . import _store_support as sup
@@ -182,3 +187,100 @@ def test_one_async_store_first_used_from_several_event_loops_at_once(tmp_path: P
     run_bounded(store.aclose, 60.0)
     with Store(url) as check:
         assert sorted(c.id for c in check.list_conversations()) == sorted(made)
+
+
+# -- pool exhaustion and a slow database --------------------------------------------------------
+
+POOL_TIMEOUT = 0.5
+STATEMENT_TIMEOUT = 0.5
+#: Slack over a configured timeout for a loaded 2-core machine.
+SLACK = 5.0
+
+
+def _hold_all_connections(store: Store) -> Callable[[], None]:
+    """Check out both connections of a store's pool (checked out, no transaction); returns the release."""
+    held = [store.engine.connect() for _ in range(2)]
+
+    def release() -> None:
+        for conn in held:
+            conn.close()
+
+    return release
+
+
+@pytest.mark.parametrize("backend", sup.BACKENDS)
+def test_an_exhausted_pool_gives_a_pool_timeout_error_within_the_pool_timeout(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = sup.database(backend, tmp_path, request)
+    with Store(url, pool_size=2, pool_timeout=POOL_TIMEOUT) as store:
+        cid = store.create_conversation().id
+        release = _hold_all_connections(store)
+        try:
+            started = time.monotonic()
+            with pytest.raises(PoolTimeoutError, match="pool_size or pool_timeout"):
+                store.append(cid, {"role": "user", "content": "hi"})
+            waited = time.monotonic() - started
+            assert POOL_TIMEOUT * 0.9 <= waited < POOL_TIMEOUT + SLACK
+        finally:
+            release()
+        assert store.append(cid, {"role": "user", "content": "hi"}) == 1  # usable once freed
+
+
+@pytest.mark.parametrize("driver", ASYNC_DRIVERS)
+def test_an_exhausted_async_pool_gives_a_pool_timeout_error_within_the_pool_timeout(
+    driver: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = driver_url(driver, tmp_path, request)
+
+    async def main() -> None:
+        store = AsyncStore(url, upgrade=False, pool_size=2, pool_timeout=POOL_TIMEOUT)
+        try:
+            cid = (await store.create_conversation()).id
+            held = [await store.engine.connect() for _ in range(2)]  # checked out, no transaction
+            started = time.monotonic()
+            with pytest.raises(PoolTimeoutError):
+                await within(store.append(cid, {"role": "user", "content": "hi"}), "append on a full pool")
+            waited = time.monotonic() - started
+            assert POOL_TIMEOUT * 0.9 <= waited < POOL_TIMEOUT + SLACK
+            for conn in held:
+                await conn.close()
+            assert await within(store.append(cid, {"role": "user", "content": "hi"}), "append") == 1
+        finally:
+            await store.aclose()
+
+    run_bounded(main, 120.0)
+
+
+@pytest.mark.parametrize("backend", sup.BACKENDS)
+def test_a_write_blocked_by_a_lock_gives_a_statement_timeout_error_within_the_statement_timeout(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = sup.database(backend, tmp_path, request)
+    with Store(url, statement_timeout=STATEMENT_TIMEOUT) as store:
+        cid = store.create_conversation().id
+        with sup.raw_engine(url) as raw, raw.connect() as blocker:
+            # another session holds the lock every write of the conversation needs
+            if backend == "sqlite":
+                blocker.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                blocker.execute(
+                    sa.text("SELECT id FROM convkit_conversations WHERE id = :cid FOR UPDATE"), {"cid": cid}
+                )
+            started = time.monotonic()
+            with pytest.raises(StatementTimeoutError, match="statement timeout"):
+                store.append(cid, {"role": "user", "content": "hi"})
+            waited = time.monotonic() - started
+            assert STATEMENT_TIMEOUT * 0.9 <= waited < STATEMENT_TIMEOUT + SLACK
+            blocker.rollback()
+        assert store.append(cid, {"role": "user", "content": "hi"}) == 1
+        assert [m.text for m in store.messages(cid)] == ["hi"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("pool_size", 0), ("pool_size", 2.5), ("pool_timeout", 0), ("statement_timeout", -1.0)],
+)
+def test_pool_options_are_checked(option: str, value: object, tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match=option):
+        Store(f"sqlite:///{tmp_path / 'x.db'}", **{option: value})

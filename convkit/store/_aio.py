@@ -26,7 +26,7 @@ from .._stepper import Stepper
 from . import _migrate as migrate
 from . import _ops_core
 from ._base import Flow, Step, StoreBase, Txn, runs
-from ._db import create_async, db_errors, needs_write_lock, take_write_lock
+from ._db import PoolOptions, create_async, db_errors, needs_write_lock, take_write_lock
 from ._ops_core import Op
 
 T = TypeVar("T")
@@ -98,11 +98,15 @@ async def _settle(work: asyncio.Future[Any]) -> None:
 class AsyncStore(StoreBase[AsyncEngine]):
     """Conversations in a database, scoped to one namespace (asyncio).
 
-    Arguments as for :class:`~convkit.store._sync.Store`.
+    Arguments as for :class:`~convkit.store._sync.Store`, including the pool and timeouts:
+    ``pool_size`` (default 10 connections), ``pool_timeout`` (default 10.0 s, then
+    :class:`~convkit.PoolTimeoutError`) and ``statement_timeout`` (default 30.0 s, then
+    :class:`~convkit.StatementTimeoutError`). A cancelled call waits for its statement in
+    flight to stop and its transaction to roll back, then raises ``CancelledError``.
     """
 
-    def _create_engine(self, url: str) -> AsyncEngine:
-        return create_async(url)
+    def _create_engine(self, url: str, pool: PoolOptions) -> AsyncEngine:
+        return create_async(url, pool)
 
     def _opened(self) -> None:
         self._lock_writes = needs_write_lock(self._engine.sync_engine)

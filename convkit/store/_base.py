@@ -60,7 +60,7 @@ from ._conversations import (
     list_conversations,
     read_messages,
 )
-from ._db import DEFAULT_URL, db_errors, safe_url
+from ._db import DEFAULT_URL, PoolOptions, db_errors, safe_url
 from ._forks import fork, pop, truncate
 from ._image_gc import delete_conversation
 from ._msgcache import MessageCache
@@ -228,16 +228,20 @@ class StoreBase(Generic[E]):
         upgrade: bool | None = None,
         engine: E | None = None,
         window_cache: int = 64,
+        pool_size: int = 10,
+        pool_timeout: float = 10.0,
+        statement_timeout: float | None = 30.0,
     ) -> None:
         self._init_common(str(engine.url) if engine is not None else url, namespace, counters, window_cache)
+        pool = PoolOptions(pool_size, pool_timeout, statement_timeout)
         self._owns_engine = engine is None
         with db_errors("opening the database"):
-            self._engine: E = engine if engine is not None else self._create_engine(url)
+            self._engine: E = engine if engine is not None else self._create_engine(url, pool)
         self._dialect = self._engine.dialect.name
         self._upgrade = upgrade
         self._opened()
 
-    def _create_engine(self, url: str) -> E:
+    def _create_engine(self, url: str, pool: PoolOptions) -> E:
         raise NotImplementedError
 
     def _opened(self) -> None:

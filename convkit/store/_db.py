@@ -10,6 +10,7 @@ psycopg 3 (sync) and psycopg or asyncpg (async). SQLAlchemy errors become
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import weakref
 from collections.abc import Iterator
@@ -21,10 +22,11 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from .._errors import DatabaseError, ValidationError
+from .._errors import DatabaseError, PoolTimeoutError, StatementTimeoutError, ValidationError
 
 __all__ = [
     "DEFAULT_URL",
+    "PoolOptions",
     "create_async",
     "create_sync",
     "db_errors",
@@ -36,6 +38,71 @@ __all__ = [
 
 DEFAULT_URL = "sqlite:///convkit.db"
 SQLITE_BUSY_TIMEOUT_S = 60.0
+
+
+class PoolOptions:
+    """A store's connection pool and timeouts (see ``Store``'s ``pool_size``, ``pool_timeout``,
+    ``statement_timeout``); checked here, applied by :func:`create_sync` and :func:`create_async`.
+
+    Defaults fit a web server: 10 connections at most, a call that finds none free within
+    10 s fails with :class:`~convkit.PoolTimeoutError`, and a statement that runs (or waits
+    for a lock) over 30 s fails with :class:`~convkit.StatementTimeoutError`.
+    """
+
+    __slots__ = ("pool_size", "pool_timeout", "statement_timeout")
+
+    def __init__(
+        self, pool_size: int = 10, pool_timeout: float = 10.0, statement_timeout: float | None = 30.0
+    ) -> None:
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+            raise ValidationError(
+                f"pool_size is how many database connections the store may hold at once: "
+                f"an integer >= 1, got {pool_size!r}"
+            )
+        self.pool_size = pool_size
+        self.pool_timeout = _seconds("pool_timeout", pool_timeout, "to wait for a free connection")
+        self.statement_timeout = (
+            None
+            if statement_timeout is None
+            else _seconds("statement_timeout", statement_timeout, "a statement may run or wait for a lock")
+        )
+
+    @property
+    def busy_timeout_s(self) -> float:
+        """SQLite's wait for the write lock: the statement timeout (60 s when that is None)."""
+        return SQLITE_BUSY_TIMEOUT_S if self.statement_timeout is None else self.statement_timeout
+
+    @property
+    def connect_timeout_s(self) -> int:
+        """The wait for a new PostgreSQL connection: the pool timeout, whole seconds, at least 2."""
+        return max(2, math.ceil(self.pool_timeout))
+
+    def pool_args(self) -> dict[str, Any]:
+        return {"pool_size": self.pool_size, "max_overflow": 0, "pool_timeout": self.pool_timeout}
+
+    def postgres_args(self, driver: str) -> dict[str, Any]:
+        """``connect_args`` for PostgreSQL: the connect timeout and the server's statement_timeout."""
+        ms = None if self.statement_timeout is None else max(1, round(self.statement_timeout * 1000))
+        if driver == "asyncpg":
+            args: dict[str, Any] = {"timeout": self.connect_timeout_s}
+            if ms is not None:
+                args["server_settings"] = {"statement_timeout": str(ms)}
+            return args
+        args = {"connect_timeout": self.connect_timeout_s}
+        if ms is not None:
+            args["options"] = f"-c statement_timeout={ms}"
+        return args
+
+
+def _seconds(name: str, value: object, what: str) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValidationError(f"{name} is how many seconds {what}: a number > 0, got {value!r}")
+    return float(value)
 
 
 def sqlalchemy_url(url: str | URL, *, is_async: bool) -> URL:
@@ -130,7 +197,7 @@ def take_write_lock(conn: sa.Connection) -> None:
         conn.exec_driver_sql("UPDATE convkit_conversations SET namespace = namespace WHERE 0")
 
 
-def _sqlite_setup(sync_engine: Engine) -> None:
+def _sqlite_setup(sync_engine: Engine, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> None:
     _CONFIGURED.add(sync_engine)
 
     @event.listens_for(sync_engine, "connect")
@@ -138,7 +205,7 @@ def _sqlite_setup(sync_engine: Engine) -> None:
         # Let SQLAlchemy's "begin" event below own transaction start.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cur.execute(f"PRAGMA busy_timeout = {max(1, round(busy_timeout_s * 1000))}")
         cur.execute("PRAGMA foreign_keys = ON")
         cur.execute("PRAGMA synchronous = NORMAL")
         cur.close()
@@ -151,30 +218,47 @@ def _sqlite_setup(sync_engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def create_sync(url: str | URL, **kw: Any) -> Engine:
+def create_sync(url: str | URL, options: PoolOptions | None = None, **kw: Any) -> Engine:
     u = sqlalchemy_url(url, is_async=False)
+    opts = options or PoolOptions()
     if u.get_backend_name() == "sqlite":
-        args: dict[str, Any] = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+        args: dict[str, Any] = {"timeout": opts.busy_timeout_s, "check_same_thread": False}
         if _is_memory(u):
             engine = sa.create_engine(u, connect_args=args, poolclass=StaticPool, **kw)
         else:
-            engine = sa.create_engine(u, connect_args=args, **kw)
-        _sqlite_setup(engine)
+            engine = sa.create_engine(u, connect_args=args, **opts.pool_args(), **kw)
+        _sqlite_setup(engine, opts.busy_timeout_s)
         return engine
-    return sa.create_engine(u, pool_pre_ping=True, **kw)
+    args = opts.postgres_args(u.get_driver_name())
+    return sa.create_engine(u, pool_pre_ping=True, connect_args=args, **opts.pool_args(), **kw)
 
 
-def create_async(url: str | URL, **kw: Any) -> AsyncEngine:
+def create_async(url: str | URL, options: PoolOptions | None = None, **kw: Any) -> AsyncEngine:
     u = sqlalchemy_url(url, is_async=True)
+    opts = options or PoolOptions()
     if u.get_backend_name() == "sqlite":
-        args: dict[str, Any] = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+        args: dict[str, Any] = {"timeout": opts.busy_timeout_s, "check_same_thread": False}
         if _is_memory(u):
             engine = create_async_engine(u, connect_args=args, poolclass=StaticPool, **kw)
         else:
-            engine = create_async_engine(u, connect_args=args, **kw)
-        _sqlite_setup(engine.sync_engine)
+            engine = create_async_engine(u, connect_args=args, **opts.pool_args(), **kw)
+        _sqlite_setup(engine.sync_engine, opts.busy_timeout_s)
         return engine
-    return create_async_engine(u, pool_pre_ping=True, **kw)
+    args = opts.postgres_args(u.get_driver_name())
+    return create_async_engine(u, pool_pre_ping=True, connect_args=args, **opts.pool_args(), **kw)
+
+
+#: PostgreSQL's SQLSTATE for a statement cancelled by ``statement_timeout`` (query_canceled).
+_QUERY_CANCELED = "57014"
+
+
+def _timed_out_statement(orig: object) -> bool:
+    """Whether a driver error is a statement over its time: PostgreSQL's statement_timeout, or
+    SQLite's busy timeout running out while waiting for the write lock."""
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if code == _QUERY_CANCELED:
+        return True
+    return type(orig).__name__ == "OperationalError" and "database is locked" in str(orig)
 
 
 @contextlib.contextmanager
@@ -182,10 +266,21 @@ def db_errors(what: str) -> Iterator[None]:
     """Turn SQLAlchemy (and driver) errors into DatabaseError; the message names the operation."""
     try:
         yield
+    except sa.exc.TimeoutError as exc:  # the pool's: every connection busy for pool_timeout
+        raise PoolTimeoutError(
+            f"{what} failed: no free database connection within the pool timeout ({exc}). Raise "
+            "pool_size or pool_timeout, or hold fewer connections at once"
+        ) from None
     except sa.exc.SQLAlchemyError as exc:
         orig = getattr(exc, "orig", None)
         detail = str(orig if orig is not None else exc).strip().splitlines()
         first = detail[0] if detail else type(exc).__name__
+        if orig is not None and _timed_out_statement(orig):
+            raise StatementTimeoutError(
+                f"{what} failed: the database did not finish within the statement timeout "
+                f"({type(orig).__name__}: {first}); nothing was written. Retry later, or raise "
+                "statement_timeout"
+            ) from None
         raise DatabaseError(f"{what} failed: {type(orig or exc).__name__}: {first}") from None
     except UnicodeEncodeError as exc:  # e.g. a title with a lone surrogate: no UTF-8 encoding
         raise ValidationError(

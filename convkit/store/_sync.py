@@ -20,7 +20,7 @@ from .._stepper import Stepper
 from . import _migrate as migrate
 from . import _ops_core
 from ._base import Flow, Step, StoreBase, Txn, runs
-from ._db import create_sync, db_errors, needs_write_lock, take_write_lock
+from ._db import PoolOptions, create_sync, db_errors, needs_write_lock, take_write_lock
 from ._ops_core import Op
 
 T = TypeVar("T")
@@ -49,12 +49,23 @@ class Store(StoreBase[Engine]):
     conversations the store keeps the last window's messages decoded in
     memory, so the next window reads and decodes only rows it has not seen
     (0 keeps none; see :mod:`convkit.store._msgcache`).
+
+    The connection pool and timeouts (defaults fit a web server; they apply to the engine the
+    store makes, not to one passed as ``engine``): ``pool_size`` (default 10): the most
+    database connections the store holds at once, each call using one at a time.
+    ``pool_timeout`` (default 10.0 seconds): how long a call waits for a free connection
+    before :class:`~convkit.PoolTimeoutError` (also the limit on opening a PostgreSQL
+    connection). ``statement_timeout`` (default 30.0 seconds; ``None``: no limit on
+    PostgreSQL, 60 s on SQLite): the longest a statement may run or wait for a lock
+    (PostgreSQL's ``statement_timeout``; on SQLite the wait for the write lock) before
+    :class:`~convkit.StatementTimeoutError`. Both errors are :class:`~convkit.DatabaseError`
+    and leave nothing written. An in-memory SQLite store has one shared connection and no pool.
     """
 
     _synchronous = True
 
-    def _create_engine(self, url: str) -> Engine:
-        return create_sync(url)
+    def _create_engine(self, url: str, pool: PoolOptions) -> Engine:
+        return create_sync(url, pool)
 
     def _opened(self) -> None:
         self._lock_writes = needs_write_lock(self._engine)
