@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="convkit", description="Conversations that fit Grok's context window.")
     p.add_argument("--version", action="version", version=f"convkit {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (_demo, _chat, _cli_models, _cli_fit, _cli_show, _cli_db):
         module.add_parser(sub)
     return p

@@ -30,7 +30,10 @@ __all__ = [
 
 def positive_int(text: str) -> int:
     """A whole number of tokens above 0."""
-    value = tokens(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of tokens, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {value}")
     return value

@@ -68,7 +68,7 @@ def _cmd_db_check(args: argparse.Namespace, out: TextIO) -> int:
 def add_parser(sub: Any) -> None:
     """Register ``convkit db upgrade|current|check`` on the subcommand set ``sub``."""
     db = sub.add_parser("db", help="create, upgrade or check convkit's tables in a database")
-    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub = db.add_subparsers(dest="db_command", metavar="{upgrade,current,check}", required=True)
     url_help = "database URL (default: $CONVKIT_DATABASE_URL, else sqlite:///convkit.db)"
     up = db_sub.add_parser("upgrade", help="upgrade the schema (creates the tables in an empty database)")
     up.add_argument("--url", help=url_help)

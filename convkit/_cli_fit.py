@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO, overload
 
@@ -25,7 +26,7 @@ from ._cli_args import (
     price,
 )
 from ._engine.settings import WindowSettings
-from ._errors import UnknownModelError, ValidationError
+from ._errors import ContextWindowError, UnknownModelError, ValidationError
 from ._file_window import fit_file
 from ._messages import Message
 from ._models import ModelSpec, get_model
@@ -40,6 +41,15 @@ _UNKNOWN_HINT = (
     "to fit against a model convkit does not know, or run `convkit models --refresh` to fetch xAI's current "
     "list."
 )
+
+
+def _priced(args: argparse.Namespace) -> bool:
+    """Whether the model's prices are known: a model convkit knows, or --price-in/--price-out."""
+    try:
+        get_model(args.model)
+    except UnknownModelError:
+        return args.price_in is not None or args.price_out is not None
+    return True
 
 
 def _fit_spec(args: argparse.Namespace) -> ModelSpec:
@@ -83,9 +93,17 @@ def _cmd_fit(args: argparse.Namespace, out: TextIO) -> int:
     settings = WindowSettings.of(
         spec, counter=counter, reserve=args.reserve, images=args.images, margin=args.margin
     )
-    window = fit_file(args.file, settings, steps=lambda what, total, unit: progress(what, total, unit=unit))
+    if args.file == "-" and sys.stdin.isatty():
+        print("convkit fit: reading messages from standard input (end with Ctrl-D)", file=sys.stderr)
+    try:
+        window = fit_file(
+            args.file, settings, steps=lambda what, total, unit: progress(what, total, unit=unit)
+        )
+    except ContextWindowError as exc:
+        raise _cannot_fit(exc, args) from None
     result = window.part.result
-    cost = result.estimate_cost(result.reserve)
+    priced = _priced(args)
+    cost = result.estimate_cost(result.reserve) if priced else None
     lines = window.lines
     if args.json:
         json.dump(
@@ -117,8 +135,44 @@ def _cmd_fit(args: argparse.Namespace, out: TextIO) -> int:
         f"{window.source}: {n:,} messages, {len(window.part.counts):,} counted (newest first, "
         "down to the cut); numbers are file lines"
     )
-    render(window_view(result, rows, title=title, numbering="line", counter=counter), out)
+    view = window_view(
+        result,
+        rows,
+        title=title,
+        numbering="line",
+        counter=counter,
+        priced=priced,
+        unpriced_note="no prices for this model: pass --price-in and --price-out",
+    )
+    render(view, out)
     return 0
+
+
+def _cannot_fit(exc: ContextWindowError, args: argparse.Namespace) -> ContextWindowError:
+    """The library's error, with advice in flags (the same numbers, for --json too)."""
+    err = ContextWindowError(
+        required=exc.required,
+        available=exc.available,
+        model=exc.model,
+        context_window=exc.context_window,
+        reserve=exc.reserve,
+    )
+    if exc.context_window and exc.reserve >= exc.context_window:
+        return err  # said in words already
+    levers = ["shorten the leading system, pinned or newest messages"]
+    if exc.reserve:
+        levers.append(f"pass a smaller --reserve (now {exc.reserve})")
+    levers.append("choose a --model (or --context-window) with a larger window")
+    err.args = (
+        f"{exc.model}: the messages that must be kept (the leading system messages, pinned messages and "
+        f"the newest turn with its tool results) need {exc.required} tokens, but the budget is "
+        f"{exc.available} (window {exc.context_window}, --reserve {exc.reserve}"
+        + (f", --margin {args.margin:g}" if args.margin else "")
+        + "); "
+        + ", or ".join(levers)
+        + ".",
+    )
+    return err
 
 
 class _Read(Sequence[Message]):

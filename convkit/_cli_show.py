@@ -43,6 +43,14 @@ __all__ = ["add_parser", "database_url", "latest_conversations"]
 
 _MISSING = "`convkit show` never creates a database; `convkit demo --db PATH` stores one to look at"
 
+
+def _missing() -> str:
+    """The advice for a database that does not exist, naming the demo's file when it is here."""
+    if os.path.isfile("convkit-demo.db"):
+        return "`convkit demo` wrote ./convkit-demo.db here: pass --db convkit-demo.db"
+    return _MISSING
+
+
 #: Conversations read per page when looking for the newest.
 _PAGE = 10_000
 
@@ -54,7 +62,7 @@ def database_url(db: str | None, url: str | None) -> tuple[str, str]:
     ``convkit db``, ``$CONVKIT_DATABASE_URL`` else ``sqlite:///convkit.db``.
     """
     if db is not None:
-        path = sqlite_file(db, writes=False, missing=_MISSING)
+        path = sqlite_file(db, writes=False, missing=_missing())
         return f"sqlite:///{path}", path
     given = url or os.environ.get("CONVKIT_DATABASE_URL")
     target = given or "sqlite:///convkit.db"
@@ -69,7 +77,7 @@ def database_url(db: str | None, url: str | None) -> tuple[str, str]:
         raise ValidationError(f"not a database URL: {safe_url(target)!r}") from None
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         flag = "--url" if url else ("$CONVKIT_DATABASE_URL" if given else "the default URL")
-        path = sqlite_file(str(parsed.database), writes=False, flag=flag, missing=_MISSING)
+        path = sqlite_file(str(parsed.database), writes=False, flag=flag, missing=_missing())
         return target, path
     return target, safe_url(target)
 

@@ -59,9 +59,8 @@ def sqlite_file(given: str, *, writes: bool, flag: str = "--db", missing: str = 
             f"{flag} {path} cannot be read ({exc.strerror or exc}); check its permissions"
         ) from None
     if head and head != _HEADER:
-        raise ValidationError(
-            f"{flag} {path} is not an SQLite database; pass {flag} a new file name or a convkit database"
-        )
+        wanted = "a new file name or a convkit database" if writes else "a database convkit wrote"
+        raise ValidationError(f"{flag} {path} is not an SQLite database; pass {flag} {wanted}")
     if not writes and (not head or not convkit_tables(path, flag)):
         raise ValidationError(
             f"{flag} {path} holds no convkit conversations (it has no convkit tables); pass the database "

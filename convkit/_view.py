@@ -86,7 +86,7 @@ class WindowView:
     budget: int
     prompt_tokens: int
     margin: float
-    cost_usd: float
+    cost_usd: float | None  # None: the model's prices are unknown
     #: a short description of the counter
     counter: str
     #: how the cost was estimated, e.g. "prompt at $2.00/M, 1,024-token reply at $10.00/M"
@@ -211,11 +211,15 @@ def window_view(
     numbering: str,
     counter: TokenCounter | str,
     completion_tokens: int | None = None,
+    priced: bool = True,
+    unpriced_note: str = "",
 ) -> WindowView:
     """The view of ``result``: its rows and figures, the cost estimated as ``convkit fit`` does.
 
     ``completion_tokens``: the reply the cost counts (default: the reserve, the most the model
     may answer). ``counter``: the counter used (its repr is shown) or a description of it.
+    ``priced=False``: the model's prices are not known, so no cost is shown (``unpriced_note``
+    says how to give them).
     """
     spec = result.spec if result.spec is not None else get_model(result.model)
     out = result.reserve if completion_tokens is None else completion_tokens
@@ -232,9 +236,9 @@ def window_view(
         budget=result.budget,
         prompt_tokens=result.prompt_tokens,
         margin=result.margin,
-        cost_usd=result.estimate_cost(out),
+        cost_usd=result.estimate_cost(out) if priced else None,
         counter=counter if isinstance(counter, str) else repr(counter),
-        cost_note=note,
+        cost_note=note if priced else unpriced_note,
     )
 
 
@@ -356,7 +360,7 @@ def render(view: WindowView, out: TextIO, *, terminal: bool | None = None, width
         f"{view.model}: window {view.context_window:,} less reserve {view.reserve:,}, "
         f"margin {view.margin:g}: budget {view.budget:,}"
     )
-    cost = f"estimated cost ${view.cost_usd:.5f}"
+    cost = "cost unknown" if view.cost_usd is None else f"estimated cost ${view.cost_usd:.5f}"
     if view.cost_note:
         cost += f" ({view.cost_note})"
     say(cost)

@@ -328,7 +328,8 @@ def test_fit_cannot_fit(conversation_file: Path, capsys: pytest.CaptureFixture[s
     assert text == ""
     err = capsys.readouterr().err
     assert "need" in err
-    assert "lower the reserve" in err
+    assert "pass a smaller --reserve (now 8190)" in err  # advice in flags
+    assert "--model (or --context-window)" in err
 
 
 def test_fit_unknown_model(conversation_file: Path, capsys: pytest.CaptureFixture[str]) -> None:

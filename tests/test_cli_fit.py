@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -375,3 +376,41 @@ def test_progress_shows_on_a_terminal_after_the_delay_only(tmp_path: Path) -> No
     assert "messages" in both
     assert shown(_Terminal(), 3600.0) == ""  # a step shorter than the delay shows nothing
     assert shown(io.StringIO(), 0.0) == ""  # not a terminal: nothing, ever
+
+
+def test_a_model_without_prices_has_no_cost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A made-up model (--context-window) without --price-in/--price-out: the cost is unknown, not $0."""
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(jsonl([Message.user("hi")]))
+    code, text = run("fit", str(path), "--model", "my-model", "--context-window", "9000", "--json")
+    assert code == 0
+    assert json.loads(text)["cost_estimate_usd"] is None
+    code, text = run("fit", str(path), "--model", "my-model", "--context-window", "9000")
+    assert "cost unknown (no prices for this model: pass --price-in and --price-out)" in text
+    assert "$0.0" not in text
+    code, text = run(
+        "fit", str(path), "--model", "my-model", "--context-window", "9000", "--price-in", "1", "--json"
+    )
+    assert json.loads(text)["cost_estimate_usd"] > 0
+
+
+def test_cannot_fit_is_said_in_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(jsonl([Message.user("tides and moons " * 20)]))
+    code, _ = run("fit", str(path), "--model", "made-up", "--context-window", "30", "--reserve", "0")
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "but the budget is 30 (window 30, --reserve 0)" in err
+    assert "--reserve (now" not in err  # no advice to lower a reserve of 0
+    assert "choose a --model (or --context-window) with a larger window" in err
+
+
+def test_the_readme_lists_the_json_keys_fit_prints(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Command line") : readme.index("## Models")]
+    listed = set(re.findall(r"`([a-z_]+)`", section[section.index("With `--json`") :].split("\n\n")[0]))
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(jsonl([Message.user("hi")]))
+    code, text = run("fit", str(path), "--model", "grok-2", "--json")
+    assert code == 0
+    assert set(json.loads(text)) <= listed, set(json.loads(text)) - listed

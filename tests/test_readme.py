@@ -371,6 +371,16 @@ def _marked(name: str) -> Block:
     return block
 
 
+def test_every_written_file_is_run_by_a_later_block() -> None:
+    """A ``<!-- file: NAME -->`` block only counts as run when a later sh block names NAME."""
+    for i, block in enumerate(BLOCKS):
+        name = block.markers.get("file")
+        if name is None:
+            continue
+        later = [b for b in BLOCKS[i + 1 :] if classify(b) == "sh" and name in b.code]
+        assert later, f"README.md line {block.line}: {name} is written but no later sh block runs it"
+
+
 def test_ci_run_is_what_the_readme_says() -> None:
     """``bash .ci/run`` (the set-up block's second line) does what the README says it does, and ends
     with exactly the test command of the ``ci-test-command`` block (``python -m pytest``).
@@ -535,7 +545,7 @@ def test_named_files_and_names_exist() -> None:
     assert paths
     missing = sorted(p for p in paths if not (REPO_ROOT / p).exists())
     assert not missing, f"README names files that do not exist: {missing}"
-    names = {m for s in spans for m in re.findall(r"\bconvkit(?:\.\w+)+", s)}
+    names = {m for s in spans for m in re.findall(r"(?<![\w/.-])convkit(?:\.\w+)+", s)}
     assert names
     for dotted in sorted(names):
         parts = dotted.split(".")
