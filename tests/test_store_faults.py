@@ -4,6 +4,10 @@
   500 to 20,000 messages cancelled 0-0.3 s in, round after round. Every
   cancelled call ends within a bound, the batch is wholly stored or wholly
   absent, and the next write goes through (nothing left holding a lock).
+* Writers timing out (``asyncio.wait_for`` at random points): 8 tasks on one
+  conversation appending, extending and popping, each call given 0-60 ms.
+  No call outlives its bound by much, seqs stay 1..N, and the conversation's
+  row lock is free afterwards (a plain append goes through).
 * One ``AsyncStore`` first used from 6 threads at once, each running its
   own event loop (``asyncio.run``): every thread's writes go through.
 * Pool exhaustion and a slow database: with every pooled connection held,
@@ -151,6 +155,49 @@ def test_eight_threads_pop_on_a_user_made_sqlite_engine_never_share_a_message(tm
         assert store.messages(cid) == []
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("driver", ASYNC_DRIVERS)
+def test_writers_timing_out_at_random_points_leave_no_lock_and_no_gap(
+    driver: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = driver_url(driver, tmp_path, request)
+    timed_out: list[int] = []
+
+    async def main() -> None:
+        store = AsyncStore(url, counters=[EstimateCounter()], upgrade=False)
+        try:
+            cid = (await within(store.create_conversation(), "create_conversation")).id
+
+            async def writer(w: int) -> None:
+                rnd = random.Random(w)
+                for i in range(25):
+                    kind = rnd.choice(("append", "extend", "pop"))
+                    if kind == "append":
+                        call = store.append(cid, {"role": "user", "content": f"w{w} {i}"})
+                    elif kind == "extend":
+                        batch = [
+                            {"role": "user", "content": f"w{w} {i}.{j}"} for j in range(rnd.randint(2, 300))
+                        ]
+                        call = store.extend(cid, batch)
+                    else:
+                        call = store.pop(cid)
+                    try:
+                        await asyncio.wait_for(call, rnd.uniform(0.0, 0.06))
+                    except TimeoutError:
+                        timed_out.append(w)
+
+            await within(asyncio.gather(*(writer(w) for w in range(8))), "8 writers timing out")
+            seq = await within(store.append(cid, {"role": "user", "content": "last"}), "a write afterwards")
+            count = (await within(store.get_conversation(cid), "get_conversation")).message_count
+            assert seq == count
+        finally:
+            await within(store.aclose(), "aclose")
+
+    run_bounded(main, 300.0)
+    assert timed_out, "no call timed out: the test did not test cancellation"
+    seqs = [r[0] for r in sup.rows(url, "SELECT seq FROM convkit_messages ORDER BY seq")]
+    assert seqs == list(range(1, len(seqs) + 1))
 
 
 def test_one_async_store_first_used_from_several_event_loops_at_once(tmp_path: Path) -> None:

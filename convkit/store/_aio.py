@@ -166,6 +166,9 @@ class AsyncStore(StoreBase[AsyncEngine]):
         commit) the ordinary way and returns its connection to the pool, and the caller waits
         for that and then raises ``CancelledError``. So the database holds the whole call or
         none of it (all of it only when the cancellation came during the COMMIT itself).
+        On PostgreSQL the statement in flight is not cancelled on the server (a cancel request
+        arrives out of band and could hit the next statement on that connection), so a
+        cancelled call may wait for it: at most ``statement_timeout``.
         """
         abandon = _Abandon()
         work = asyncio.ensure_future(self._transaction(txn, abandon))
