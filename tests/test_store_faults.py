@@ -331,3 +331,30 @@ def test_a_write_blocked_by_a_lock_gives_a_statement_timeout_error_within_the_st
 def test_pool_options_are_checked(option: str, value: object, tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match=option):
         Store(f"sqlite:///{tmp_path / 'x.db'}", **{option: value})
+
+
+def test_eight_tasks_pop_on_a_user_made_aiosqlite_engine_never_share_a_message(tmp_path: Path) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    url = sup.sqlite_database(tmp_path / "user.db").replace("sqlite://", "sqlite+aiosqlite://")
+    total = 200
+    popped: list[str] = []
+
+    async def main() -> None:
+        engine = create_async_engine(url, connect_args={"timeout": 60})
+        try:
+            store = AsyncStore(engine=engine, counters=[EstimateCounter()])
+            cid = (await store.create_conversation()).id
+            await store.extend(cid, [{"role": "user", "content": f"message {i}"} for i in range(total)])
+
+            async def popper() -> None:
+                while (m := await store.pop(cid)) is not None:
+                    popped.append(m.text)
+
+            await within(asyncio.gather(*(popper() for _ in range(8))), "8 poppers", 120.0)
+            assert await store.messages(cid) == []
+        finally:
+            await engine.dispose()
+
+    run_bounded(main, 300.0)
+    assert sorted(popped) == sorted(f"message {i}" for i in range(total)), "a message popped twice or lost"
