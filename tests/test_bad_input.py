@@ -364,6 +364,71 @@ def test_a_model_cache_too_deeply_nested_to_read_is_ignored_with_a_warning(tmp_p
         assert _catalog.load_cache(cache) is None
 
 
+# -- a full disk ------------------------------------------------------------------------------------
+
+
+def _full_disk(*_args: object) -> None:
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("fails", ["write", "fsync", "replace"])
+def test_export_jsonl_to_a_full_disk_is_a_store_error_and_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: str
+) -> None:
+    import io
+    import os
+
+    from convkit import _jsonl as jsonl_module
+
+    with convkit.Store(f"sqlite:///{tmp_path / 'x.db'}") as store:
+        conv = store.create_conversation()
+        store.append(conv.id, Message.user("hi"))
+        out = tmp_path / "out"
+        out.mkdir()
+        dest = out / "conv.jsonl"
+        dest.write_text("the previous export\n", encoding="utf-8")
+        if fails == "write":
+            real_open = open
+
+            class FullFile(io.StringIO):
+                def __init__(self, path: str) -> None:
+                    super().__init__()
+                    real_open(path, "w").close()  # the temporary file exists, as on a real disk
+
+                def write(self, text: str) -> int:
+                    _full_disk()
+                    return 0
+
+            monkeypatch.setattr(jsonl_module, "open", lambda path, *a, **kw: FullFile(path), raising=False)
+        else:
+            monkeypatch.setattr(os, fails, _full_disk)
+        with pytest.raises(convkit.StoreError, match="No space left on device") as info:
+            store.export_jsonl(conv.id, dest)
+        monkeypatch.undo()
+        assert str(dest) in str(info.value)
+        assert sorted(p.name for p in out.iterdir()) == ["conv.jsonl"]
+        assert dest.read_text(encoding="utf-8") == "the previous export\n"
+
+
+def test_export_jsonl_to_a_missing_folder_or_a_failing_stream_is_a_store_error(tmp_path: Path) -> None:
+    class Full:
+        name = "<full stream>"
+
+        def write(self, text: str) -> int:
+            _full_disk()
+            return 0
+
+    with convkit.Store(f"sqlite:///{tmp_path / 'x.db'}") as store:
+        conv = store.create_conversation()
+        store.append(conv.id, Message.user("hi"))
+        with pytest.raises(convkit.StoreError, match="no/such/folder"):
+            store.export_jsonl(conv.id, tmp_path / "no" / "such" / "folder" / "c.jsonl")
+        with pytest.raises(convkit.StoreError, match="full stream"):
+            store.export_jsonl(conv.id, Full())  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("name", ["m" * 129, "", "   ", "a\ud800", 5])
 def test_a_model_name_the_store_cannot_key_by_is_refused_at_construction(name: object) -> None:
     with pytest.raises(convkit.ValidationError, match=r"at most 128 characters|lone surrogate"):

@@ -46,7 +46,7 @@ from .._fitting import (
     plan_fit,
     sync_answer,
 )
-from .._jsonl import dumps_jsonl, loads_jsonl, read_jsonl
+from .._jsonl import dumps_jsonl, loads_jsonl, read_jsonl, write_jsonl_text
 from .._messages import Message, MessageLike, as_messages
 from .._models import ModelSpec, get_model
 from .._results import Calibration, Conversation, StoredSummary, UsageTotals
@@ -324,16 +324,7 @@ class StoreBase(Generic[E]):
         text = dumps_jsonl(messages)
         if dest is None:
             return text
-        if not isinstance(dest, str | os.PathLike):
-            dest.write(text)
-            return None
-        path = os.fspath(dest)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_jsonl_text(text, dest)  # atomic for a path; StoreError (temporary file removed) if it fails
         return None
 
     # -- conversations ---------------------------------------------------------------------
