@@ -324,6 +324,37 @@ def test_a_write_blocked_by_a_lock_gives_a_statement_timeout_error_within_the_st
         assert [m.text for m in store.messages(cid)] == ["hi"]
 
 
+@pytest.mark.parametrize("driver", ASYNC_DRIVERS)
+def test_an_async_write_blocked_by_a_lock_gives_a_statement_timeout_error(
+    driver: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = driver_url(driver, tmp_path, request)
+    with Store(url) as setup:
+        cid = setup.create_conversation().id
+
+    async def main() -> None:
+        store = AsyncStore(url, upgrade=False, statement_timeout=STATEMENT_TIMEOUT)
+        try:
+            await store.get_conversation(cid)  # the schema checked before the lock is taken
+            with sup.raw_engine(url) as raw, raw.connect() as blocker:
+                if driver == "aiosqlite":
+                    blocker.exec_driver_sql("BEGIN IMMEDIATE")
+                else:
+                    lock = "SELECT id FROM convkit_conversations WHERE id = :cid FOR UPDATE"
+                    blocker.execute(sa.text(lock), {"cid": cid})
+                started = time.monotonic()
+                with pytest.raises(StatementTimeoutError):
+                    await within(store.append(cid, {"role": "user", "content": "hi"}), "a blocked append")
+                waited = time.monotonic() - started
+                assert STATEMENT_TIMEOUT * 0.9 <= waited < STATEMENT_TIMEOUT + SLACK
+                blocker.rollback()
+            assert await within(store.append(cid, {"role": "user", "content": "hi"}), "append") == 1
+        finally:
+            await store.aclose()
+
+    run_bounded(main, 120.0)
+
+
 @pytest.mark.parametrize(
     ("option", "value"),
     [("pool_size", 0), ("pool_size", 2.5), ("pool_timeout", 0), ("statement_timeout", -1.0)],
