@@ -389,3 +389,19 @@ def test_eight_tasks_pop_on_a_user_made_aiosqlite_engine_never_share_a_message(t
 
     run_bounded(main, 300.0)
     assert sorted(popped) == sorted(f"message {i}" for i in range(total)), "a message popped twice or lost"
+
+
+@pytest.mark.parametrize("flavour", sup.FLAVOURS)
+def test_opening_a_store_does_not_wait_for_another_writer(flavour: str, tmp_path: Path) -> None:
+    url = sup.sqlite_database(tmp_path / "busy.db")
+    with sup.raw_engine(url) as raw, raw.connect() as writer:
+        writer.exec_driver_sql("PRAGMA journal_mode = WAL")
+        writer.exec_driver_sql("BEGIN IMMEDIATE")  # a long write transaction elsewhere
+        started = time.monotonic()
+        store = sup.open_store(url, flavour, upgrade=None, statement_timeout=STATEMENT_TIMEOUT)
+        try:
+            assert store.list_conversations() == []  # checks the schema on first use (async)
+        finally:
+            store.close()
+        assert time.monotonic() - started < STATEMENT_TIMEOUT
+        writer.rollback()

@@ -140,12 +140,16 @@ class AsyncStore(StoreBase[AsyncEngine]):
         try:
             if self._ready:  # another task or loop finished it meanwhile
                 return  # type: ignore[unreachable]
+            # in read transactions unless upgrading (see Store._opened)
             with db_errors("checking the schema"):
                 async with self._engine.connect() as conn:
+                    await conn.execution_options(convkit_read=True)
                     status = await conn.run_sync(migrate.schema_status)
             upgrade = self._upgrades(status)
             with db_errors("upgrading the schema"):
                 async with self._engine.connect() as conn:
+                    if not upgrade:
+                        await conn.execution_options(convkit_read=True)
                     await conn.run_sync(lambda c: migrate.ensure_schema(c, upgrade=upgrade))
                     await conn.commit()
             self._ready = True

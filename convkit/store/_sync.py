@@ -69,9 +69,18 @@ class Store(StoreBase[Engine]):
 
     def _opened(self) -> None:
         self._lock_writes = needs_write_lock(self._engine)
+        # Checked in read transactions (on SQLite, BEGIN rather than BEGIN IMMEDIATE): opening a
+        # store does not wait for another writer's transaction unless it has to upgrade.
         with db_errors("checking the schema"), self._engine.connect() as conn:
+            conn.execution_options(convkit_read=True)
             status = migrate.schema_status(conn)
-        migrate.ensure_schema(self._engine, upgrade=self._upgrades(status))
+        upgrade = self._upgrades(status)
+        if upgrade:
+            migrate.ensure_schema(self._engine, upgrade=True)
+            return
+        with self._engine.connect() as conn:
+            conn.execution_options(convkit_read=True)
+            migrate.ensure_schema(conn, upgrade=False)
 
     def close(self) -> None:
         """Release the connection pool (when the store created the engine)."""
