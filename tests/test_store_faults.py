@@ -8,6 +8,8 @@
   conversation appending, extending and popping, each call given 0-60 ms.
   No call outlives its bound by much, seqs stay 1..N, and the conversation's
   row lock is free afterwards (a plain append goes through).
+* ``window`` (back-filling a new counter's counts) cancelled 0-50 ms in,
+  15 rounds: each ends within a bound and the next window is whole.
 * One ``AsyncStore`` first used from 6 threads at once, each running its
   own event loop (``asyncio.run``): every thread's writes go through.
 * Pool exhaustion and a slow database: with every pooled connection held,
@@ -198,6 +200,35 @@ def test_writers_timing_out_at_random_points_leave_no_lock_and_no_gap(
     assert timed_out, "no call timed out: the test did not test cancellation"
     seqs = [r[0] for r in sup.rows(url, "SELECT seq FROM convkit_messages ORDER BY seq")]
     assert seqs == list(range(1, len(seqs) + 1))
+
+
+@pytest.mark.parametrize("driver", ASYNC_DRIVERS)
+def test_window_cancelled_at_random_moments_leaves_the_store_usable(
+    driver: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = driver_url(driver, tmp_path, request)
+    rnd = random.Random(7)
+
+    async def main() -> None:
+        store = AsyncStore(url, counters=[EstimateCounter()], upgrade=False)
+        try:
+            cid = (await store.create_conversation()).id
+            text = "lorem ipsum dolor sit amet " * 40
+            await store.extend(cid, [{"role": "user", "content": f"{i} {text}"} for i in range(3000)])
+            for r in range(15):
+                # a new counter each round: the window back-fills its counts (writes) before reading
+                counter = EstimateCounter(2.0 + r / 10)
+                call = asyncio.ensure_future(store.window(cid, model="grok-2-1212", counter=counter))
+                await asyncio.sleep(rnd.uniform(0.0, 0.05))
+                call.cancel()
+                await within(asyncio.wait([call]), f"round {r}: the cancelled window")
+                got = await within(store.window(cid, model="grok-2-1212", counter=counter), "the next window")
+                assert got.messages[-1].text.startswith("2999 ")
+            assert await within(store.append(cid, {"role": "user", "content": "after"}), "a write") == 3001
+        finally:
+            await within(store.aclose(), "aclose")
+
+    run_bounded(main, 300.0)
 
 
 def test_one_async_store_first_used_from_several_event_loops_at_once(tmp_path: Path) -> None:
