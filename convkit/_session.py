@@ -46,6 +46,26 @@ class Session(SessionBase[Store, XAIClient]):
     calibration read, the window, the reply with its usage), so it needs a
     :class:`~convkit.Store`, not a look-alike: a subclass that overrides
     ``append`` or ``record_turn`` is not called by ``send``.
+
+    Several writers on one conversation (sessions in other threads or processes, on other
+    ``Store`` instances) are not serialized; each turn is three transactions, so turns
+    interleave, as follows. Every message is stored once, in the order its transaction
+    commits (seqs stay contiguous). A turn's window is one consistent snapshot of the
+    conversation, read after the turn's own message was stored: it holds that message and
+    every message committed before the read, so it may hold another writer's message and
+    even that writer's reply (then the request ends with that reply). A reply is stored,
+    with its usage row, after every message stored when it arrives: replies follow the
+    messages that were stored before they were requested, in order of completion, so two
+    turns at once may read user, user, assistant, assistant. A tool call's results may be
+    stored after another writer's messages; windows keep a call, its results and whatever
+    arrived between them together (as ``fit`` does). No request carries a tool call without
+    its results: a turn whose window holds a call still waiting for them (another writer's,
+    or this session's own before ``add_tool_results``) sends nothing and raises
+    :class:`~convkit.InvalidConversationError`, its message staying stored (a failed turn);
+    ``resume()`` completes it once the results are stored. The same message sent by two
+    writers while the first waits for its reply is one message (a retry, see above),
+    answered twice. To keep one reply per user message in strict alternation, send a
+    conversation's turns from one writer at a time.
     """
 
     _summarizer_type = XAISummarizer

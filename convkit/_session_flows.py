@@ -36,7 +36,7 @@ import attrs
 
 from ._counting import EstimateCounter, ImagePolicy, TokenCounter
 from ._engine.settings import Policy, WindowSettings, default_reserve
-from ._errors import PromptTooLongError, ValidationError
+from ._errors import InvalidConversationError, PromptTooLongError, ValidationError
 from ._fitting import FitResult, Strategy
 from ._messages import Message, MessageLike, Part, as_message
 from ._models import ModelSpec, get_model
@@ -116,6 +116,25 @@ def _margin(counter: TokenCounter, calibration: Calibration | None) -> float:
     """The counter's own margin, widened (never narrowed) by what calibration learned, up to MAX_MARGIN."""
     learned = (calibration.ratio_max - 1.0) if calibration is not None else 0.0
     return max(counter.margin, min(MAX_MARGIN, learned))
+
+
+def _answered(messages: tuple[Message, ...]) -> tuple[Message, ...]:
+    """``messages``, when every tool call among them has its results; else InvalidConversationError.
+
+    A window holds one when the results are not stored yet: another writer's turn (in another
+    thread or process) is between its reply and ``add_tool_results``, or this session sent a new
+    message before adding them. Nothing is sent; the turn's message stays stored (a failed turn),
+    and ``resume()`` completes it once the results are stored.
+    """
+    answered = {m.tool_call_id for m in messages if m.role == "tool"}
+    pending = [c.id for m in messages for c in m.tool_calls if c.id not in answered]
+    if pending:
+        raise InvalidConversationError(
+            f"the conversation holds tool call(s) {', '.join(map(repr, pending))} without their results, "
+            "and a request must carry each call's results: store them with add_tool_results (from the "
+            "writer that got the call), then resume(); nothing was sent, your message stays stored"
+        )
+    return messages
 
 
 def default_conv_id(conversation_id: str) -> str:
@@ -337,21 +356,21 @@ class SessionBase(Generic[StoreT, ClientT]):
     def _complete(self, margin: float, kw: Mapping[str, Any]) -> Flow[Completion]:
         window = yield from self._window_at(margin)
         try:
-            completion: Completion = yield Chat(window.messages, kw)
+            completion: Completion = yield Chat(_answered(window.messages), kw)
         except PromptTooLongError as err:
             window = yield from self._refit(err, window)
-            completion = yield Chat(window.messages, kw)
+            completion = yield Chat(_answered(window.messages), kw)
         yield from self._record(completion, window)
         return completion
 
     def _complete_stream(self, margin: float, kw: Mapping[str, Any]) -> Flow[None]:
         window = yield from self._window_at(margin)
         try:
-            yield Open(window.messages, kw)
+            yield Open(_answered(window.messages), kw)
             event: StreamEvent | None = yield Next()  # a refused request fails here, before any event
         except PromptTooLongError as err:
             window = yield from self._refit(err, window)
-            yield Open(window.messages, kw)
+            yield Open(_answered(window.messages), kw)
             event = yield Next()
         while event is not None:
             # the reply is stored before its Done is handed out, so a consumer that stops at Done (or
