@@ -1081,7 +1081,7 @@ def test_xai_summarizer_empty_answer_and_timeout_write_nothing(xai: XAIStandIn, 
         store.extend(cid, overflowing())
         messages = store.messages(cid)
         kw = {"counter": counter, "strategy": "summarize", **STORE_KW}
-        # a slow reply outlasts 1 s; the others do, even on a loaded machine
+        # a slow reply outlasts 1 s; the others finish within it, even on a loaded machine
         with client_for(xai, timeout=1.0) as client:
             summarizer = XAISummarizer(client)  # grok-2-1212: one call a fold here
             # an empty answer
