@@ -276,6 +276,7 @@ class WorkerConfig:
     async_pool: int
     sync_pool: int
     stream_share: float = 0.5
+    calibrate: bool = True
 
 
 def _user_text(seed: int, worker: int, conv: int, turn: int) -> str:
@@ -325,7 +326,9 @@ async def _async_conversation(cfg: WorkerConfig, n: int, store: Any, client: Any
     conv = await store.create_conversation(title=f"w{cfg.index}-a{n}")
     with tally.lock:
         tally.transcripts[conv.id] = []
-    session = convkit.AsyncSession(store, conv.id, model=LOAD_MODEL, client=client, reserve=RESERVE)
+    session = convkit.AsyncSession(
+        store, conv.id, model=LOAD_MODEL, client=client, reserve=RESERVE, calibrate=cfg.calibrate
+    )
     rng = random.Random(f"{cfg.seed}/{cfg.index}/a{n}")
     for turn in range(cfg.turns):
         text = _user_text(cfg.seed, cfg.index, n, turn)
@@ -372,7 +375,9 @@ def _sync_conversation(cfg: WorkerConfig, n: int, store: Any, client: Any, tally
     conv = store.create_conversation(title=f"w{cfg.index}-s{n}")
     with tally.lock:
         tally.transcripts[conv.id] = []
-    session = convkit.Session(store, conv.id, model=LOAD_MODEL, client=client, reserve=RESERVE)
+    session = convkit.Session(
+        store, conv.id, model=LOAD_MODEL, client=client, reserve=RESERVE, calibrate=cfg.calibrate
+    )
     rng = random.Random(f"{cfg.seed}/{cfg.index}/s{n}")
     for turn in range(cfg.turns):
         text = _user_text(cfg.seed, cfg.index, 10_000 + n, turn)
@@ -491,6 +496,7 @@ class LoadConfig:
     namespace: str = "load"
     async_pool: int = 12  #: AsyncStore pool_size per process
     sync_pool: int = 3  #: Store pool_size per process
+    calibrate: bool = True  #: the sessions' calibrate= (False: no calibration reads or writes)
 
 
 def async_url(url: str) -> str:
@@ -532,6 +538,7 @@ def run_load(url: str, cfg: LoadConfig) -> dict[str, Any]:
                 namespace=cfg.namespace,
                 async_pool=cfg.async_pool,
                 sync_pool=cfg.sync_pool,
+                calibrate=cfg.calibrate,
             )
             for i in range(cfg.processes)
         ]

@@ -78,6 +78,11 @@ def main() -> int:
     p.add_argument("--send-retries", type=int, default=d.send_retries)
     p.add_argument("--async-pool", type=int, default=d.async_pool, help="AsyncStore pool_size per process")
     p.add_argument("--sync-pool", type=int, default=d.sync_pool, help="Store pool_size per process")
+    p.add_argument(
+        "--no-calibrate",
+        action="store_true",
+        help="sessions with calibrate=False (no calibration row writes)",
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--pg-url", default=os.environ.get("CONVKIT_BENCH_PG_URL", DEFAULT_PG))
     p.add_argument("--pg-db", default="convkit_load")
@@ -96,6 +101,7 @@ def main() -> int:
         seed=a.seed,
         async_pool=a.async_pool,
         sync_pool=a.sync_pool,
+        calibrate=not a.no_calibrate,
     )
     db = scratch_sqlite() if a.sqlite else scratch_pg(a.pg_url, a.pg_db)
     with db as url:
