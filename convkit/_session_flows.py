@@ -294,16 +294,16 @@ class SessionBase(Generic[StoreT, ClientT]):
     ) -> Flow[Completion]:
         """Append the user's message (once, even when retried) and complete the turn."""
         kw = self._chat_kw(options)  # a bad option is refused before anything is stored
-        margin = yield from self._begin(_as_user(content_or_message))
-        return (yield from self._complete(margin, kw))
+        margin, calib = yield from self._begin(_as_user(content_or_message))
+        return (yield from self._complete(margin, kw, calib))
 
     def _send_stream(
         self, /, content_or_message: str | Sequence[Part | str] | MessageLike, **options: Any
     ) -> Flow[None]:
         """As :meth:`send`, streaming the reply's events; the reply is stored at the end."""
         kw = self._chat_kw(options)  # a bad option is refused before anything is stored
-        margin = yield from self._begin(_as_user(content_or_message))
-        yield from self._complete_stream(margin, kw)
+        margin, calib = yield from self._begin(_as_user(content_or_message))
+        yield from self._complete_stream(margin, kw, calib)
 
     def _add_tool_results(self, results: Mapping[str, str] | Iterable[MessageLike]) -> Flow[range]:
         """Store tool results (``{call_id: content}`` or tool messages); then :meth:`resume`."""
@@ -347,23 +347,28 @@ class SessionBase(Generic[StoreT, ClientT]):
         return msgs
 
     # -- a turn: three transactions (the user's message; the window; the reply) ---------------
-    def _begin(self, message: Message) -> Flow[float]:
-        """Store the user's message (unless it waits for its reply already); the margin in force."""
+    def _begin(self, message: Message) -> Flow[tuple[float, Calibration | None]]:
+        """Store the user's message (unless it waits for its reply already); the margin in force,
+        and the calibration it comes from."""
         key = (self.spec, self.counter) if self.calibrate_enabled else None
         _, calib = yield Run("begin_turn", (self.conversation_id, message, key))
-        return _margin(self.counter, calib)
+        return _margin(self.counter, calib), calib
 
-    def _complete(self, margin: float, kw: Mapping[str, Any]) -> Flow[Completion]:
+    def _complete(
+        self, margin: float, kw: Mapping[str, Any], calib: Calibration | None = None
+    ) -> Flow[Completion]:
         window = yield from self._window_at(margin)
         try:
             completion: Completion = yield Chat(_answered(window.messages), kw)
         except PromptTooLongError as err:
             window = yield from self._refit(err, window)
             completion = yield Chat(_answered(window.messages), kw)
-        yield from self._record(completion, window)
+        yield from self._record(completion, window, calib)
         return completion
 
-    def _complete_stream(self, margin: float, kw: Mapping[str, Any]) -> Flow[None]:
+    def _complete_stream(
+        self, margin: float, kw: Mapping[str, Any], calib: Calibration | None = None
+    ) -> Flow[None]:
         window = yield from self._window_at(margin)
         try:
             yield Open(_answered(window.messages), kw)
@@ -376,7 +381,7 @@ class SessionBase(Generic[StoreT, ClientT]):
             # the reply is stored before its Done is handed out, so a consumer that stops at Done (or
             # reads usage() there) finds the turn complete
             if isinstance(event, Done):
-                yield from self._record(event.completion, window)
+                yield from self._record(event.completion, window, calib)
             yield Emit(event)
             event = yield Next()
 
@@ -393,8 +398,20 @@ class SessionBase(Generic[StoreT, ClientT]):
         calib = yield Call("calibrate", (self.spec, self.counter, self._overflow_ratio(err, window)))
         return (yield from self._window_at(_margin(self.counter, calib)))
 
-    def _record(self, completion: Completion, window: FitResult) -> Flow[None]:
+    def _record(self, completion: Completion, window: FitResult, calib: Calibration | None) -> Flow[None]:
+        from .store._calibration import teaches  # the store's rule; imported with the store
+
         ratio = self._observed_ratio(completion, window)
         seen = (self.spec, self.counter, ratio) if self.calibrate_enabled and ratio is not None else None
+        if (
+            seen is not None
+            and ratio is not None
+            and calib is not None
+            and not teaches(calib.ratio_max, ratio)
+        ):
+            # the sample would leave the estimate as the turn read it: not writing it keeps the
+            # namespace's one calibration row free for the turns that do teach something (every
+            # concurrent session of a namespace queued on that row's lock, bench_load found)
+            seen = None
         row = self._usage_row(completion, window)
         yield Run("end_turn", (self.conversation_id, completion.message, row, seen))

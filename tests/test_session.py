@@ -529,6 +529,26 @@ def test_calibration_is_per_namespace_bounded_and_recovers(env: Env) -> None:
     assert b.window().budget == full
 
 
+def test_a_settled_calibration_is_not_written_by_every_turn(env: Env) -> None:
+    """bench_load found every concurrent session of a namespace queued on its one calibration row:
+    each turn wrote it. A sample that leaves the estimate as the turn read it is not written; one
+    that teaches something is."""
+    xai = env.standin()  # counts like the sessions' counter: ordinary ratios are about 1
+    s = env.session(xai, counters=[EstimateCounter(4.0, margin=0.0)], namespace="quiet")
+    turn(s, "chat", "First question.")
+    first = s.store_call("calibration", "grok-2", s.session.counter)
+    assert first is not None
+    assert first.samples == 1
+    for k in range(5):
+        turn(s, "stream" if k % 2 else "chat", f"Question {k}?")
+    assert s.store_call("calibration", "grok-2", s.session.counter) == first  # nothing written
+    xai.queue(Reply(text="odd", usage={"prompt_tokens": 1_000_000}))
+    turn(s, "chat", "One more.")
+    taught = s.store_call("calibration", "grok-2", s.session.counter)
+    assert taught.samples == 2
+    assert taught.ratio_max == pytest.approx(CALIBRATION_STEP)
+
+
 def test_calibration_steps_are_bounded_and_decay() -> None:
     est = next_estimate(None, 3.0)
     assert est == CALIBRATION_STEP

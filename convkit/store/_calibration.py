@@ -21,6 +21,10 @@ The step bound applies to what replies' usage teach. An overflow 400 gives
 xAI's own count of the prompt it refused (``Store.calibrate``, the session's
 re-fit) and is taken whole, so a genuine undercount is corrected at once;
 it decays like any other sample afterwards.
+
+A session skips a sample that would not move the estimate it read at the
+turn's start (:func:`teaches`), so a settled namespace's row is not written
+by every turn.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ __all__ = [
     "add_calibration",
     "get_calibration",
     "next_estimate",
+    "teaches",
     "upsert_calibration",
 ]
 
@@ -59,6 +64,18 @@ def next_estimate(estimate: float | None, ratio: float, *, bounded: bool = True)
     before = 1.0 if estimate is None else estimate
     grown = min(ratio, before * CALIBRATION_STEP) if bounded else ratio
     return max(grown, 1.0 + (before - 1.0) * CALIBRATION_DECAY)
+
+
+#: A sample that would move the estimate by less than this fraction of it is not written.
+QUIET = 1e-3
+
+
+def teaches(estimate: float, ratio: float) -> bool:
+    """Whether a reply's sample ``ratio`` would move ``estimate`` (read at the turn's start) by
+    :data:`QUIET` of it or more. A session writes only such samples: once the estimate has
+    settled, turns leave the namespace's calibration row alone, so concurrent sessions do not
+    queue on its lock (``samples`` then counts the samples written)."""
+    return abs(next_estimate(estimate, ratio) - estimate) >= QUIET * estimate
 
 
 def get_calibration(ns: str, model: str, counter_id: str) -> Op[Calibration | None]:
