@@ -296,3 +296,62 @@ def test_a_backfill_and_a_truncate_do_not_interleave(db_url: str) -> None:
         proceed.set()
         writer.close()
         reader.close()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    from . import _pg
+
+    with _pg.fresh_database() as url:
+        yield url
+
+
+def test_an_append_reusing_images_never_deadlocks_with_image_cleanup(pg_url: str) -> None:
+    """Image cleanup (drop_unreferenced_images) locks image rows in hash order; an append reusing
+    images used to lock them in message order, so an append of [Q, P] against a cleanup holding P
+    and then asking for Q was a deadlock on PostgreSQL (found in review). Appends now lock in hash
+    order too: the append waits on P holding nothing, and the cleanup gets Q."""
+    import io
+
+    import psycopg
+    from PIL import Image
+
+    def png(color: tuple[int, int, int]) -> convkit.ImagePart:
+        buf = io.BytesIO()
+        Image.new("RGB", (4, 4), color).save(buf, "PNG")
+        return convkit.ImagePart.from_bytes(buf.getvalue())
+
+    a, b = png((255, 0, 0)), png((0, 0, 255))
+    p, q = sorted((a, b), key=lambda i: i.sha256)  # P sorts first
+    with Store(pg_url, upgrade=True) as store:
+        keep = store.create_conversation().id
+        store.append(keep, Message.user([convkit.TextPart("both"), p, q]))  # the image rows exist
+        cid = store.create_conversation().id
+        dsn = pg_url.replace("postgresql+psycopg", "postgresql")
+        with psycopg.connect(dsn) as cleanup, psycopg.connect(dsn, autocommit=True) as watch:
+            cleanup.execute("SET lock_timeout = '20s'")
+            cleanup.execute("SELECT sha256 FROM convkit_images WHERE sha256 = %s FOR UPDATE", (p.sha256,))
+            outcome: dict[str, object] = {}
+
+            def append() -> None:
+                try:
+                    store.append(cid, Message.user([convkit.TextPart("again"), q, p]))  # message order Q, P
+                    outcome["append"] = "ok"
+                except Exception as exc:  # reported below
+                    outcome["append"] = exc
+
+            writer = threading.Thread(target=append)
+            writer.start()
+            for _ in range(2000):  # the event: the append waits on a row lock
+                waiting = watch.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                ).fetchone()
+                if waiting and waiting[0]:
+                    break
+                writer.join(0.01)
+            cleanup.execute("SELECT sha256 FROM convkit_images WHERE sha256 = %s FOR UPDATE", (q.sha256,))
+            cleanup.commit()
+            writer.join(30)
+        assert outcome == {"append": "ok"}
+        assert [m.text for m in store.messages(cid)] == ["again"]

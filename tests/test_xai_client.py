@@ -846,3 +846,5 @@ def test_retry_after_seconds_and_http_dates_within_the_cap() -> None:
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480.0 - 5) == 5.0
     assert retry_after_seconds("-1") is None
     assert retry_after_seconds("") is None
+    assert retry_after_seconds("\u00b2") is None  # a digit to str.isdigit(), not to float()
+    assert retry_after_seconds("\u0663") is None  # an Arabic-Indic digit: not an HTTP delay

@@ -219,7 +219,9 @@ def _write(
             ins = ins.on_conflict_do_update(index_elements=["sha256"], set_={"sha256": ins.excluded.sha256})
         else:
             ins = ins.on_conflict_do_nothing(index_elements=["sha256"])
-        rows_i = [{**r, "created_at": now} for r in batch.images]
+        # in hash order, as drop_unreferenced_images locks them: two writers never wait on each other
+        # in opposite orders (a deadlock on PostgreSQL)
+        rows_i = sorted(({**r, "created_at": now} for r in batch.images), key=lambda r: str(r["sha256"]))
         for i in range(0, len(rows_i), 100):
             yield Exec(ins, rows_i[i : i + 100])
     rows_m = [
