@@ -184,6 +184,8 @@ def test_a_turn_cancelled_at_random_moments_is_whole_absent_or_a_failed_turn(
     assert xai.errors == []
     xs.check_requests(xai)
     print(f"{driver} {kind}: {outcomes}")
+    # the rounds did cancel turns midway (most hold the reply past the cancellation)
+    assert outcomes.get("absent", 0) + outcomes.get("failed turn", 0) >= ROUNDS // 4, outcomes
 
 
 # -- two writers on one conversation ---------------------------------------------------------

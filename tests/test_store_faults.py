@@ -436,3 +436,20 @@ def test_opening_a_store_does_not_wait_for_another_writer(flavour: str, tmp_path
             store.close()
         assert time.monotonic() - started < STATEMENT_TIMEOUT
         writer.rollback()
+
+
+def test_the_sqlite_interrupt_is_found_under_aiosqlite(tmp_path: Path) -> None:
+    """Cancellation interrupts SQLite's statement in flight through two private attributes of the
+    aiosqlite adapter; if a new aiosqlite renames them, cancellation silently falls back to waiting
+    for the statement: this test says so instead."""
+    from convkit.store._aio import _sqlite_interrupt
+
+    async def main() -> object:
+        store = AsyncStore(f"sqlite:///{tmp_path / 'i.db'}")
+        try:
+            async with store._engine.connect() as conn:
+                return _sqlite_interrupt((await conn.get_raw_connection()).dbapi_connection)
+        finally:
+            await store.aclose()
+
+    assert callable(asyncio.run(main()))

@@ -173,6 +173,11 @@ class AsyncStore(StoreBase[AsyncEngine]):
         On PostgreSQL the statement in flight is not cancelled on the server (a cancel request
         arrives out of band and could hit the next statement on that connection), so a
         cancelled call may wait for it: at most ``statement_timeout``.
+
+        Not covered: the event loop ending while a call is in flight. ``asyncio.run`` cancels
+        every task left at its end, this transaction's own included, and that cancellation
+        lands inside the driver (on SQLite the write lock may stay held). Await or cancel a
+        store's calls before the loop ends.
         """
         abandon = _Abandon()
         work = asyncio.ensure_future(self._transaction(txn, abandon))
@@ -180,6 +185,8 @@ class AsyncStore(StoreBase[AsyncEngine]):
             return await asyncio.shield(work)
         except asyncio.CancelledError:
             if work.done():
+                if not work.cancelled():
+                    work.exception()  # retrieved: the caller was cancelled, asyncio need not log it
                 raise
             abandon.set()
             await _settle(work)
@@ -190,19 +197,23 @@ class AsyncStore(StoreBase[AsyncEngine]):
         options, begin = self._options(txn)
         with db_errors(txn.what):
             async with self._engine.connect() as conn:
-                if self._dialect == "sqlite":
-                    abandon.interrupt = _sqlite_interrupt((await conn.get_raw_connection()).dbapi_connection)
-                if options:
-                    await conn.execution_options(**options)
-                if not begin:
-                    return await adrive(conn, txn.op, abandon)
-                async with conn.begin():
-                    if self._lock_writes and not txn.read:
-                        await conn.run_sync(take_write_lock)
-                    result = await adrive(conn, txn.op, abandon)
-                    if abandon.is_set:  # cancelled during the last statement: roll back, not commit
-                        raise _Abandoned
-                    return result
+                try:
+                    if self._dialect == "sqlite":
+                        raw = (await conn.get_raw_connection()).dbapi_connection
+                        abandon.interrupt = _sqlite_interrupt(raw)
+                    if options:
+                        await conn.execution_options(**options)
+                    if not begin:
+                        return await adrive(conn, txn.op, abandon)
+                    async with conn.begin():
+                        if self._lock_writes and not txn.read:
+                            await conn.run_sync(take_write_lock)
+                        result = await adrive(conn, txn.op, abandon)
+                        if abandon.is_set:  # cancelled during the last statement: roll back, not commit
+                            raise _Abandoned
+                        return result
+                finally:  # the connection goes back to the pool: a late cancel must not interrupt it
+                    abandon.interrupt = None
 
     async def _perform(self, step: Step) -> Any:
         if isinstance(step, Txn):
