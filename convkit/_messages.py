@@ -345,7 +345,7 @@ class Message:
         if role not in ROLES:
             raise InvalidMessageError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
         if not isinstance(self.pinned, bool):
-            raise InvalidMessageError(f"pinned must be True or False, got {self.pinned!r}")
+            raise InvalidMessageError(f"pinned must be true or false (a JSON boolean), got {self.pinned!r}")
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
             raise InvalidMessageError(f"name must be a non-empty string when given, got {self.name!r}")
         if self.name is not None:
