@@ -84,7 +84,8 @@ def inspect_image(data: bytes) -> tuple[str, int, int]:
         raise
     except UnidentifiedImageError:  # its text names a Python object, not the image
         raise InvalidImageError(
-            f"image bytes are not a readable JPEG or PNG (they start with {data[:8]!r}); send a JPEG or PNG"
+            f"image bytes are not a readable JPEG or PNG (their first bytes, in hex: {data[:8].hex(' ')}); "
+            "send a JPEG or PNG"
         ) from None
     except Exception as exc:  # Pillow raises many kinds on bad bytes (IndexError, struct.error...)
         detail = re.sub(r"<[^<>]* object at 0x[0-9a-fA-F]+>", "the image", str(exc)) or "no detail"
