@@ -11,7 +11,8 @@ of every message kind (text, multi-part with PNG/JPEG bytes and URL images
 with and without sizes, tool calls whose ``arguments`` text is kept byte for
 byte, tool results, names, pinned, metadata), also property-based; images
 stored once by hash; a 100k-message ``extend`` on SQLite; ``fork`` (prefix,
-parent unchanged, counts copied, not recounted); JSONL export and import
+parent unchanged, counts copied, not recounted); ``replace_messages`` (all or
+nothing: a bad list leaves the old messages); JSONL export and import
 (string, path, file object); namespaces (another namespace's conversations
 answer exactly like random ids); bad input (DESIGN section 5) raising typed
 errors that say what to fix and writing nothing, also when only the last
@@ -493,6 +494,33 @@ def test_truncate_and_pop(store: Any, db_url: str) -> None:
     assert store.messages(conv.id) == []
     assert store.pop(conv.id) is None
     assert store.append(conv.id, Message.user("fresh start")) == 1
+
+
+def test_replace_messages_is_all_or_nothing(store: Any, db_url: str) -> None:
+    conv = store.create_conversation()
+    msgs = every_kind()
+    store.extend(conv.id, msgs)
+    orphan = [Message.user("hi"), Message.tool("result", tool_call_id="call_nowhere")]
+    with pytest.raises(convkit.InvalidConversationError, match="call_nowhere"):
+        store.replace_messages(conv.id, orphan)
+    assert store.messages(conv.id) == msgs  # the old messages stay
+    # a tool result may not lean on a call of the messages being replaced
+    with pytest.raises(convkit.InvalidConversationError, match="call_1"):
+        store.replace_messages(conv.id, [Message.tool("late", tool_call_id="call_1")])
+    assert store.messages(conv.id) == msgs
+    new = msgs[:6]
+    assert store.replace_messages(conv.id, new) == range(1, 7)
+    assert store.messages(conv.id) == new
+    assert store.get_conversation(conv.id).message_count == 6
+    assert (
+        sup.scalar(db_url, "SELECT count(*) FROM convkit_messages WHERE conversation_id = :c", c=conv.id) == 6
+    )
+    spec = convkit.ModelSpec("repl-tiny", 2100, {"text", "image"}, message_overhead=1, request_overhead=1)
+    assert store.window(conv.id, model=spec) == fit(new, model=spec)
+    assert store.replace_messages(conv.id, []) == range(0)
+    assert store.messages(conv.id) == []
+    with pytest.raises(ConversationNotFoundError):
+        store.replace_messages("no-such-conversation", new)
 
 
 def test_truncate_before_a_reused_call_id_keeps_the_earlier_call(store: Any) -> None:

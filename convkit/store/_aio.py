@@ -275,6 +275,10 @@ class AsyncStore(StoreBase[AsyncEngine]):
     async def truncate(self, *args: Any, **kwargs: Any) -> list[Message]:
         return await self._call(self._truncate(*args, **kwargs))
 
+    @runs(StoreBase._replace_messages)
+    async def replace_messages(self, *args: Any, **kwargs: Any) -> range:
+        return await self._call(self._replace_messages(*args, **kwargs))
+
     @runs(StoreBase._pop)
     async def pop(self, *args: Any, **kwargs: Any) -> Message | None:
         return await self._call(self._pop(*args, **kwargs))

@@ -135,6 +135,12 @@ Step: TypeAlias = "Txn[Any] | Summarize | Compute"
 Flow: TypeAlias = Generator[Step, Any, T]
 
 
+def _replace(ns: str, cid: str, batch: Prepared, dialect: str) -> Op[range]:
+    """Empty the conversation, then append ``batch``: one operation, so one transaction."""
+    yield from truncate(ns, cid, 0)
+    return (yield from append(ns, cid, batch, dialect))
+
+
 def once(op: Op[T], what: str, *, read: bool = False) -> Flow[T]:
     """The flow of one operation in one transaction."""
     result: T = yield Txn(op, what, read)
@@ -394,6 +400,18 @@ class StoreBase(Generic[E]):
         ``fit`` over the remaining messages.
         """
         return once(truncate(self.namespace, check_id(conversation_id), keep), "truncate")
+
+    def _replace_messages(self, conversation_id: str, messages: Iterable[MessageLike]) -> Flow[range]:
+        """Replace every message of the conversation with ``messages`` in one transaction.
+
+        All or nothing: the new messages are validated (tool results need
+        their calls among them) before anything changes, and on any error the
+        old messages stay. Returns the new seqs (from 1); as ``truncate(.., 0)``
+        then ``extend``, but atomic.
+        """
+        cid = check_id(conversation_id)
+        batch = yield from self._prepared(messages)
+        return (yield from once(_replace(self.namespace, cid, batch, self._dialect), "replace_messages"))
 
     def _pop(self, conversation_id: str) -> Flow[Message | None]:
         """Remove and return the newest message (None when the conversation is empty)."""

@@ -163,6 +163,10 @@ class Store(StoreBase[Engine]):
     def truncate(self, *args: Any, **kwargs: Any) -> list[Message]:
         return self._call(self._truncate(*args, **kwargs))
 
+    @runs(StoreBase._replace_messages)
+    def replace_messages(self, *args: Any, **kwargs: Any) -> range:
+        return self._call(self._replace_messages(*args, **kwargs))
+
     @runs(StoreBase._pop)
     def pop(self, *args: Any, **kwargs: Any) -> Message | None:
         return self._call(self._pop(*args, **kwargs))
