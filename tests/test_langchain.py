@@ -10,11 +10,14 @@
 * ``ConvkitChatMessageHistory``: a multi-turn, tool-calling conversation
   driven by a LangChain chat model on SQLite and PostgreSQL, with a ``Store``
   (sync and async methods) and an ``AsyncStore`` (async methods; the sync
-  ones refuse).
+  ones refuse); replacing a history (``history.messages = ...``,
+  ``areplace_messages``) is all or nothing: a list with an orphaned tool
+  message is refused and the old messages stay.
 * ``fit_messages``: given the same inputs as ``trim_messages``, never an
   orphaned tool message and never over the budget (property test), where
   ``trim_messages`` orphans tool results (pinned counterexamples); with
-  convkit's counting it equals ``convkit.fit``; typed errors.
+  convkit's counting it equals ``convkit.fit``; typed errors
+  (``include_system=False`` is refused).
 * The README's LangChain example runs.
 """
 
@@ -459,6 +462,63 @@ def test_history_refuses_what_is_not_a_store() -> None:
         ConvkitChatMessageHistory(object(), "x")  # type: ignore[arg-type]
 
 
+def test_history_replacement_is_all_or_nothing(backend: str, tmp_path: Path) -> None:
+    """``history.messages = trim_messages(...)`` that orphans a tool result is refused, old history intact."""
+    msgs = weather_conversation()
+    orphaning = trim_messages(msgs, max_tokens=45, token_counter=count_tokens_approximately, strategy="last")
+    assert orphaned(orphaning)  # ToolMessage(call_1) without the AIMessage that made the call
+    unconvertible = [HumanMessage("hi"), ToolMessage("x", tool_call_id="")]
+    safe = fit_messages(msgs, max_tokens=45, token_counter=count_tokens_approximately)
+
+    def check_sync(store: convkit.Store) -> None:
+        history = ConvkitChatMessageHistory.create(store)
+        history.add_messages(msgs)
+        before = history.messages
+        with pytest.raises(InvalidConversationError, match="call_1"):
+            history.messages = orphaning
+        assert history.messages == before
+        with pytest.raises(InvalidMessageError):
+            history.messages = unconvertible
+        assert history.messages == before
+        with pytest.raises(InvalidConversationError, match="call_1"):
+            asyncio.run(history.areplace_messages(orphaning))
+        assert history.messages == before
+        history.messages = safe
+        assert history.messages == [to_langchain(from_langchain(m)) for m in safe]
+        asyncio.run(history.areplace_messages(msgs))
+        assert history.messages == before
+
+    async def check_async(store: convkit.AsyncStore) -> None:
+        history = await ConvkitChatMessageHistory.acreate(store)
+        await history.aadd_messages(msgs)
+        before = await history.aget_messages()
+        with pytest.raises(InvalidConversationError, match="call_1"):
+            await history.areplace_messages(orphaning)
+        assert await history.aget_messages() == before
+        with pytest.raises(ValidationError, match="AsyncStore"):
+            history.messages = safe
+        assert await history.aget_messages() == before
+        await history.areplace_messages(safe)
+        assert await history.aget_messages() == [to_langchain(from_langchain(m)) for m in safe]
+
+    with database_url(backend, tmp_path) as url:
+        sync_store = convkit.Store(url, upgrade=True)
+        try:
+            check_sync(sync_store)
+        finally:
+            sync_store.close()
+
+    async def main(url: str) -> None:
+        store = convkit.AsyncStore(url, upgrade=True)
+        try:
+            await check_async(store)
+        finally:
+            await store.close()
+
+    with database_url(backend, tmp_path, "async") as url:
+        asyncio.run(main(url))
+
+
 # -- fit_messages -------------------------------------------------------------------------------
 
 
@@ -709,6 +769,13 @@ def test_fit_messages_errors_and_options(tiny_counter: convkit.HFTokenCounter) -
         fit_messages(msgs, max_tokens=100, strategy="first")  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="allow_partial"):
         fit_messages(msgs, max_tokens=100, allow_partial=True)
+    # include_system=False (trim_messages may then drop the system prompt) is refused, not ignored
+    dropped_system = trim_messages(msgs, max_tokens=20, token_counter="approximate", include_system=False)
+    assert msgs[0] not in dropped_system
+    for not_true in (False, None, 0):
+        with pytest.raises(ValidationError, match="include_system"):
+            fit_messages(msgs, max_tokens=1000, include_system=not_true)  # type: ignore[arg-type]
+    assert fit_messages(msgs, max_tokens=1000, include_system=True) == msgs
     with pytest.raises(ValidationError, match="max_tokens"):
         fit_messages(msgs, max_tokens=-1)
     with pytest.raises(InvalidConversationError, match="call_1"):

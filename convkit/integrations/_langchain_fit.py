@@ -150,10 +150,17 @@ def fit_messages(
       template with images allowed and ``max_tokens`` as the window.
 
     Unlike ``trim_messages``, leading system messages and messages pinned
-    through ``additional_kwargs["convkit"]["pinned"]`` are always kept
-    (``include_system`` is accepted and ignored), a tool call and its results
-    are kept or dropped together, and when the must-keep messages cannot fit
-    a :class:`~convkit.ContextWindowError` is raised. ``end_on`` drops
+    through ``additional_kwargs["convkit"]["pinned"]`` are always kept, a
+    tool call and its results are kept or dropped together, and when the
+    must-keep messages cannot fit a :class:`~convkit.ContextWindowError` is
+    raised. So ``include_system`` defaults to ``True`` here (in
+    ``trim_messages`` it defaults to ``False``) and ``include_system=False``
+    (``trim_messages``: the system message is an ordinary message, dropped
+    first when older messages go) is refused with a
+    :class:`~convkit.ValidationError` rather than ignored: convkit never sends
+    a request without its instructions. To let the system prompt go, fit the
+    messages after it and add it back yourself. ``text_splitter`` is accepted
+    and unused, as in ``trim_messages`` without ``allow_partial``. ``end_on`` drops
     trailing messages first, as in ``trim_messages``; ``start_on`` then drops
     the oldest kept droppable units until the oldest starts with such a
     message. ``strategy="first"`` and ``allow_partial=True`` are refused
@@ -161,7 +168,12 @@ def fit_messages(
     and never splits one. A tool result whose call is not in ``messages``
     raises :class:`~convkit.InvalidConversationError`.
     """
-    del include_system, text_splitter  # accepted for compatibility with trim_messages
+    del text_splitter  # accepted for compatibility with trim_messages (used only with allow_partial)
+    if include_system is not True:
+        raise ValidationError(
+            "fit_messages always keeps the leading system messages (convkit's rule): include_system must "
+            f"be True, got {include_system!r}; to drop the system prompt, fit the messages after it"
+        )
     if strategy != "last":
         raise ValidationError("fit_messages keeps the newest messages: strategy must be 'last'")
     if allow_partial:

@@ -31,9 +31,12 @@ class ConvkitChatMessageHistory(BaseChatMessageHistory):
     ``store`` is a :class:`~convkit.Store` (every method works; the async
     ones run it in a worker thread) or an :class:`~convkit.AsyncStore` (only
     the async methods: ``aget_messages``, ``aadd_messages``, ``aclear``,
-    ``awindow``). The conversation must exist (see :meth:`create`).
-    ``add_messages`` is one transaction; ``clear`` empties the conversation
-    (it stays, with its id). :meth:`window` / :meth:`awindow` give the
+    ``areplace_messages``, ``awindow``). The conversation must exist (see
+    :meth:`create`). ``add_messages`` is one transaction; so is replacing
+    the history (``history.messages = [...]``, :meth:`areplace_messages`),
+    which validates the new list first and leaves the old messages intact
+    when it is refused; ``clear`` empties the conversation (it stays, with
+    its id). :meth:`window` / :meth:`awindow` give the
     messages that fit a Grok model, as ``store.window`` chooses them.
     """
 
@@ -71,7 +74,8 @@ class ConvkitChatMessageHistory(BaseChatMessageHistory):
         if store is None:
             raise ValidationError(
                 f"{what} is synchronous but this history is backed by an AsyncStore; use the async "
-                "methods (aget_messages, aadd_messages, aclear, awindow) or back it with a Store"
+                "methods (aget_messages, aadd_messages, aclear, areplace_messages, awindow) or back it "
+                "with a Store"
             )
         return store
 
@@ -83,11 +87,18 @@ class ConvkitChatMessageHistory(BaseChatMessageHistory):
 
     @messages.setter
     def messages(self, value: Sequence[BaseMessage]) -> None:
-        """Replace the conversation's messages (``clear`` then ``add_messages``)."""
+        """Replace the conversation's messages in one transaction (all or nothing).
+
+        ``history.messages = trim_messages(history.messages, ...)`` works: the
+        new list is converted and validated before anything changes. A list
+        convkit refuses (a tool message without its call, as ``trim_messages``
+        can leave; :class:`~convkit.InvalidConversationError`) or cannot
+        convert (:class:`~convkit.InvalidMessageError`) leaves the old
+        messages as they were. See :meth:`areplace_messages` for async code.
+        """
         store = self._sync("messages")
         converted = [from_langchain(m) for m in value]
-        store.truncate(self.conversation_id, 0)
-        store.extend(self.conversation_id, converted)
+        store.replace_messages(self.conversation_id, converted)
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Append messages in one transaction (all or none)."""
@@ -126,6 +137,18 @@ class ConvkitChatMessageHistory(BaseChatMessageHistory):
             await asyncio.to_thread(sync.truncate, self.conversation_id, 0)
         else:
             await cast("AsyncStore", self.store).truncate(self.conversation_id, 0)
+
+    async def areplace_messages(self, messages: Sequence[BaseMessage]) -> None:
+        """Replace the conversation's messages in one transaction (async ``history.messages = ...``).
+
+        All or nothing, as the ``messages`` setter: on an error the old messages stay.
+        """
+        converted = [from_langchain(m) for m in messages]
+        sync = _sync_store(self.store)
+        if sync is not None:
+            await asyncio.to_thread(sync.replace_messages, self.conversation_id, converted)
+        else:
+            await cast("AsyncStore", self.store).replace_messages(self.conversation_id, converted)
 
     async def awindow(self, *, model: str | ModelSpec, **kwargs: Any) -> list[BaseMessage]:
         """The messages to send to ``model`` now (async)."""

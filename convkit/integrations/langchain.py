@@ -27,14 +27,20 @@ Needs the ``langchain`` extra (``pip install 'convkit-grok[langchain]'``,
   ``BaseChatMessageHistory`` over a :class:`~convkit.Store` (every method,
   sync and async; the async ones run the store in a worker thread) or an
   :class:`~convkit.AsyncStore` (the async methods ``aget_messages``,
-  ``aadd_messages``, ``aclear`` and ``awindow`` only: an async engine cannot
-  be driven from synchronous code, so the sync methods raise
-  :class:`~convkit.ValidationError` saying so).
+  ``aadd_messages``, ``aclear``, ``areplace_messages`` and ``awindow`` only:
+  an async engine cannot be driven from synchronous code, so the sync
+  methods raise :class:`~convkit.ValidationError` saying so). Replacing the
+  history (``history.messages = [...]``, ``areplace_messages``) is one
+  transaction that validates the new list first: a refused list (say, a
+  ``ToolMessage`` whose call ``trim_messages`` cut off) leaves the old
+  messages intact.
 * :func:`fit_messages` is a drop-in for ``langchain_core.messages.trim_messages``
   (``strategy="last"``) that runs :func:`convkit.fit`: leading system and
   pinned messages stay, a tool call and its results are kept or dropped
   together, images are counted, and when the must-keep messages cannot fit a
   :class:`~convkit.ContextWindowError` says so instead of a broken history.
+  ``include_system=False`` is refused (:class:`~convkit.ValidationError`),
+  not ignored: the leading system messages are always kept.
 
 This module is the public face; the code lives in private modules, one job
 each: ``_langchain_content`` (content blocks <-> parts), ``_langchain_convert``
