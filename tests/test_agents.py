@@ -307,25 +307,33 @@ _MESSAGE_ITEMS = st.one_of(
 )
 _ARGUMENTS = st.one_of(
     st.dictionaries(texts(max_size=6), json_values(max_leaves=3), max_size=3).map(json.dumps),
-    st.just('{"city": "Par'),  # not JSON: kept, counted as text
+    st.just('{"city": "Par'),  # not JSON: kept verbatim, still a tool call
+    st.just(""),  # a call without parameters, as some models send it
 )
 _OTHER_ITEMS = st.one_of(
     st.builds(lambda n: {"type": "reasoning", "id": f"rs_{n}", "summary": []}, st.integers(0, 9)),
     st.builds(lambda n: {"type": "item_reference", "id": f"msg_{n}"}, st.integers(0, 9)),
-    st.builds(lambda t: {"type": "custom_tool_call_output", "call_id": "nope", "output": t}, _TEXT),
+)
+_ORPHAN_OUTPUT = st.builds(
+    lambda t: {"type": "custom_tool_call_output", "call_id": "nope", "output": t}, _TEXT
 )
 
 
 @st.composite
-def item_lists(draw: st.DrawFn) -> list[dict[str, Any]]:
+def item_lists(
+    draw: st.DrawFn,
+    messages: st.SearchStrategy[dict[str, Any]] = _MESSAGE_ITEMS,
+    others: st.SearchStrategy[dict[str, Any]] = _OTHER_ITEMS,
+    size: int = 8,
+) -> list[dict[str, Any]]:
     """Items as the SDK adds them: messages, calls with their outputs (or not), other items."""
     out: list[dict[str, Any]] = []
-    for n in range(draw(st.integers(1, 8))):
+    for n in range(draw(st.integers(1, size))):
         kind = draw(st.sampled_from(["message", "message", "call", "other"]))
         if kind == "message":
-            out.append(draw(_MESSAGE_ITEMS))
+            out.append(draw(messages))
         elif kind == "other":
-            out.append(draw(_OTHER_ITEMS))
+            out.append(draw(others))
         else:
             cid = f"call_{n}"
             out.append(
@@ -345,7 +353,7 @@ def item_lists(draw: st.DrawFn) -> list[dict[str, Any]]:
     return out
 
 
-@given(item_lists())
+@given(item_lists(others=st.one_of(_OTHER_ITEMS, _ORPHAN_OUTPUT)))
 def test_items_round_trip_through_messages(items: list[dict[str, Any]]) -> None:
     for item in items:
         m = item_to_message(item)
@@ -397,26 +405,106 @@ def test_item_mapping_examples() -> None:
     ]
 
 
-def test_an_output_without_its_call_is_stored_as_a_user_message(tmp_path: Path) -> None:
+def test_an_output_without_its_call_is_refused_and_nothing_is_stored(tmp_path: Path) -> None:
+    """The same rule as the LangChain history: an orphaned call output is refused, not stored."""
+
     async def main() -> None:
         store = convkit.AsyncStore(f"sqlite:///{tmp_path / 'o.db'}")
         try:
             session = await ConvkitSession.create(store)
-            await session.add_items(
-                [{"type": "function_call", "call_id": "a", "name": "f", "arguments": "{}"}]
-            )
-            later = [
-                {"type": "function_call_output", "call_id": "a", "output": "for a"},  # its call is stored
-                {"type": "function_call_output", "call_id": "gone", "output": "orphan"},
+            first = [{"type": "function_call", "call_id": "a", "name": "f", "arguments": "{}"}]
+            await session.add_items(first)  # type: ignore[arg-type]
+            orphan = {"type": "function_call_output", "call_id": "gone", "output": "orphan"}
+            for batch in (
+                [orphan],
+                [{"type": "function_call_output", "call_id": "a", "output": "for a"}, orphan],
+                [{"role": "user", "content": "hi"}, {"type": "custom_tool_call_output", "call_id": "x"}],
+            ):
+                with pytest.raises(convkit.InvalidConversationError, match=r"gone|x"):
+                    await session.add_items(batch)  # type: ignore[arg-type]
+                assert await session.get_items() == first  # nothing of the batch was stored
+            later = [  # an output whose call is stored, a call and its output in one batch
+                {"type": "function_call_output", "call_id": "a", "output": "for a"},
+                {"type": "function_call", "call_id": "b", "name": "f", "arguments": ""},
+                {"type": "function_call_output", "call_id": "b", "output": "for b"},
             ]
             await session.add_items(later)  # type: ignore[arg-type]
-            stored = await store.messages(session.conversation_id)
-            assert [m.role for m in stored] == ["assistant", "tool", "user"]
-            assert (await session.get_items())[1:] == later
+            assert [m.role for m in await store.messages(session.conversation_id)] == [
+                "assistant",
+                "tool",
+                "assistant",
+                "tool",
+            ]
+            assert await session.get_items() == first + later
         finally:
             await store.close()
 
     asyncio.run(main())
+
+
+def test_session_settings_accepts_the_dict_form(tmp_path: Path) -> None:
+    from agents.memory.session_settings import SessionSettings
+
+    async def main() -> None:
+        store = convkit.AsyncStore(f"sqlite:///{tmp_path / 's.db'}")
+        try:
+            conv = await store.create_conversation()
+            session = ConvkitSession(store, conv.id, session_settings={"limit": 2})
+            assert session.session_settings == SessionSettings(limit=2)
+            items = [{"role": "user", "content": f"q{n}"} for n in range(4)]
+            await session.add_items(items)  # type: ignore[arg-type]
+            assert await session.get_items() == items[-2:]
+            assert await session.get_items(limit=3) == items[-3:]
+            model = ScriptedModel([[say("Fine.", 1)]])
+            await Runner.run(Agent(name="s", model=model), "And now?", session=session)
+            assert model.inputs[0][:2] == items[-2:]
+            assert ConvkitSession(store, conv.id, session_settings={}).session_settings == SessionSettings()
+            same = SessionSettings(limit=5)
+            assert ConvkitSession(store, conv.id, session_settings=same).session_settings is same
+            for bad in ({"limit": 2, "max_items": 3}, {"limit": "many"}, [("limit", 2)]):
+                with pytest.raises(ValidationError):
+                    ConvkitSession(store, conv.id, session_settings=bad)  # type: ignore[arg-type]
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+_WINDOW_TEXT = st.builds(lambda n, t: f"{t} " + "word " * n, st.integers(0, 30), texts(max_size=20))
+_WINDOW_MESSAGES = st.builds(
+    lambda r, c: {"role": r, "content": c}, st.sampled_from(["user", "assistant"]), _WINDOW_TEXT
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    items=item_lists(messages=_WINDOW_MESSAGES, others=_WINDOW_MESSAGES, size=30),
+    reserve=st.integers(50, 300),
+)
+def test_window_keeps_a_call_and_its_output_together(
+    sqlite_store: convkit.Store, items: list[dict[str, Any]], reserve: int
+) -> None:
+    """Over random sessions (calls with empty, cut-off or JSON arguments): the window never holds
+    an output without its call, and holds a call's output whenever the session does."""
+    small = ModelSpec("agents-small", 400, {"text", "image"}, message_overhead=5, request_overhead=2)
+    items = [*items, {"role": "user", "content": "last"}]  # the newest turn always fits
+
+    async def main() -> list[Any]:
+        session = await ConvkitSession.create(sqlite_store, window_model=small, reserve=reserve)
+        await session.add_items(items)  # type: ignore[arg-type]
+        return await session.get_items()
+
+    window = asyncio.run(main())
+    assert window[-1] == items[-1]
+    answered = {i["call_id"] for i in items if i.get("type") == "function_call_output"}
+    seen: set[str] = set()
+    for item in window:
+        if item.get("type") == "function_call":
+            seen.add(item["call_id"])
+        elif item.get("type") == "function_call_output":
+            assert item["call_id"] in seen, f"output of {item['call_id']} without its call"
+    outputs = {i["call_id"] for i in window if i.get("type") == "function_call_output"}
+    assert seen & answered == outputs  # a kept call keeps its output
 
 
 def test_readme_agents_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,9 +19,14 @@ Each Responses-API item the SDK adds becomes one convkit message, so
 The item itself is kept in the message's ``metadata["convkit.agents.item"]``
 (image data excepted: it lives once in the image parts), so ``get_items``
 returns exactly what was added. An item convkit cannot hold faithfully (an
-empty message, arguments that are not JSON, an image that is not a JPEG or
-PNG) is stored as its JSON text with the same role; a call output whose call
-is not in the session becomes a user message (so no tool result is orphaned).
+empty message, an image that is not a JPEG or PNG) is stored as its JSON
+text with the same role; a ``function_call`` whose ``arguments`` are not
+JSON (``""`` included) stays a tool call, counted as the JSON string of its
+arguments, so its output stays paired with it. A call output whose call is
+neither in the session nor earlier in the same ``add_items`` is refused with
+:class:`~convkit.InvalidConversationError` and nothing is stored, as the
+LangChain history refuses an orphaned tool message: xAI and OpenAI refuse a
+request holding one.
 Messages written to the conversation by other means come back as the items
 their OpenAI form describes.
 
@@ -37,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -101,6 +107,14 @@ def _parts(content: object, path: list[Any], refs: list[list[Any]]) -> list[Part
     return parts
 
 
+def _is_json(text: str) -> bool:
+    try:
+        ToolCall("c", "f", text)
+    except InvalidMessageError:
+        return False
+    return True
+
+
 def _faithful(item: Mapping[str, Any], refs: list[list[Any]]) -> Message:
     kind = item.get("type")
     role = item.get("role")
@@ -115,6 +129,10 @@ def _faithful(item: Mapping[str, Any], refs: list[list[Any]]) -> Message:
             if kind != "function_call" or not isinstance(arguments, str):
                 rest = {k: v for k, v in item.items() if k not in ("type", "call_id", "id", "status")}
                 arguments = _dumps(rest)
+            elif not _is_json(arguments):
+                # "" (a call without parameters) or cut-off JSON: still a tool call, so that its
+                # output stays linked to it (kept or dropped together); counted as its JSON string
+                arguments = json.dumps(arguments)  # ASCII: a lone surrogate is escaped too
             name = item.get("name") if isinstance(item.get("name"), str) and item.get("name") else kind
             return Message.assistant(tool_calls=[ToolCall(call_id, cast(str, name), arguments)])
         if kind.endswith("_call_output"):
@@ -150,11 +168,6 @@ def item_to_message(item: Mapping[str, Any]) -> Message:
     return Message(
         msg.role, msg.content, msg.tool_calls, tool_call_id=msg.tool_call_id, name=msg.name, metadata=metadata
     )
-
-
-def _as_user(m: Message) -> Message:
-    """A tool message whose call is not in the session, as a user message (same parts and item)."""
-    return Message("user", m.content, metadata=m.metadata)
 
 
 def message_to_items(m: Message) -> list[dict[str, Any]]:
@@ -202,7 +215,9 @@ class ConvkitSession:
     (see :meth:`create`); ``session_id`` defaults to it. ``window_model``,
     ``counter`` and ``reserve``: when a model is given, ``get_items``
     returns the window ``store.window(model=window_model, counter=counter,
-    reserve=reserve)`` keeps.
+    reserve=reserve)`` keeps. ``session_settings``: the SDK's ``SessionSettings``
+    or its dict form (``{"limit": 20}``), converted as the SDK's own sessions
+    do; an unknown key or a bad value raises :class:`~convkit.ValidationError`.
     """
 
     def __init__(
@@ -214,7 +229,7 @@ class ConvkitSession:
         window_model: str | ModelSpec | None = None,
         counter: TokenCounter | None = None,
         reserve: int | None = None,
-        session_settings: SessionSettings | None = None,
+        session_settings: SessionSettings | Mapping[str, Any] | None = None,
     ) -> None:
         from ..store import AsyncStore, Store
 
@@ -225,7 +240,7 @@ class ConvkitSession:
         self.store = store
         self.conversation_id = conversation_id
         self.session_id: str = conversation_id if session_id is None else session_id
-        self.session_settings = session_settings
+        self.session_settings: SessionSettings | None = _session_settings(session_settings)
         self.window_model = window_model
         self.counter = counter
         self.reserve = reserve
@@ -272,23 +287,18 @@ class ConvkitSession:
         return _items(result.messages)
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
-        """Append the items in one transaction (all or none)."""
+        """Append the items in one transaction (all or none).
+
+        Raises :class:`~convkit.InvalidConversationError` (nothing stored) for a call output
+        (``function_call_output`` and the other ``*_call_output`` items) whose call is neither in
+        the session nor earlier in ``items``: xAI and OpenAI refuse such a request.
+        """
         messages = [item_to_message(cast(Mapping[str, Any], item)) for item in items]
         if not messages:
             return
-        try:
-            await _run(self.store, "extend", self.conversation_id, messages)
-        except InvalidConversationError:
-            # a call output whose call is not in the session: store it as a user message instead
-            known = {
-                c.id for m in await _run(self.store, "messages", self.conversation_id) for c in m.tool_calls
-            }
-            fixed: list[Message] = []
-            for m in messages:
-                orphan = m.role == "tool" and m.tool_call_id not in known
-                fixed.append(_as_user(m) if orphan else m)
-                known.update(c.id for c in m.tool_calls)
-            await _run(self.store, "extend", self.conversation_id, fixed)
+        # a call output whose call is neither in the session nor earlier in ``items`` is refused
+        # by the store (InvalidConversationError, nothing stored), as the LangChain history does
+        await _run(self.store, "extend", self.conversation_id, messages)
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the newest item (None when the session is empty)."""
@@ -300,6 +310,30 @@ class ConvkitSession:
     async def clear_session(self) -> None:
         """Remove every item (the conversation stays, empty)."""
         await _run(self.store, "truncate", self.conversation_id, 0)
+
+
+def _session_settings(value: object) -> SessionSettings | None:
+    """The SDK's ``SessionSettings`` for ``value`` (None, an instance, or its dict form)."""
+    if value is None:
+        return None
+    from agents.memory.session_settings import SessionSettings
+
+    if isinstance(value, SessionSettings):
+        return value
+    if not isinstance(value, Mapping):
+        raise ValidationError(
+            f"session_settings must be an agents SessionSettings or a dict, got {type(value).__name__}"
+        )
+    known = {f.name for f in dataclasses.fields(SessionSettings) if f.init}
+    unknown = sorted(str(k) for k in value if k not in known)
+    if unknown:
+        raise ValidationError(
+            f"unknown session_settings: {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+        )
+    try:
+        return SessionSettings(**value)
+    except (TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        raise ValidationError(f"invalid session_settings {dict(value)!r}: {exc}") from exc
 
 
 async def _run(store: AsyncStore | Store, method: str, *args: Any, **kwargs: Any) -> Any:
