@@ -1,0 +1,92 @@
+"""LlamaIndex adapter: a chat store and a memory on a convkit store, lossless message conversion.
+
+Needs the ``llama-index`` extra (``pip install 'convkit-grok[llama-index]'``,
+``llama-index-core>=0.14``).
+
+* :func:`from_llama_index` / :func:`to_llama_index` convert one message each
+  way. Roles: system, developer (-> system), user, assistant (chatbot, model
+  -> assistant), tool and function (-> tool; the id of the call it answers in
+  ``additional_kwargs["tool_call_id"]``). ``TextBlock`` and ``ImageBlock``
+  (bytes, http(s) or data URL) become text and image parts; tool calls come
+  from ``additional_kwargs["tool_calls"]`` (the OpenAI form, exact argument
+  text) and from ``ToolCallBlock`` blocks (a ``tool_kwargs`` string that is
+  not JSON, as a streamed call can leave, is kept as a call whose arguments
+  are that string as JSON, so its result stays paired with it). A convkit
+  message renders as text and image blocks with its tool calls in
+  ``additional_kwargs["tool_calls"]`` and ``tool_call_id`` / ``name`` there
+  too; ``pinned`` and ``metadata`` travel in ``additional_kwargs["convkit"]``
+  (so ``ChatMessage(..., additional_kwargs={"convkit": {"pinned": True}})``
+  pins a message). Round trips are exact both ways:
+  ``to_llama_index(from_llama_index(x)) == x`` for a ``ChatMessage`` whose
+  ``additional_kwargs`` are JSON values, and
+  ``from_llama_index(to_llama_index(m)) == m``. What convkit's message has
+  no field for (the role's spelling, other ``additional_kwargs``, thinking,
+  audio, document and other blocks convkit does not send, ``ToolCallBlock``
+  forms) is kept as the message's JSON form in ``metadata["convkit.llama_index"]``,
+  without the payloads the parts hold (text, image bytes, URLs), and is used
+  on the way back only while it still describes the message.
+* :class:`ConvkitChatStore` is a LlamaIndex ``BaseChatStore`` whose keys are
+  application keys of convkit conversations (``store.conversation_for(key)``):
+  every method, sync and async, over a :class:`~convkit.Store` (async ones in
+  a worker thread) or an :class:`~convkit.AsyncStore` (async ones only).
+* :class:`ConvkitMemory` is a ``BaseChatStoreMemory`` (the base of
+  ``ChatMemoryBuffer``; ``FunctionAgent`` and ``ReActAgent`` take it as
+  ``memory=``) over a :class:`ConvkitChatStore`: it stores the whole
+  conversation, and ``get()`` returns the window that fits a Grok model with
+  ``reserve`` tokens free (leading system and pinned messages, tool calls with
+  their results, the newest messages that fit).
+
+How the chat store differs from LlamaIndex's ``SimpleChatStore`` and SQL chat stores:
+
+* a key's conversation is created on the first write; reading an unknown key
+  returns ``[]`` (``get_messages``) or ``None`` (the deletes) and creates
+  nothing;
+* writes are validated before anything changes: ``set_messages`` replaces the
+  messages in one transaction (the SQL store deletes, then inserts one by
+  one), ``add_message`` / ``add_messages`` append in one transaction, and a
+  tool message whose call is not in the conversation (nor earlier in the same
+  call) raises :class:`~convkit.InvalidConversationError` and stores nothing
+  -- xAI and OpenAI refuse a request holding one; a message with nothing to
+  send (no text, image or tool call) raises :class:`~convkit.InvalidMessageError`;
+* ``delete_messages`` empties the conversation and returns what it held; the
+  conversation stays, with its key, metadata and usage, so ``get_keys`` still
+  lists the key (``SimpleChatStore`` forgets it);
+* ``delete_message(key, idx)`` takes a list position (negative from the end,
+  as ``list.pop``; the SQL store takes a row id) and returns ``None`` outside
+  the list; the last message is popped in one transaction, any other is
+  removed by rewriting the conversation in one transaction, refused with
+  :class:`~convkit.InvalidConversationError` (nothing changed) when it is an
+  assistant message whose tool calls later messages answer. The rewrite is
+  not safe against another writer to the same key at the same time (neither is
+  ``SimpleChatStore``); ``add_message(key, message, idx)`` inserts the same
+  way;
+* ``delete_last_message`` on an empty key returns ``None`` (``SimpleChatStore``
+  raises ``IndexError``);
+* ``get_keys`` lists the namespace's keyed conversations (oldest first);
+  conversations made without a key are not listed.
+
+The code lives in private modules, one job each: ``_llama_index_convert``
+(messages both ways), ``_llama_index_store`` (the chat store) and
+``_llama_index_memory`` (the memory).
+"""
+
+try:  # the framework is imported first, so that a missing extra fails here, with its name
+    import llama_index.core  # noqa: F401
+except ImportError as exc:  # pragma: no cover - the extra is installed in the tests
+    raise ImportError(
+        "convkit.integrations.llama_index needs LlamaIndex: pip install 'convkit-grok[llama-index]' "
+        "(in a checkout of convkit: pip install -e '.[llama-index]')"
+    ) from exc
+
+from ._llama_index_convert import EXTRAS_KEY, INFO_KEY, from_llama_index, to_llama_index
+from ._llama_index_memory import ConvkitMemory
+from ._llama_index_store import ConvkitChatStore
+
+__all__ = [
+    "EXTRAS_KEY",
+    "INFO_KEY",
+    "ConvkitChatStore",
+    "ConvkitMemory",
+    "from_llama_index",
+    "to_llama_index",
+]
