@@ -16,6 +16,7 @@ and httpx) are translated at the boundary and never escape the public API.
     ├── SummarizerError              a summarizer failed, timed out or gave an empty summary
     ├── StoreError                   the conversation store
     │   ├── ConversationNotFoundError  (also LookupError) no such conversation in this namespace
+    │   ├── ConversationExistsError    another conversation of the namespace has that key
     │   ├── SchemaError              the database schema is missing, behind or ahead of this code
     │   └── DatabaseError            the database failed (connection, lock timeout, constraint)
     │       ├── PoolTimeoutError     no free pooled connection within the store's pool_timeout
@@ -47,6 +48,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ContextWindowError",
+    "ConversationExistsError",
     "ConversationNotFoundError",
     "ConvkitError",
     "DatabaseError",
@@ -181,13 +183,39 @@ class ConversationNotFoundError(StoreError, LookupError):
     another namespace, so a namespace cannot learn about another's data.
     """
 
-    def __init__(self, conversation_id: str, namespace: str) -> None:
+    def __init__(self, conversation_id: str, namespace: str, *, key: bool = False) -> None:
         self.conversation_id = conversation_id
         self.namespace = namespace
-        super().__init__(f"no conversation {conversation_id!r} in namespace {namespace!r}")
+        #: whether ``conversation_id`` is an application key (``Store.conversation_for``) rather than an id
+        self.key = key
+        what = "with key " if key else ""
+        super().__init__(f"no conversation {what}{conversation_id!r} in namespace {namespace!r}")
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.conversation_id, self.namespace))
+        return (_not_found, (self.conversation_id, self.namespace, self.key))
+
+
+def _not_found(conversation_id: str, namespace: str, key: bool) -> ConversationNotFoundError:
+    return ConversationNotFoundError(conversation_id, namespace, key=key)
+
+
+class ConversationExistsError(StoreError):
+    """Another conversation of this store's namespace already has that key.
+
+    Keys are unique per namespace; :meth:`convkit.Store.conversation_for`
+    returns the existing conversation instead of raising.
+    """
+
+    def __init__(self, key: str, namespace: str) -> None:
+        self.key = key
+        self.namespace = namespace
+        super().__init__(
+            f"a conversation with key {key!r} already exists in namespace {namespace!r}; "
+            "store.conversation_for(key) returns it"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.key, self.namespace))
 
 
 class SchemaError(StoreError):

@@ -32,6 +32,8 @@ class Conversation:
     updated_at: dt.datetime
     forked_from: str | None = None
     forked_at_seq: int | None = None
+    #: the application's own id of the conversation (a session or thread id), unique in its namespace
+    key: str | None = None
 
 
 @attrs.frozen

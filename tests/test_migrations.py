@@ -45,7 +45,7 @@ from convkit.store._migrate import VERSION_TABLE
 from . import _pg
 
 REPO = Path(__file__).resolve().parents[1]
-HEAD = "0006_calibration_namespace"
+HEAD = "0007_conversation_keys"
 OUR_TABLES = {t.name for t in schema.metadata.sorted_tables}
 PASSWORD = "hunter2-not-shown"
 

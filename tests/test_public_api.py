@@ -24,6 +24,7 @@ PUBLIC = [
     "Completion",
     "ContextWindowError",
     "Conversation",
+    "ConversationExistsError",
     "ConversationNotFoundError",
     "ConvkitError",
     "DEFAULT_RESERVE",

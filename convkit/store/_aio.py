@@ -234,6 +234,10 @@ class AsyncStore(StoreBase[AsyncEngine]):
     async def create_conversation(self, *args: Any, **kwargs: Any) -> Conversation:
         return await self._call(self._create_conversation(*args, **kwargs))
 
+    @runs(StoreBase._conversation_for)
+    async def conversation_for(self, *args: Any, **kwargs: Any) -> Conversation:
+        return await self._call(self._conversation_for(*args, **kwargs))
+
     @runs(StoreBase._get_conversation)
     async def get_conversation(self, *args: Any, **kwargs: Any) -> Conversation:
         return await self._call(self._get_conversation(*args, **kwargs))

@@ -55,6 +55,7 @@ from .._summarize import AsyncSummarizer, FoldRequest, Summarizer, Summary, summ
 from ._appends import Prepared, append, create_filled, prepare
 from ._calibration import add_calibration, get_calibration
 from ._conversations import (
+    conversation_for,
     create_conversation,
     get_conversation,
     list_conversations,
@@ -335,10 +336,33 @@ class StoreBase(Generic[E]):
 
     # -- conversations ---------------------------------------------------------------------
     def _create_conversation(
-        self, *, title: str | None = None, metadata: Mapping[str, Any] | None = None
+        self, *, title: str | None = None, metadata: Mapping[str, Any] | None = None, key: str | None = None
     ) -> Flow[Conversation]:
-        """A new, empty conversation in this namespace."""
-        return once(create_conversation(self.namespace, title, metadata), "create_conversation")
+        """A new, empty conversation in this namespace.
+
+        ``key``: the application's own id for it (a session, thread or user id), unique in the
+        namespace; :class:`~convkit.ConversationExistsError` if another conversation has it.
+        """
+        op = create_conversation(self.namespace, title, metadata, key, self._dialect)
+        return once(op, "create_conversation")
+
+    def _conversation_for(
+        self,
+        key: str,
+        *,
+        title: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        create: bool = True,
+    ) -> Flow[Conversation]:
+        """The namespace's conversation with the application key ``key``, created on first use.
+
+        ``title`` and ``metadata`` are those of a conversation created now (an existing one is
+        returned as it is). Safe under concurrent callers, in any process: they all get the
+        one conversation. ``create=False``: :class:`~convkit.ConversationNotFoundError` when no
+        conversation has the key. Use the returned ``.id`` with every other method.
+        """
+        op = conversation_for(self.namespace, key, title, metadata, create, self._dialect)
+        return once(op, "conversation_for")
 
     def _get_conversation(self, conversation_id: str) -> Flow[Conversation]:
         """The conversation's header (``ConversationNotFoundError`` in another namespace)."""

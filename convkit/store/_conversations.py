@@ -22,13 +22,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .._errors import ConversationNotFoundError, InvalidMessageError, ValidationError
+from .._errors import ConversationExistsError, ConversationNotFoundError, InvalidMessageError, ValidationError
 from .._messages import Message, check_json_value
 from .._results import Conversation
 from . import _schema as t
-from ._ops_core import Exec, Op, body, decode_body, utc_now
+from ._ops_core import Exec, Op, body, decode_body, insert_for, utc_now
 
 __all__ = [
+    "check_key",
+    "conversation_for",
     "conversation_of",
     "create_conversation",
     "delete_conversation",
@@ -52,6 +54,7 @@ def conversation_of(row: Any) -> Conversation:
         updated_at=_aware(m["updated_at"]),
         forked_from=m["forked_from"],
         forked_at_seq=m["forked_at_seq"],
+        key=m["app_key"],
     )
 
 
@@ -80,7 +83,26 @@ def lock_conversation(ns: str, cid: str, *, for_update: bool = False) -> Op[Any]
     return row
 
 
-def create_conversation(ns: str, title: str | None, metadata: Mapping[str, Any] | None) -> Op[Conversation]:
+def check_key(key: object) -> str:
+    """``key`` if it can name a conversation: non-empty, at most 255 characters, no NUL, valid Unicode."""
+    if not isinstance(key, str) or not key or len(key) > 255 or "\x00" in key:
+        raise ValidationError(
+            "a conversation key is the application's own id of a conversation: a non-empty string of at most "
+            f"255 characters without NUL, got {key!r}"
+        )
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(
+            f"conversation key {key!r} holds a lone surrogate, which is not valid Unicode"
+        ) from None
+    return key
+
+
+def _new_row(
+    ns: str, title: str | None, metadata: Mapping[str, Any] | None, key: str | None
+) -> dict[str, Any]:
+    """The values of a new, empty conversation's row (title and metadata checked)."""
     if title is not None and not isinstance(title, str):
         raise ValidationError(f"title must be a string, got {type(title).__name__}")
     meta = _metadata_json(metadata)
@@ -98,9 +120,8 @@ def create_conversation(ns: str, title: str | None, metadata: Mapping[str, Any] 
                 "not valid Unicode; decode the text correctly (or replace the surrogate) before storing it"
             ) from None
     now = utc_now()
-    new_id = uuid.uuid4().hex
-    values = {
-        "id": new_id,
+    return {
+        "id": uuid.uuid4().hex,
         "namespace": ns,
         "title": title,
         "metadata": meta,
@@ -109,9 +130,54 @@ def create_conversation(ns: str, title: str | None, metadata: Mapping[str, Any] 
         "image_count": 0,
         "created_at": now,
         "updated_at": now,
+        "app_key": key,
     }
-    yield Exec(sa.insert(t.conversations).values(**values))
-    row = yield from lock_conversation(ns, new_id)
+
+
+def _keyed(ns: str, key: str) -> Op[Any]:
+    c = t.conversations
+    return (yield Exec(sa.select(c).where(c.c.namespace == ns, c.c.app_key == key))).first()
+
+
+def create_conversation(
+    ns: str,
+    title: str | None,
+    metadata: Mapping[str, Any] | None,
+    key: str | None = None,
+    dialect: str = "sqlite",
+) -> Op[Conversation]:
+    """A new, empty conversation (with ``key``: :class:`ConversationExistsError` if the key is taken)."""
+    values = _new_row(ns, title, metadata, None if key is None else check_key(key))
+    if key is None:
+        yield Exec(sa.insert(t.conversations).values(**values))
+    else:
+        ins = insert_for(dialect, t.conversations).values(**values)
+        yield Exec(ins.on_conflict_do_nothing(index_elements=["namespace", "app_key"]))
+        row = yield from _keyed(ns, key)
+        if row is None or row.id != values["id"]:  # (rowcount is not reliable across drivers here)
+            raise ConversationExistsError(key, ns)
+        return conversation_of(row)
+    row = yield from lock_conversation(ns, values["id"])
+    return conversation_of(row)
+
+
+def conversation_for(
+    ns: str, key: str, title: str | None, metadata: Mapping[str, Any] | None, create: bool, dialect: str
+) -> Op[Conversation]:
+    """The namespace's conversation with ``key``, created empty on first use when ``create``.
+
+    Race-free: the INSERT does nothing when another transaction created the key first (on
+    PostgreSQL it waits for that one to commit), and the SELECT after it then finds that row.
+    """
+    check_key(key)
+    row = yield from _keyed(ns, key)
+    if row is None and create:
+        values = _new_row(ns, title, metadata, key)
+        ins = insert_for(dialect, t.conversations).values(**values)
+        yield Exec(ins.on_conflict_do_nothing(index_elements=["namespace", "app_key"]))
+        row = yield from _keyed(ns, key)
+    if row is None:
+        raise ConversationNotFoundError(key, ns, key=True)
     return conversation_of(row)
 
 

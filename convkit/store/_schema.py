@@ -4,7 +4,9 @@ Every table carries the ``convkit_`` prefix so the schema can live beside a
 host application's own; the Alembic version table is ``convkit_alembic_version``.
 
 * ``convkit_conversations``: one row per conversation, owned by a namespace
-  (tenant). ``last_seq`` is the highest message ``seq``; appends bump it under
+  (tenant). ``app_key`` is the application's own name for it (a session or
+  thread id), unique per namespace (NULL for conversations without one).
+  ``last_seq`` is the highest message ``seq``; appends bump it under
   the row's write lock, which is what keeps ``seq`` contiguous and unique
   under concurrent writers. ``prefix_len`` counts the leading system messages;
   ``image_count`` the image parts (a text-only model's window checks it);
@@ -88,7 +90,9 @@ conversations = sa.Table(
     sa.Column("forked_at_seq", sa.Integer, nullable=True),
     sa.Column("created_at", _ts, nullable=False),
     sa.Column("updated_at", _ts, nullable=False),
+    sa.Column("app_key", sa.String(255), nullable=True),
     sa.Index("ix_convkit_conversations_ns_created", "namespace", "created_at", "id"),
+    sa.Index("ix_convkit_conversations_ns_key", "namespace", "app_key", unique=True),
 )
 
 messages = sa.Table(

@@ -122,6 +122,10 @@ class Store(StoreBase[Engine]):
     def create_conversation(self, *args: Any, **kwargs: Any) -> Conversation:
         return self._call(self._create_conversation(*args, **kwargs))
 
+    @runs(StoreBase._conversation_for)
+    def conversation_for(self, *args: Any, **kwargs: Any) -> Conversation:
+        return self._call(self._conversation_for(*args, **kwargs))
+
     @runs(StoreBase._get_conversation)
     def get_conversation(self, *args: Any, **kwargs: Any) -> Conversation:
         return self._call(self._get_conversation(*args, **kwargs))
