@@ -1,0 +1,76 @@
+"""LangGraph adapter: a pre-model hook fitting a Grok window, and a thread's messages kept in a convkit store.
+
+Needs the ``langgraph`` extra (``pip install 'convkit-grok[langgraph]'``,
+``langgraph>=1.0``, ``langchain-core>=0.3``). Built on the LangChain adapter:
+messages are converted by :func:`~convkit.integrations.langchain.to_langchain`
+/ :func:`~convkit.integrations.langchain.from_langchain` and fitted by
+:func:`~convkit.integrations.langchain.fit_messages`, so the rules are the
+same.
+
+* :class:`WindowHook` -- ``create_react_agent(model, tools,
+  pre_model_hook=WindowHook("grok-4", reserve=2048))``: before each model
+  call the agent sends the convkit window of the state's ``messages`` (system
+  prompt and pinned messages kept, a tool call with its results kept or
+  dropped together, then the newest that fit) as ``llm_input_messages``, so
+  the state itself is not rewritten. (LangGraph 1.x marks
+  ``create_react_agent`` as moved to ``langchain.agents.create_agent``; the
+  hook is a plain function of the state, and :meth:`WindowHook.fit` is a
+  plain function of a message list, for that or any custom graph.)
+* :class:`ConvkitMessages` -- a thread's ``messages`` channel kept in the
+  convkit conversation that the thread id
+  (``config["configurable"]["thread_id"]``) names, through
+  ``store.conversation_for(thread_id)``: ``load(config)`` /
+  ``save(config, messages)`` (``aload`` / ``asave``), or the graph nodes
+  ``load_node`` (first) and ``save_node`` (last), so a run resumes the stored
+  conversation.
+
+Why not a LangGraph checkpointer (``BaseCheckpointSaver``)? A checkpointer
+stores every channel of the state at every super-step, with pending writes,
+interrupts and a history of checkpoints to time-travel through: a different
+data model from a conversation's message log, and most of it would be blobs
+convkit can neither count nor window. :class:`ConvkitMessages` keeps the one
+channel convkit understands, as ordinary convkit messages (queryable,
+windowed by ``store.window``, exported as JSONL, usable by the other
+adapters), and leaves the rest to LangGraph. It keeps, per thread, the
+``messages`` in order, each message whole (LangChain ids, tool calls with
+their exact argument text, images once per image). It does **not** keep:
+other state channels, checkpoints of intermediate steps (a run resumes from
+its messages, not from the middle of a step), interrupts and pending writes
+(use a LangGraph checkpointer for human-in-the-loop; the two can be used
+together), nor edits of stored messages: ``save`` only appends (a message
+whose id is stored is left as stored, even if a node replaced it in the
+state; a message removed from the state with ``RemoveMessage`` stays stored).
+To rewrite a thread, use ``store.replace_messages`` on its conversation.
+``save`` reads the thread's stored ids, then appends the new messages in one
+transaction (all or none); two runs of one thread at the same time may both
+append what neither had stored, as with LangGraph's own rule of one run per
+thread at a time.
+
+Typed errors: no thread id in the config, a store that is not a convkit
+store, a sync method on an :class:`~convkit.AsyncStore`, a state without
+``messages``, bad hook settings: :class:`~convkit.ValidationError`; a tool
+result without its call: :class:`~convkit.InvalidConversationError`; a
+must-keep part that cannot fit: :class:`~convkit.ContextWindowError`.
+
+The code lives in private modules, one job each: ``_langgraph_window`` (the
+hook) and ``_langgraph_threads`` (the thread's messages).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if not TYPE_CHECKING:  # the framework is imported so that a missing extra fails here, with its name
+    try:
+        import langchain_core  # noqa: F401
+        import langgraph.graph  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - the extra is installed in the tests
+        raise ImportError(
+            "convkit.integrations.langgraph needs LangGraph: pip install 'convkit-grok[langgraph]' "
+            "(in a checkout of convkit: pip install -e '.[langgraph]')"
+        ) from exc
+
+from ._langgraph_threads import ConvkitMessages, thread_id
+from ._langgraph_window import LLM_INPUT_KEY, WindowHook
+
+__all__ = ["LLM_INPUT_KEY", "ConvkitMessages", "WindowHook", "thread_id"]
