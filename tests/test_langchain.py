@@ -27,7 +27,7 @@ import asyncio
 import base64
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
@@ -617,6 +617,13 @@ def test_fit_messages_is_a_safe_drop_in_for_trim_messages(
     if orphaned(theirs):
         event("trim_messages orphaned a tool message")
     outcome = fit_outcome(msgs, same)
+    # the declarative form (fit_messages(**options) | model) does exactly the same
+    try:
+        declared: list[BaseMessage] | convkit.ConvkitError = fit_messages(**same).invoke(msgs)
+    except (ContextWindowError, InvalidConversationError) as exc:
+        declared = exc
+    assert type(declared) is type(outcome)
+    assert declared == outcome if isinstance(outcome, list) else str(declared) == str(outcome)
     if isinstance(outcome, InvalidConversationError):  # end_on left system messages only
         assert all(isinstance(m, SystemMessage) for m in ended(msgs, kwargs))
         return
@@ -816,6 +823,147 @@ def test_fit_messages_errors_and_options(tiny_counter: convkit.HFTokenCounter) -
     kept = fit_messages(pinned, max_tokens=30, token_counter="approximate")
     assert kept[0] is pinned[0]
     assert kept[-1] is pinned[-1]
+
+
+class _Recording(FakeMessagesListChatModel):
+    """A fake chat model that records the messages each call was given."""
+
+    seen: ClassVar[list[list[BaseMessage]]] = []
+
+    def _generate(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> Any:
+        self.seen.append(list(messages))
+        return super()._generate(messages, *args, **kwargs)
+
+
+def test_declarative_fit_messages_in_a_chain() -> None:
+    """``fit_messages(max_tokens=...) | model``, as ``trim_messages(max_tokens=...) | model``."""
+    model = _Recording(responses=[AIMessage("ok"), AIMessage("ok again")])
+    _Recording.seen = []
+    chain = fit_messages(max_tokens=45, token_counter="approximate") | model
+    msgs: list[BaseMessage] = [
+        SystemMessage("You are a weather bot."),
+        HumanMessage("What is the weather in Paris? " * 3),
+        AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": "Paris"}, "id": "call_1"}]),
+        ToolMessage("18C", tool_call_id="call_1"),
+        AIMessage("It is 18C in Paris."),
+        HumanMessage("Thanks!"),
+    ]
+    reply = chain.invoke(msgs)
+    assert reply.content == "ok"
+    assert model.seen[0] == fit_messages(msgs, max_tokens=45, token_counter="approximate")
+    assert model.seen[0][0] == msgs[0]
+    assert msgs[3] not in model.seen[0]  # its call went, so it went too (trim_messages keeps it)
+    assert msgs[3] in trim_messages(msgs, max_tokens=45, token_counter="approximate", strategy="last")
+    asyncio.run(chain.ainvoke(msgs))
+    assert model.seen[1] == model.seen[0]
+    # with convkit's counting for a Grok model, and a ChatPromptValue input
+    from langchain_core.prompt_values import ChatPromptValue
+
+    fitted = fit_messages(max_tokens=100_000, model="grok-2").invoke(ChatPromptValue(messages=msgs))
+    assert fitted == msgs
+    # bad options fail where the chain is built, not on its first call
+    with pytest.raises(ValidationError, match="include_system"):
+        fit_messages(max_tokens=10, include_system=False)
+    with pytest.raises(ValidationError, match="max_tokens"):
+        fit_messages(max_tokens=-1)
+    with pytest.raises(convkit.UnknownModelError):
+        fit_messages(max_tokens=10, model="grok-nope")
+
+
+def test_keyed_history_is_lazy_and_created_on_first_write(backend: str, tmp_path: Path) -> None:
+    """``ConvkitChatMessageHistory(store, key=session_id)``: no I/O to make, created on the first write."""
+    import sqlalchemy as sa
+
+    with database_url(backend, tmp_path) as url:
+        store = convkit.Store(url, upgrade=True)
+        statements: list[str] = []
+        sa.event.listen(store.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        try:
+            history = ConvkitChatMessageHistory(store, key="user-42", title="Ada")
+            assert statements == []  # making it did nothing
+            assert "key='user-42'" in repr(history)
+            assert history.messages == []
+            assert history.window(model="grok-2") == []
+            history.clear()
+            assert store.list_conversations() == []  # reads and clear create nothing
+            history.add_messages([HumanMessage("hi"), AIMessage("hello")])
+            conv = store.conversation_for("user-42", create=False)
+            assert (conv.title, conv.message_count) == ("Ada", 2)
+            assert history.conversation_id == conv.id
+            # another history with the same key (another request, another process) finds it
+            again = ConvkitChatMessageHistory(store, key="user-42")
+            assert again.messages == [HumanMessage("hi"), AIMessage("hello")]
+            assert asyncio.run(again.aget_messages()) == again.messages
+            # a keyed history replaced before it exists is created by the replacement
+            fresh = ConvkitChatMessageHistory(store, key="user-43")
+            fresh.messages = [HumanMessage("new")]
+            assert store.messages(store.conversation_for("user-43", create=False).id)[0].text == "new"
+        finally:
+            store.close()
+
+
+@pytest.mark.filterwarnings("ignore:RunnableWithMessageHistory is deprecated")
+def test_keyed_history_under_runnable_with_message_history(backend: str, tmp_path: Path) -> None:
+    """``RunnableWithMessageHistory`` with a keyed history per session id: invoke on a Store, ainvoke on
+    an AsyncStore; sessions are separate and resume from the store."""
+    from langchain_core.runnables.history import RunnableWithMessageHistory
+
+    def chain_for(history_of: Any) -> Any:
+        model = FakeMessagesListChatModel(responses=[AIMessage(f"reply {i}") for i in range(4)])
+        return RunnableWithMessageHistory(model, history_of)
+
+    with database_url(backend, tmp_path) as url:
+        store = convkit.Store(url, upgrade=True)
+        try:
+            chain = chain_for(lambda session_id: ConvkitChatMessageHistory(store, key=session_id))
+            for session, text in (("a", "hi"), ("b", "hey"), ("a", "again")):
+                chain.invoke([HumanMessage(text)], config={"configurable": {"session_id": session}})
+            a = store.messages(store.conversation_for("a", create=False).id)
+            b = store.messages(store.conversation_for("b", create=False).id)
+            assert [m.text for m in a] == ["hi", "reply 0", "again", "reply 2"]
+            assert [m.text for m in b] == ["hey", "reply 1"]
+        finally:
+            store.close()
+
+    async def main(url: str) -> None:
+        astore = convkit.AsyncStore(url, upgrade=True)
+        try:
+            made: list[ConvkitChatMessageHistory] = []
+
+            def history_of(session_id: str) -> ConvkitChatMessageHistory:
+                made.append(ConvkitChatMessageHistory(astore, key=session_id))
+                return made[-1]
+
+            chain = chain_for(history_of)
+            await asyncio.gather(
+                *(
+                    chain.ainvoke([HumanMessage(f"hi {n}")], config={"configurable": {"session_id": f"s{n}"}})
+                    for n in range(3)
+                )
+            )
+            await chain.ainvoke([HumanMessage("more")], config={"configurable": {"session_id": "s0"}})
+            s0 = await astore.messages((await astore.conversation_for("s0", create=False)).id)
+            texts = [m.text for m in s0]
+            assert len(texts) == 4
+            assert (texts[0], texts[2]) == ("hi 0", "more")
+            assert len(await astore.list_conversations()) == 3
+            with pytest.raises(ValidationError, match="AsyncStore"):
+                _ = made[0].messages  # the sync API refuses an AsyncStore, saying what to use
+        finally:
+            await astore.close()
+
+    (tmp_path / "async").mkdir()
+    with database_url(backend, tmp_path / "async", "async") as url:
+        asyncio.run(main(url))
+
+
+def test_history_is_named_by_exactly_one_of_id_and_key(sqlite_store: convkit.Store) -> None:
+    with pytest.raises(ValidationError, match="exactly one"):
+        ConvkitChatMessageHistory(sqlite_store)
+    with pytest.raises(ValidationError, match="exactly one"):
+        ConvkitChatMessageHistory(sqlite_store, "some-id", key="k")
+    with pytest.raises(ValidationError, match="key"):
+        ConvkitChatMessageHistory(sqlite_store, key="")
 
 
 def test_readme_langchain_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

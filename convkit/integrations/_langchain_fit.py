@@ -8,11 +8,13 @@ LangChain ``token_counter`` (whose verdict on the result is final).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
+from functools import partial
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast, overload
 
 import attrs
 from langchain_core.messages import BaseMessage, HumanMessage, convert_to_messages
 from langchain_core.messages.utils import count_tokens_approximately
+from langchain_core.runnables import Runnable, RunnableLambda
 
 from .._counting import BaseCounter, EstimateCounter, ImagePolicy, TokenCounter
 from .._engine.units import must_keep_units, unit_lists, unit_starts
@@ -117,8 +119,12 @@ def _without_images(msg: BaseMessage, note: str) -> BaseMessage:
     return msg.model_copy(update={"content": content})
 
 
+_Input: TypeAlias = "Iterable[MessageLikeRepresentation] | PromptValue"
+
+
+@overload
 def fit_messages(
-    messages: Iterable[MessageLikeRepresentation] | PromptValue,
+    messages: None = None,
     *,
     max_tokens: int,
     model: str | ModelSpec | None = None,
@@ -132,8 +138,50 @@ def fit_messages(
     text_splitter: Any = None,
     tools: Sequence[Mapping[str, Any]] | None = None,
     images: ImagePolicy = "error",
-) -> list[BaseMessage]:
+) -> Runnable[_Input, list[BaseMessage]]: ...
+
+
+@overload
+def fit_messages(
+    messages: _Input,
+    *,
+    max_tokens: int,
+    model: str | ModelSpec | None = None,
+    counter: TokenCounter | None = None,
+    token_counter: LangChainTokenCounter | None = None,
+    strategy: Literal["last"] = "last",
+    allow_partial: bool = False,
+    end_on: MessageTypes | None = None,
+    start_on: MessageTypes | None = None,
+    include_system: bool = True,
+    text_splitter: Any = None,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    images: ImagePolicy = "error",
+) -> list[BaseMessage]: ...
+
+
+def fit_messages(
+    messages: _Input | None = None,
+    *,
+    max_tokens: int,
+    model: str | ModelSpec | None = None,
+    counter: TokenCounter | None = None,
+    token_counter: LangChainTokenCounter | None = None,
+    strategy: Literal["last"] = "last",
+    allow_partial: bool = False,
+    end_on: MessageTypes | None = None,
+    start_on: MessageTypes | None = None,
+    include_system: bool = True,
+    text_splitter: Any = None,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    images: ImagePolicy = "error",
+) -> list[BaseMessage] | Runnable[_Input, list[BaseMessage]]:
     """``trim_messages(strategy="last")``, but through :func:`convkit.fit`: the newest that fit, safely.
+
+    Without ``messages`` it returns a ``Runnable`` doing the same to its input,
+    as ``trim_messages`` does, to compose in a chain:
+    ``fit_messages(max_tokens=..., model="grok-...") | chat_model``. Its
+    options are checked now, so a bad one fails where the chain is built.
 
     Returns the input's own message objects (a subset, in order) whose count
     is at most ``max_tokens``:
@@ -169,6 +217,25 @@ def fit_messages(
     raises :class:`~convkit.InvalidConversationError`.
     """
     del text_splitter  # accepted for compatibility with trim_messages (used only with allow_partial)
+    options: dict[str, Any] = {
+        "max_tokens": max_tokens,
+        "model": model,
+        "counter": counter,
+        "token_counter": token_counter,
+        "end_on": end_on,
+        "start_on": start_on,
+        "tools": tools,
+        "images": images,
+    }
+    _check_options(include_system, strategy, allow_partial, max_tokens)
+    if messages is None:
+        if model is not None:
+            get_model(model)  # an unknown model fails where the chain is built
+        return RunnableLambda(partial(_fit, **options), name="fit_messages")
+    return _fit(messages, **options)
+
+
+def _check_options(include_system: bool, strategy: str, allow_partial: bool, max_tokens: int) -> None:
     if include_system is not True:
         raise ValidationError(
             "fit_messages always keeps the leading system messages (convkit's rule): include_system must "
@@ -180,6 +247,20 @@ def fit_messages(
         raise ValidationError("fit_messages never splits a message: allow_partial must be False")
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
         raise ValidationError(f"max_tokens is a non-negative number of tokens, got {max_tokens!r}")
+
+
+def _fit(
+    messages: _Input,
+    *,
+    max_tokens: int,
+    model: str | ModelSpec | None,
+    counter: TokenCounter | None,
+    token_counter: LangChainTokenCounter | None,
+    end_on: MessageTypes | None,
+    start_on: MessageTypes | None,
+    tools: Sequence[Mapping[str, Any]] | None,
+    images: ImagePolicy,
+) -> list[BaseMessage]:
     lc = convert_to_messages(messages)
     if end_on is not None:
         while lc and not _matches(lc[-1], end_on):
