@@ -29,7 +29,10 @@ Needs the ``langchain`` extra (``pip install 'convkit-grok[langchain]'``,
   :class:`~convkit.AsyncStore` (the async methods ``aget_messages``,
   ``aadd_messages``, ``aclear``, ``areplace_messages`` and ``awindow`` only:
   an async engine cannot be driven from synchronous code, so the sync
-  methods raise :class:`~convkit.ValidationError` saying so). Replacing the
+  methods raise :class:`~convkit.ValidationError` saying so). It is named by
+  the application's own key (``key="user-42"``: created on the first write,
+  no I/O before; for ``RunnableWithMessageHistory``'s session ids) or by a
+  convkit conversation id. Replacing the
   history (``history.messages = [...]``, ``areplace_messages``) is one
   transaction that validates the new list first: a refused list (say, a
   ``ToolMessage`` whose call ``trim_messages`` cut off) leaves the old
@@ -40,7 +43,8 @@ Needs the ``langchain`` extra (``pip install 'convkit-grok[langchain]'``,
   together, images are counted, and when the must-keep messages cannot fit a
   :class:`~convkit.ContextWindowError` says so instead of a broken history.
   ``include_system=False`` is refused (:class:`~convkit.ValidationError`),
-  not ignored: the leading system messages are always kept.
+  not ignored: the leading system messages are always kept. Without messages
+  it returns a ``Runnable`` (``fit_messages(max_tokens=...) | model``).
 
 This module is the public face; the code lives in private modules, one job
 each: ``_langchain_content`` (content blocks <-> parts), ``_langchain_convert``
