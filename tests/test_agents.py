@@ -1,16 +1,30 @@
 """The OpenAI Agents SDK adapter, against the real ``openai-agents``.
 
 * ``ConvkitSession`` satisfies the SDK's runtime-checkable ``Session``
-  protocol and runs a multi-turn, tool-calling conversation through the
-  SDK's own ``Runner`` (a scripted model, tracing off, no network) on SQLite
-  and PostgreSQL, with an ``AsyncStore`` and with a ``Store``.
+  protocol; its session id is a key: ``ConvkitSession(store, "user-42")``
+  names ``store.conversation_for("user-42")``, created by the first write
+  (making a session, and reading a key never written, do no write), shared
+  by every session object of that id, one conversation under concurrent
+  first uses; ``for_conversation``/``create`` wrap or make a conversation by
+  its convkit id, and an old-style conversation id still opens its
+  conversation, with a ``DeprecationWarning``.
+* The SDK's own ``Runner`` runs a multi-turn, tool-calling conversation (a
+  scripted model, tracing off, no network) through keyed sessions, a new
+  session object each turn, on SQLite and PostgreSQL, with an ``AsyncStore``
+  and with a ``Store``.
 * Items round-trip exactly (property test): ``get_items`` returns what
   ``add_items`` stored, for messages, function calls and outputs, images,
   and items convkit does not know; ``limit``, ``pop_item``,
   ``clear_session``.
-* The window option: on a long session, the model sees only the window that
-  fits the chosen model, with tool calls and their outputs together.
-* The README's Agents SDK example runs.
+* Window, then limit: on a long session the model sees only the window that
+  fits the chosen model, with tool calls and their outputs together; a
+  ``limit`` then takes the newest items of that window and drops a call
+  output whose call it cut (property test over random sessions and limits;
+  examples; the Runner with ``SessionSettings(limit=...)`` and a
+  ``session_input_callback``, which the SDK does not prune).
+* The README's Agents SDK examples run: the session example, and a whole
+  two-turn agent on Grok (``OpenAIChatCompletionsModel``) against convkit's
+  xAI stand-in on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -18,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,11 +133,13 @@ def script() -> list[list[Any]]:
     ]
 
 
-async def run_conversation(session: Session) -> ScriptedModel:
+async def run_conversation(sessions: Callable[[], Session]) -> ScriptedModel:
+    """Three turns through the Runner, each on a new session object (as each request of a
+    server would make one): what a turn sees of the earlier ones comes from the store."""
     model = ScriptedModel(script())
     agent = Agent(name="weather", instructions="Be terse.", model=model, tools=[get_weather, get_time])
     for question in ("Weather in Paris?", "And Oslo, with the time?", "What did I ask about?"):
-        await Runner.run(agent, question, session=session)
+        await Runner.run(agent, question, session=sessions())
     return model
 
 
@@ -152,28 +169,131 @@ def check_conversation(model: ScriptedModel, items: list[dict[str, Any]]) -> Non
     assert model.inputs[-1] == [*items[:-2], items[-2]]
 
 
-def test_session_is_an_agents_session() -> None:
+def test_session_is_an_agents_session_named_by_its_key() -> None:
     store = convkit.Store("sqlite://")
-    session = ConvkitSession(store, "some-conversation")
-    assert isinstance(session, Session)
-    assert session.session_id == "some-conversation"
-    assert ConvkitSession(store, "c", session_id="s").session_id == "s"
-    with pytest.raises(ValidationError, match="Store"):
-        ConvkitSession(object(), "c")  # type: ignore[arg-type]
-    with pytest.raises(ValidationError, match="conversation_id"):
-        ConvkitSession(store, "")
-    store.close()
+    try:
+        session = ConvkitSession(store, "user-42", window_model="grok-2")
+        assert isinstance(session, Session)
+        assert (session.session_id, session.key, session.conversation_id) == ("user-42", "user-42", None)
+        assert store.list_conversations() == []  # making a session does no I/O
+        conv = store.create_conversation()
+        wrapped = ConvkitSession.for_conversation(store, conv.id, session_id="label")
+        assert (wrapped.session_id, wrapped.key, wrapped.conversation_id) == ("label", None, conv.id)
+        same = ConvkitSession(store, conversation_id=conv.id)
+        assert (same.session_id, same.conversation_id) == (conv.id, conv.id)
+        assert "user-42" in repr(session)
+        assert conv.id in repr(same)
+        with pytest.raises(ValidationError, match="Store"):
+            ConvkitSession(object(), "c")  # type: ignore[arg-type]
+        for bad in ("", "x" * 256, "a\x00b", 42):
+            with pytest.raises(ValidationError, match="session_id"):
+                ConvkitSession(store, bad)  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match="session_id"):
+            ConvkitSession(store)
+        with pytest.raises(ValidationError, match="conversation_id"):
+            ConvkitSession(store, conversation_id="")
+        with pytest.raises(ValidationError, match="title"):
+            ConvkitSession(store, conversation_id=conv.id, title="t")
+        with pytest.raises(TypeError):  # the old ConvkitSession(store, conversation_id, session_id=...)
+            ConvkitSession(store, conv.id, session_id="s")  # type: ignore[misc]
+        assert ConvkitSession(store, "x" * 255).session_id == "x" * 255
+    finally:
+        store.close()
+
+
+def test_a_key_is_created_by_its_first_write_only(backend: str, tmp_path: Path) -> None:
+    """Reading, popping or clearing a key never written creates nothing (the SDK's SQLiteSession
+    neither); the first add_items creates it with title and metadata; every session object of
+    that id, and concurrent first writers, share the one conversation."""
+
+    async def main(url: str) -> None:
+        store = convkit.AsyncStore(url, upgrade=True)
+        try:
+            fresh = ConvkitSession(
+                store, "user-7", title="support", metadata={"plan": "pro"}, window_model="grok-2"
+            )
+            assert await fresh.get_items() == []
+            assert await fresh.get_items(limit=3) == []
+            assert await fresh.pop_item() is None
+            await fresh.clear_session()
+            await fresh.add_items([])
+            assert await store.list_conversations() == []
+            assert fresh.conversation_id is None
+
+            await fresh.add_items([{"role": "user", "content": "hello"}])
+            conv = await store.conversation_for("user-7", create=False)
+            assert (conv.id, conv.key, conv.title, conv.metadata) == (
+                fresh.conversation_id,
+                "user-7",
+                "support",
+                {"plan": "pro"},
+            )
+            other = ConvkitSession(store, "user-7")
+            assert await other.get_items() == [{"role": "user", "content": "hello"}]
+            assert (await other.conversation()).id == conv.id
+            await other.clear_session()  # emptied, still the key's conversation
+            assert (await store.conversation_for("user-7", create=False)).id == conv.id
+            assert await fresh.get_items() == []
+
+            # concurrent first writes of one new key, from separate session objects: one conversation
+            writers = [ConvkitSession(store, "busy") for _ in range(8)]
+            await asyncio.gather(
+                *(w.add_items([{"role": "user", "content": f"m{n}"}]) for n, w in enumerate(writers))
+            )
+            assert len({w.conversation_id for w in writers}) == 1
+            got = await ConvkitSession(store, "busy").get_items()
+            assert sorted(i["content"] for i in got) == [f"m{n}" for n in range(8)]
+            assert len(await store.list_conversations()) == 2
+            # a conversation made by conversation() has the key too
+            made = await ConvkitSession(store, "made-now").conversation()
+            assert made.key == "made-now"
+            assert made.message_count == 0
+        finally:
+            await store.close()
+
+    with database_url(backend, tmp_path, "async") as url:
+        asyncio.run(main(url))
+
+
+def test_an_old_style_conversation_id_still_opens_its_conversation(tmp_path: Path) -> None:
+    """Code from before keys passed a conversation id: it keeps its history, with a warning; a key
+    that names a conversation wins over an id."""
+
+    async def main() -> None:
+        store = convkit.AsyncStore(f"sqlite:///{tmp_path / 'legacy.db'}")
+        try:
+            conv = await store.create_conversation()
+            await store.append(conv.id, {"role": "user", "content": "old"})
+            with pytest.warns(DeprecationWarning, match="for_conversation"):
+                assert await ConvkitSession(store, conv.id).get_items() == [
+                    {"role": "user", "content": "old"}
+                ]
+            session = ConvkitSession(store, conv.id)
+            with pytest.warns(DeprecationWarning, match="now the session id"):
+                await session.add_items([{"role": "assistant", "content": "new"}])
+            assert session.conversation_id == conv.id
+            assert len(await store.messages(conv.id)) == 2
+            keyed = await store.create_conversation(key=conv.id)  # now a key names a conversation
+            assert await ConvkitSession(store, conv.id).get_items() == []
+            assert (await ConvkitSession(store, conv.id).conversation()).id == keyed.id
+        finally:
+            await store.close()
+
+    asyncio.run(main())
 
 
 def test_runner_multi_turn_tool_calling_on_an_async_store(backend: str, tmp_path: Path) -> None:
     async def main(url: str) -> None:
         store = convkit.AsyncStore(url, upgrade=True)
         try:
-            session = await ConvkitSession.create(store, title="weather")
-            model = await run_conversation(session)
+            model = await run_conversation(lambda: ConvkitSession(store, "user-42"))
+            session = ConvkitSession(store, "user-42")
             items = await session.get_items()
             check_conversation(model, items)
-            stored = await store.messages(session.conversation_id)
+            assert model.inputs[0] == [{"role": "user", "content": "Weather in Paris?"}]  # began empty
+            (conv,) = await store.list_conversations()
+            assert conv.key == "user-42"
+            stored = await store.messages(conv.id)
             assert [m.role for m in stored[:4]] == ["user", "assistant", "tool", "assistant"]
             assert stored[1].tool_calls[0].arguments == EXACT
             assert stored[2].tool_call_id == "call_1"
@@ -185,6 +305,12 @@ def test_runner_multi_turn_tool_calling_on_an_async_store(backend: str, tmp_path
             await session.clear_session()
             assert await session.get_items() == []
             assert await session.pop_item() is None
+            # a conversation wrapped by its id, as before keys
+            created = await ConvkitSession.create(store, title="weather")
+            model = await run_conversation(
+                lambda: ConvkitSession.for_conversation(store, str(created.conversation_id))
+            )
+            check_conversation(model, await created.get_items())
         finally:
             await store.close()
 
@@ -196,11 +322,11 @@ def test_runner_on_a_sync_store(backend: str, tmp_path: Path) -> None:
     with database_url(backend, tmp_path) as url:
         store = convkit.Store(url, upgrade=True)
         try:
-            session = asyncio.run(ConvkitSession.create(store))
-            model = asyncio.run(run_conversation(session))
-            items = asyncio.run(session.get_items())
+            model = asyncio.run(run_conversation(lambda: ConvkitSession(store, "user-42")))
+            items = asyncio.run(ConvkitSession(store, "user-42").get_items())
             check_conversation(model, items)
-            assert [m.role for m in store.messages(session.conversation_id)][-2:] == ["user", "assistant"]
+            conv = store.conversation_for("user-42", create=False)
+            assert [m.role for m in store.messages(conv.id)][-2:] == ["user", "assistant"]
         finally:
             store.close()
 
@@ -213,8 +339,10 @@ def test_window_option_keeps_tool_pairs_and_the_system_prompt(tmp_path: Path) ->
         store = convkit.AsyncStore(f"sqlite:///{tmp_path / 'w.db'}", counters=[counter])
         try:
             conv = await store.create_conversation()
-            full = ConvkitSession(store, conv.id)
-            windowed = ConvkitSession(store, conv.id, window_model=small, counter=counter, reserve=50)
+            full = ConvkitSession.for_conversation(store, conv.id)
+            windowed = ConvkitSession.for_conversation(
+                store, conv.id, window_model=small, counter=counter, reserve=50
+            )
             items: list[dict[str, Any]] = [{"role": "developer", "content": "Be terse."}]
             for n in range(12):
                 items += [
@@ -243,7 +371,10 @@ def test_window_option_keeps_tool_pairs_and_the_system_prompt(tmp_path: Path) ->
             assert ids == outs  # every call with its output, no orphan output
             result = await store.window(conv.id, model=small, counter=counter, reserve=50)
             assert window == [i for m in result.messages for i in message_to_items(m)]
-            assert await windowed.get_items(limit=2) == window[-2:]
+            # then the limit: the newest items of the window, never an output without its call
+            assert window[-2]["type"] == "function_call_output"
+            assert await windowed.get_items(limit=2) == window[-1:]  # c11's output lost its call
+            assert await windowed.get_items(limit=3) == window[-3:]
 
             # the Runner sees only the window
             model = ScriptedModel([[say("Fine.", 99)]])
@@ -253,10 +384,12 @@ def test_window_option_keeps_tool_pairs_and_the_system_prompt(tmp_path: Path) ->
             assert len(model.inputs[0]) < len(items)
 
             # when even the newest turn cannot fit: a typed error, not a silent overflow
-            tight = ConvkitSession(store, conv.id, window_model=small, counter=counter, reserve=390)
+            tight = ConvkitSession.for_conversation(
+                store, conv.id, window_model=small, counter=counter, reserve=390
+            )
             with pytest.raises(ContextWindowError):
                 await tight.get_items()
-            empty = ConvkitSession(store, (await store.create_conversation()).id, window_model=small)
+            empty = ConvkitSession(store, "rules-only", window_model=small)
             assert await empty.get_items() == []
             await empty.add_items([{"role": "system", "content": "only rules"}])
             assert await empty.get_items() == [{"role": "system", "content": "only rules"}]
@@ -449,7 +582,7 @@ def test_session_settings_accepts_the_dict_form(tmp_path: Path) -> None:
         store = convkit.AsyncStore(f"sqlite:///{tmp_path / 's.db'}")
         try:
             conv = await store.create_conversation()
-            session = ConvkitSession(store, conv.id, session_settings={"limit": 2})
+            session = ConvkitSession.for_conversation(store, conv.id, session_settings={"limit": 2})
             assert session.session_settings == SessionSettings(limit=2)
             items = [{"role": "user", "content": f"q{n}"} for n in range(4)]
             await session.add_items(items)  # type: ignore[arg-type]
@@ -458,12 +591,18 @@ def test_session_settings_accepts_the_dict_form(tmp_path: Path) -> None:
             model = ScriptedModel([[say("Fine.", 1)]])
             await Runner.run(Agent(name="s", model=model), "And now?", session=session)
             assert model.inputs[0][:2] == items[-2:]
-            assert ConvkitSession(store, conv.id, session_settings={}).session_settings == SessionSettings()
+            assert (
+                ConvkitSession.for_conversation(store, conv.id, session_settings={}).session_settings
+                == SessionSettings()
+            )
             same = SessionSettings(limit=5)
-            assert ConvkitSession(store, conv.id, session_settings=same).session_settings is same
+            assert (
+                ConvkitSession.for_conversation(store, conv.id, session_settings=same).session_settings
+                is same
+            )
             for bad in ({"limit": 2, "max_items": 3}, {"limit": "many"}, [("limit", 2)]):
                 with pytest.raises(ValidationError):
-                    ConvkitSession(store, conv.id, session_settings=bad)  # type: ignore[arg-type]
+                    ConvkitSession.for_conversation(store, conv.id, session_settings=bad)  # type: ignore[arg-type]
         finally:
             await store.close()
 

@@ -3,6 +3,18 @@
 Needs the ``agents`` extra (``pip install 'convkit-grok[agents]'``,
 ``openai-agents>=0.2``).
 
+**Session ids are keys.** ``ConvkitSession(store, "user-42")`` is the
+history of the store's conversation whose application key is ``"user-42"``
+(:meth:`convkit.Store.conversation_for`), created empty on the first write,
+as the SDK's ``SQLiteSession("user-42", db)`` does; making the session does
+no I/O, and reading a key never written returns nothing and creates nothing.
+``ConvkitSession.for_conversation(store, conversation_id)`` (or
+``conversation_id=``) wraps an existing conversation by its convkit id, and
+``ConvkitSession.create(store)`` makes a new one. (Before keys, the second
+argument was a conversation id; a session id that no conversation has as its
+key but that is the id of one of the store's conversations still names that
+conversation, with a ``DeprecationWarning``.)
+
 Each Responses-API item the SDK adds becomes one convkit message, so
 ``limit`` counts items and ``pop_item`` removes exactly the newest one:
 
@@ -30,33 +42,44 @@ request holding one.
 Messages written to the conversation by other means come back as the items
 their OpenAI form describes.
 
-With ``window_model``, ``get_items`` returns only the items of the window
-:meth:`convkit.Store.window` chooses for that model (leading system and
-pinned messages, tool calls with their outputs, the newest items that fit);
-``limit`` then applies to that window. The session is backed by an
-:class:`~convkit.AsyncStore`; a :class:`~convkit.Store` works too (its calls
-run in a worker thread).
+**Window, then limit.** ``get_items(limit)`` (``limit`` defaults to
+``session_settings.limit``) works in this order:
+
+1. with ``window_model``, the items of the window :meth:`convkit.Store.window`
+   chooses for that model (leading system and pinned messages, tool calls
+   with their outputs, the newest items that fit); without it, every item;
+2. with a ``limit``, the newest ``limit`` of those items (none when
+   ``limit <= 0``), counted in items, so it may cut the window's leading
+   system prompt;
+3. a call output whose call that cut left out is dropped too: the result has
+   *at most* ``limit`` items and never hands the ``Runner`` an orphaned
+   ``function_call_output`` (``limit=1`` on a session that ends with a call
+   output returns ``[]``).
+
+The session is backed by an :class:`~convkit.AsyncStore`; a
+:class:`~convkit.Store` works too (its calls run in a worker thread).
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import dataclasses
-import json
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from .._counting import TokenCounter
-from .._errors import InvalidConversationError, InvalidMessageError, ValidationError
+from .._errors import ConversationNotFoundError, InvalidConversationError, ValidationError
 from .._fitting import FitResult
-from .._messages import ImagePart, Message, Part, TextPart, ToolCall
+from .._messages import Message
 from .._models import ModelSpec
+from ._agents_items import ITEM_KEY, item_to_message, message_to_items, messages_to_items, newest_items
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
     from agents.memory.session_settings import SessionSettings
 
+    from .._results import Conversation
     from ..store import AsyncStore, Store
 else:  # the SDK is imported so that a missing extra fails here, with its name
     try:
@@ -69,163 +92,41 @@ else:  # the SDK is imported so that a missing extra fails here, with its name
 
 __all__ = ["ITEM_KEY", "ConvkitSession", "item_to_message", "message_to_items"]
 
-#: Key of a message's ``metadata`` holding the Responses item it was made from.
-ITEM_KEY = "convkit.agents.item"
-#: Key of a message's ``metadata`` listing image URLs taken out of the stored item: [path, part].
-_IMAGES_KEY = "convkit.agents.images"
 
-_ROLES = {"user": "user", "system": "system", "developer": "system", "assistant": "assistant"}
-_TEXT_PARTS = {"input_text": "text", "output_text": "text", "refusal": "refusal", "summary_text": "text"}
-_DETAILS = (None, "auto", "low", "high")
-
-
-def _dumps(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _parts(content: object, path: list[Any], refs: list[list[Any]]) -> list[Part]:
-    """convkit parts of a Responses content (str or list); records data-URL images in ``refs``."""
-    if isinstance(content, str):
-        return [TextPart(content)] if content else []
-    if not isinstance(content, list):
-        return [TextPart(_dumps(content))]
-    parts: list[Part] = []
-    for j, part in enumerate(content):
-        kind = part.get("type") if isinstance(part, Mapping) else None
-        field = _TEXT_PARTS.get(str(kind))
-        if field is not None and isinstance(part, Mapping) and isinstance(part.get(field), str):
-            parts.append(TextPart(part[field]))
-        elif kind == "input_image" and isinstance(part, Mapping) and isinstance(part.get("image_url"), str):
-            url = part["image_url"]
-            detail = part.get("detail") if part.get("detail") in _DETAILS else None
-            image = ImagePart.from_url(url, detail=detail)
-            if image.data is not None and image.openai_url() == url:
-                refs.append([[*path, j, "image_url"], len(parts)])
-            parts.append(image)
-        else:
-            parts.append(TextPart(_dumps(part)))
-    return parts
-
-
-def _is_json(text: str) -> bool:
-    try:
-        ToolCall("c", "f", text)
-    except InvalidMessageError:
-        return False
-    return True
-
-
-def _faithful(item: Mapping[str, Any], refs: list[list[Any]]) -> Message:
-    kind = item.get("type")
-    role = item.get("role")
-    if isinstance(role, str) and kind in (None, "message"):
-        if role not in _ROLES:
-            raise InvalidMessageError(f"unknown role {role!r}")
-        return Message(_ROLES[role], _parts(item.get("content"), ["content"], refs))  # type: ignore[arg-type]
-    call_id = item.get("call_id")
-    if isinstance(kind, str) and isinstance(call_id, str) and call_id:
-        if kind.endswith("_call"):
-            arguments = item.get("arguments")
-            if kind != "function_call" or not isinstance(arguments, str):
-                rest = {k: v for k, v in item.items() if k not in ("type", "call_id", "id", "status")}
-                arguments = _dumps(rest)
-            elif not _is_json(arguments):
-                # "" (a call without parameters) or cut-off JSON: still a tool call, so that its
-                # output stays linked to it (kept or dropped together); counted as its JSON string
-                arguments = json.dumps(arguments)  # ASCII: a lone surrogate is escaped too
-            name = item.get("name") if isinstance(item.get("name"), str) and item.get("name") else kind
-            return Message.assistant(tool_calls=[ToolCall(call_id, cast(str, name), arguments)])
-        if kind.endswith("_call_output"):
-            return Message.tool(_parts(item.get("output"), ["output"], refs), tool_call_id=call_id)
-    return Message.assistant(_dumps(item))
-
-
-def item_to_message(item: Mapping[str, Any]) -> Message:
-    """The convkit message for one Responses item (the item is kept in its metadata)."""
-    if not isinstance(item, Mapping):
-        raise InvalidMessageError(f"a Responses item is a dict, got {type(item).__name__}")
-    stored = copy.deepcopy(dict(item))
-    refs: list[list[Any]] = []
-    try:
-        msg = _faithful(item, refs)
-    except InvalidMessageError:  # keep the item; count it as its JSON text, with the same role and link
-        refs = []
-        text = _dumps(item)
-        kind, call_id = item.get("type"), item.get("call_id")
-        if isinstance(kind, str) and kind.endswith("_call_output") and isinstance(call_id, str) and call_id:
-            msg = Message.tool(text, tool_call_id=call_id)
-        else:
-            role = _ROLES.get(str(item.get("role")), "assistant")
-            msg = Message(role, text)  # type: ignore[arg-type]
-    for path, _ in refs:
-        holder: Any = stored
-        for key in path[:-1]:
-            holder = holder[key]
-        holder[path[-1]] = None
-    metadata: dict[str, Any] = {ITEM_KEY: stored}
-    if refs:
-        metadata[_IMAGES_KEY] = refs
-    return Message(
-        msg.role, msg.content, msg.tool_calls, tool_call_id=msg.tool_call_id, name=msg.name, metadata=metadata
-    )
-
-
-def message_to_items(m: Message) -> list[dict[str, Any]]:
-    """The Responses items of a stored message: the item it was made from, else its OpenAI form."""
-    item = m.metadata.get(ITEM_KEY)
-    if isinstance(item, Mapping):
-        out = copy.deepcopy(dict(item))
-        for path, index in m.metadata.get(_IMAGES_KEY, ()):
-            holder: Any = out
-            for key in path[:-1]:
-                holder = holder[key]
-            part = m.content[index]
-            holder[path[-1]] = part.openai_url() if isinstance(part, ImagePart) else None
-        return [out]
-    items: list[dict[str, Any]] = []
-    if m.role == "tool":
-        return [{"type": "function_call_output", "call_id": m.tool_call_id, "output": m.text}]
-    if m.content:
-        role = m.role
-        text_type = "output_text" if role == "assistant" else "input_text"
-        content: list[dict[str, Any]] = [
-            {"type": text_type, "text": p.text}
-            if isinstance(p, TextPart)
-            else {"type": "input_image", "image_url": p.openai_url(), "detail": p.detail or "auto"}
-            for p in m.content
-        ]
-        if all(isinstance(p, TextPart) for p in m.content):
-            items.append({"role": role, "content": m.text})
-        else:
-            items.append({"role": role, "content": content})
-    for c in m.tool_calls:
-        items.append({"type": "function_call", "call_id": c.id, "name": c.name, "arguments": c.arguments})
-    return items
-
-
-def _items(messages: Sequence[Message]) -> list[dict[str, Any]]:
-    return [item for m in messages for item in message_to_items(m)]
+def _check_key(key: object) -> str:
+    if not isinstance(key, str) or not key or len(key) > 255 or "\x00" in key:
+        raise ValidationError(
+            "session_id names the conversation (its application key): a non-empty str of at most "
+            f"255 characters without NUL, got {key!r}"
+        )
+    return key
 
 
 class ConvkitSession:
     """An Agents SDK ``Session`` stored in a convkit conversation (see the module docstring).
 
     ``store``: an :class:`~convkit.AsyncStore` (or a :class:`~convkit.Store`,
-    run in a worker thread); ``conversation_id``: an existing conversation
-    (see :meth:`create`); ``session_id`` defaults to it. ``window_model``,
-    ``counter`` and ``reserve``: when a model is given, ``get_items``
-    returns the window ``store.window(model=window_model, counter=counter,
-    reserve=reserve)`` keeps. ``session_settings``: the SDK's ``SessionSettings``
-    or its dict form (``{"limit": 20}``), converted as the SDK's own sessions
-    do; an unknown key or a bad value raises :class:`~convkit.ValidationError`.
+    run in a worker thread). ``session_id``: the application's id of the
+    session, the key of its conversation (``store.conversation_for(session_id)``,
+    created with ``title`` and ``metadata`` on the first write; no I/O here).
+    ``conversation_id``: instead, an existing conversation's convkit id (see
+    :meth:`for_conversation`); ``session_id`` then only labels the session and
+    defaults to that id. ``window_model``, ``counter`` and ``reserve``: when a
+    model is given, ``get_items`` returns the window ``store.window(model=window_model,
+    counter=counter, reserve=reserve)`` keeps, then applies ``limit``.
+    ``session_settings``: the SDK's ``SessionSettings`` or its dict form
+    (``{"limit": 20}``), converted as the SDK's own sessions do; an unknown key
+    or a bad value raises :class:`~convkit.ValidationError`.
     """
 
     def __init__(
         self,
         store: AsyncStore | Store,
-        conversation_id: str,
-        *,
         session_id: str | None = None,
+        *,
+        conversation_id: str | None = None,
+        title: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
         window_model: str | ModelSpec | None = None,
         counter: TokenCounter | None = None,
         reserve: int | None = None,
@@ -235,47 +136,130 @@ class ConvkitSession:
 
         if not isinstance(store, AsyncStore | Store):
             raise ValidationError(f"store must be a convkit AsyncStore or Store, got {type(store).__name__}")
-        if not isinstance(conversation_id, str) or not conversation_id:
-            raise ValidationError(f"conversation_id must be a non-empty string, got {conversation_id!r}")
+        if conversation_id is None:
+            if session_id is None:
+                raise ValidationError(
+                    "ConvkitSession needs a session_id (the key naming its conversation) "
+                    "or conversation_id= (an existing conversation)"
+                )
+            self.session_id: str = _check_key(session_id)
+            self.key: str | None = self.session_id
+        else:
+            if not isinstance(conversation_id, str) or not conversation_id:
+                raise ValidationError(f"conversation_id must be a non-empty string, got {conversation_id!r}")
+            if title is not None or metadata is not None:
+                raise ValidationError(
+                    "title= and metadata= are for the conversation a session_id creates; "
+                    "conversation_id= names one that exists"
+                )
+            if session_id is not None and (not isinstance(session_id, str) or not session_id):
+                raise ValidationError(f"session_id must be a non-empty string, got {session_id!r}")
+            self.session_id = conversation_id if session_id is None else session_id
+            self.key = None
         self.store = store
-        self.conversation_id = conversation_id
-        self.session_id: str = conversation_id if session_id is None else session_id
+        self.title = title
+        self.metadata = None if metadata is None else dict(metadata)
+        self._conversation_id: str | None = conversation_id
         self.session_settings: SessionSettings | None = _session_settings(session_settings)
         self.window_model = window_model
         self.counter = counter
         self.reserve = reserve
 
     @classmethod
+    def for_conversation(
+        cls, store: AsyncStore | Store, conversation_id: str, **kwargs: Any
+    ) -> ConvkitSession:
+        """A session on the existing conversation ``conversation_id`` (a convkit id, not a key);
+        keyword arguments as for the constructor (``session_id`` defaults to the id)."""
+        return cls(store, conversation_id=conversation_id, **kwargs)
+
+    @classmethod
     async def create(
         cls, store: AsyncStore | Store, *, title: str | None = None, **kwargs: Any
     ) -> ConvkitSession:
-        """A session on a new conversation of ``store`` (keyword arguments as for the constructor)."""
+        """A session on a new, unkeyed conversation of ``store`` (keyword arguments as for
+        :meth:`for_conversation`)."""
         conv = await _run(store, "create_conversation", title=title)
-        return cls(store, conv.id, **kwargs)
+        return cls(store, conversation_id=conv.id, **kwargs)
 
     def __repr__(self) -> str:
-        return f"ConvkitSession({self.store!r}, {self.conversation_id!r}, window_model={self.window_model!r})"
+        named = (
+            f"{self.session_id!r}" if self.key is not None else f"conversation_id={self._conversation_id!r}"
+        )
+        return f"ConvkitSession({self.store!r}, {named}, window_model={self.window_model!r})"
+
+    @property
+    def conversation_id(self) -> str | None:
+        """The convkit id of the session's conversation; None until a call has looked the key up
+        (see :meth:`conversation`)."""
+        return self._conversation_id
+
+    async def conversation(self) -> Conversation:
+        """The session's conversation, as the store has it now (a key's is created if need be)."""
+        cid = await self._resolve(create=True)
+        assert cid is not None
+        conv: Conversation = await _run(self.store, "get_conversation", cid)
+        return conv
+
+    async def _resolve(self, *, create: bool) -> str | None:
+        """The conversation id: looked up once; a key's conversation created only when ``create``."""
+        if self._conversation_id is not None:
+            return self._conversation_id
+        key = cast(str, self.key)
+        conv: Conversation | None
+        try:
+            conv = await _run(self.store, "conversation_for", key, create=False)
+        except ConversationNotFoundError:
+            conv = await self._legacy(key)
+            if conv is None:
+                if not create:
+                    return None
+                conv = await _run(
+                    self.store, "conversation_for", key, title=self.title, metadata=self.metadata
+                )
+        self._conversation_id = cid = str(conv.id)
+        return cid
+
+    async def _legacy(self, key: str) -> Conversation | None:
+        """The conversation whose *id* is ``key``, for code written when the argument was an id."""
+        try:
+            conv: Conversation = await _run(self.store, "get_conversation", key)
+        except ConversationNotFoundError:
+            return None
+        warnings.warn(
+            f"ConvkitSession(store, {key!r}): {key!r} is the id of a conversation, and no conversation "
+            "has it as its key; the second argument is now the session id (a key). Wrapping that "
+            "conversation as before; use ConvkitSession.for_conversation(store, conversation_id) instead",
+            DeprecationWarning,
+            stacklevel=4,
+        )
+        return conv
 
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
-        """The session's items, oldest first; the newest ``limit`` when given (of the window, if set)."""
+        """The session's items, oldest first: the window's when ``window_model`` is set, then the
+        newest ``limit`` (default ``session_settings.limit``) less any call output whose call
+        that cut left out (see the module docstring). A key never written: ``[]``."""
         if limit is None and self.session_settings is not None:
             limit = self.session_settings.limit
-        cid = self.conversation_id
+        if limit is not None and limit <= 0:
+            return []
+        cid = await self._resolve(create=False)
+        if cid is None:
+            return []
         if self.window_model is not None:
-            items = await self._window_items()
+            items = await self._window_items(cid)
         elif limit is None:
-            items = _items(await _run(self.store, "messages", cid))
-        else:
-            if limit <= 0:
-                return []
+            items = messages_to_items(await _run(self.store, "messages", cid))
+        else:  # one message gives one item or more: the newest ``limit`` messages hold enough
             total = (await _run(self.store, "get_conversation", cid)).message_count
-            items = _items(await _run(self.store, "messages", cid, start=max(1, total - limit + 1)))
+            items = messages_to_items(
+                await _run(self.store, "messages", cid, start=max(1, total - limit + 1))
+            )
         if limit is not None:
-            items = items[-limit:] if limit > 0 else []
+            items = newest_items(items, limit)
         return cast("list[TResponseInputItem]", items)
 
-    async def _window_items(self) -> list[dict[str, Any]]:
-        cid = self.conversation_id
+    async def _window_items(self, cid: str) -> list[dict[str, Any]]:
         if (await _run(self.store, "get_conversation", cid)).message_count == 0:
             return []
         try:
@@ -283,11 +267,12 @@ class ConvkitSession:
                 self.store, "window", cid, model=self.window_model, counter=self.counter, reserve=self.reserve
             )
         except InvalidConversationError:  # system messages only: nothing to trim around
-            return _items(await _run(self.store, "messages", cid))
-        return _items(result.messages)
+            return messages_to_items(await _run(self.store, "messages", cid))
+        return messages_to_items(result.messages)
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
-        """Append the items in one transaction (all or none).
+        """Append the items in one transaction (all or none); a key's conversation is created
+        on the first non-empty call.
 
         Raises :class:`~convkit.InvalidConversationError` (nothing stored) for a call output
         (``function_call_output`` and the other ``*_call_output`` items) whose call is neither in
@@ -296,20 +281,26 @@ class ConvkitSession:
         messages = [item_to_message(cast(Mapping[str, Any], item)) for item in items]
         if not messages:
             return
+        cid = await self._resolve(create=True)
         # a call output whose call is neither in the session nor earlier in ``items`` is refused
         # by the store (InvalidConversationError, nothing stored), as the LangChain history does
-        await _run(self.store, "extend", self.conversation_id, messages)
+        await _run(self.store, "extend", cid, messages)
 
     async def pop_item(self) -> TResponseInputItem | None:
-        """Remove and return the newest item (None when the session is empty)."""
-        m: Message | None = await _run(self.store, "pop", self.conversation_id)
+        """Remove and return the newest item (None when the session is empty or never written)."""
+        cid = await self._resolve(create=False)
+        if cid is None:
+            return None
+        m: Message | None = await _run(self.store, "pop", cid)
         if m is None:
             return None
         return cast("TResponseInputItem", message_to_items(m)[-1])
 
     async def clear_session(self) -> None:
-        """Remove every item (the conversation stays, empty)."""
-        await _run(self.store, "truncate", self.conversation_id, 0)
+        """Remove every item (the conversation stays, empty, with its key)."""
+        cid = await self._resolve(create=False)
+        if cid is not None:
+            await _run(self.store, "truncate", cid, 0)
 
 
 def _session_settings(value: object) -> SessionSettings | None:
