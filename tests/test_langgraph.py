@@ -224,7 +224,8 @@ def test_agent_on_an_async_store(backend: str, tmp_path: Path) -> None:
             store = convkit.AsyncStore(url, upgrade=n == 0)
             try:
                 thread = ConvkitMessages(store, title="weather")
-                out = await app(thread, model).ainvoke({"messages": first_input(n)}, config("t"))
+                hook = WindowHook("grok-4", reserve=2048)  # a large window: the model sees everything
+                out = await app(thread, model, hook).ainvoke({"messages": first_input(n)}, config("t"))
                 conv = await store.conversation_for("t", create=False)
                 check_run(n, out, await store.messages(conv.id), model)
                 assert await thread.aload(config("t")) == out["messages"]
@@ -287,6 +288,46 @@ def test_load_and_save_around_a_graph(tmp_path: Path) -> None:
         assert thread.load(config(str(u))) == [HumanMessage("hi", id="h1")]
         thread.save({"configurable": {"thread_id": 7}}, [HumanMessage("seven", id="h7")])
         assert thread.load(config("7")) == [HumanMessage("seven", id="h7")]
+    finally:
+        store.close()
+
+
+def test_with_a_langgraph_checkpointer_too(tmp_path: Path) -> None:
+    """A checkpointer restores the state, the load node the stored thread: merged by id, no duplicates."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    store = convkit.Store(f"sqlite:///{tmp_path / 'c.db'}")
+    try:
+        thread = ConvkitMessages(store)
+        model = scripted()
+        graph = StateGraph(MessagesState)
+        graph.add_node("load", thread.load_node)
+        graph.add_node("agent", agent(model))
+        graph.add_node("save", thread.save_node)
+        graph.add_edge(START, "load")
+        graph.add_edge("load", "agent")
+        graph.add_edge("agent", "save")
+        graph.add_edge("save", END)
+        compiled = graph.compile(checkpointer=InMemorySaver())
+        for n in range(3):
+            out = compiled.invoke({"messages": first_input(n)}, config("both"))
+            stored = store.messages(store.conversation_for("both", create=False).id)
+            check_run(n, out, stored, model)
+        assert compiled.get_state(config("both")).values["messages"] == out["messages"]
+    finally:
+        store.close()
+
+
+def test_a_failed_run_stores_nothing(tmp_path: Path) -> None:
+    store = convkit.Store(f"sqlite:///{tmp_path / 'f.db'}")
+    try:
+        thread = ConvkitMessages(store)
+        model = scripted()
+        app(thread, model).invoke({"messages": first_input(0)}, config("t"))
+        broken = ToolChatModel(responses=[])  # raises when asked for a reply
+        with pytest.raises(IndexError):
+            app(thread, broken).invoke({"messages": [HumanMessage("again?")]}, config("t"))
+        assert len(thread.load(config("t"))) == 5
     finally:
         store.close()
 

@@ -42,7 +42,8 @@ whose id is stored is left as stored, even if a node replaced it in the
 state; a message removed from the state with ``RemoveMessage`` stays stored).
 To rewrite a thread, use ``store.replace_messages`` on its conversation.
 ``save`` reads the thread's stored ids, then appends the new messages in one
-transaction (all or none); two runs of one thread at the same time may both
+transaction (all or none), so a run that fails before the save node stores
+nothing of that run; two runs of one thread at the same time may both
 append what neither had stored, as with LangGraph's own rule of one run per
 thread at a time.
 
