@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agents import Agent, Runner, function_tool, set_tracing_disabled
+from agents import Agent, RunConfig, Runner, function_tool, set_tracing_disabled
 from agents.items import ModelResponse
 from agents.memory import Session
 from agents.models.interface import Model
@@ -49,6 +49,7 @@ from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessa
 import convkit
 from convkit import ContextWindowError, ModelSpec, ValidationError
 from convkit.integrations.agents import ITEM_KEY, ConvkitSession, item_to_message, message_to_items
+from convkit.testing import Reply, XAIStandIn
 from convkit.testing.strategies import image_bytes, json_values, texts
 
 from ._integrations import database_url, png, readme_block
@@ -286,7 +287,10 @@ def test_runner_multi_turn_tool_calling_on_an_async_store(backend: str, tmp_path
     async def main(url: str) -> None:
         store = convkit.AsyncStore(url, upgrade=True)
         try:
-            model = await run_conversation(lambda: ConvkitSession(store, "user-42"))
+            # keyed sessions, the window on (a big model: it keeps everything)
+            model = await run_conversation(
+                lambda: ConvkitSession(store, "user-42", window_model="grok-2", reserve=1024)
+            )
             session = ConvkitSession(store, "user-42")
             items = await session.get_items()
             check_conversation(model, items)
@@ -462,11 +466,18 @@ def item_lists(
     """Items as the SDK adds them: messages, calls with their outputs (or not), other items."""
     out: list[dict[str, Any]] = []
     for n in range(draw(st.integers(1, size))):
-        kind = draw(st.sampled_from(["message", "message", "call", "other"]))
+        kind = draw(st.sampled_from(["message", "message", "call", "calls", "other"]))
         if kind == "message":
             out.append(draw(messages))
         elif kind == "other":
             out.append(draw(others))
+        elif kind == "calls":  # parallel calls, then the outputs of some, in any order
+            cids = [f"call_{n}a", f"call_{n}b"]
+            out += [{"type": "function_call", "call_id": c, "name": "g", "arguments": "{}"} for c in cids]
+            answered = draw(
+                st.permutations(cids).flatmap(lambda p: st.lists(st.sampled_from(p), unique=True))
+            )
+            out += [{"type": "function_call_output", "call_id": c, "output": draw(_TEXT)} for c in answered]
         else:
             cid = f"call_{n}"
             out.append(
@@ -615,25 +626,62 @@ _WINDOW_MESSAGES = st.builds(
 )
 
 
+def check_cut(base: list[dict[str, Any]], got: list[dict[str, Any]], limit: int) -> None:
+    """``got`` is ``get_items(limit)`` over ``base`` (the window or the whole session): the newest
+    ``limit`` items of ``base`` less exactly the call outputs whose call they do not hold."""
+    tail = base[-limit:] if limit > 0 else []
+    assert len(got) <= max(limit, 0)
+    calls: set[str] = set()
+    rest = iter(tail)
+    for item in got:  # ``got`` is ``tail`` with some items left out...
+        for skipped in rest:
+            if skipped == item:
+                break
+            # ...only call outputs whose call the cut left out
+            assert skipped.get("type") == "function_call_output", skipped
+            assert skipped["call_id"] not in {
+                i.get("call_id") for i in tail if i.get("type") == "function_call"
+            }
+        else:
+            raise AssertionError(f"{item} is not among the newest {limit} items, in order")
+        if item.get("type") == "function_call":
+            calls.add(item["call_id"])
+        elif item.get("type") == "function_call_output":  # never an output without its call
+            assert item["call_id"] in calls, f"output of {item['call_id']} without its call"
+    for skipped in rest:
+        assert skipped.get("type") == "function_call_output", skipped
+        assert skipped["call_id"] not in calls
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     items=item_lists(messages=_WINDOW_MESSAGES, others=_WINDOW_MESSAGES, size=30),
     reserve=st.integers(50, 300),
+    limits=st.lists(st.integers(-1, 14), min_size=1, max_size=3),
 )
 def test_window_keeps_a_call_and_its_output_together(
-    sqlite_store: convkit.Store, items: list[dict[str, Any]], reserve: int
+    sqlite_store: convkit.Store, items: list[dict[str, Any]], reserve: int, limits: list[int]
 ) -> None:
-    """Over random sessions (calls with empty, cut-off or JSON arguments): the window never holds
-    an output without its call, and holds a call's output whenever the session does."""
+    """Over random sessions (calls with empty, cut-off or JSON arguments, parallel calls): the
+    window never holds an output without its call, and holds a call's output whenever the
+    session does; a limit then takes the newest items of the window (of the whole session
+    without one) and drops exactly the outputs whose call it cut."""
     small = ModelSpec("agents-small", 400, {"text", "image"}, message_overhead=5, request_overhead=2)
     items = [*items, {"role": "user", "content": "last"}]  # the newest turn always fits
 
-    async def main() -> list[Any]:
+    async def main() -> tuple[list[Any], list[Any], list[Any], list[Any]]:
         session = await ConvkitSession.create(sqlite_store, window_model=small, reserve=reserve)
         await session.add_items(items)  # type: ignore[arg-type]
-        return await session.get_items()
+        plain = ConvkitSession.for_conversation(sqlite_store, str(session.conversation_id))
+        return (
+            await session.get_items(),
+            [await session.get_items(limit) for limit in limits],
+            await plain.get_items(),
+            [await plain.get_items(limit) for limit in limits],
+        )
 
-    window = asyncio.run(main())
+    window, window_cuts, everything, cuts = asyncio.run(main())
+    assert everything == items
     assert window[-1] == items[-1]
     answered = {i["call_id"] for i in items if i.get("type") == "function_call_output"}
     seen: set[str] = set()
@@ -644,8 +692,115 @@ def test_window_keeps_a_call_and_its_output_together(
             assert item["call_id"] in seen, f"output of {item['call_id']} without its call"
     outputs = {i["call_id"] for i in window if i.get("type") == "function_call_output"}
     assert seen & answered == outputs  # a kept call keeps its output
+    for limit, window_cut, cut in zip(limits, window_cuts, cuts, strict=True):
+        check_cut(window, window_cut, limit)
+        check_cut(items, cut, limit)
+
+
+def test_limit_never_cuts_a_call_from_its_output(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = convkit.AsyncStore(f"sqlite:///{tmp_path / 'l.db'}")
+        try:
+            session = ConvkitSession(store, "cuts")
+            question = {"role": "user", "content": "Weather in Paris and Oslo?"}
+            calls = [
+                {"type": "function_call", "call_id": c, "name": "get_weather", "arguments": "{}"}
+                for c in ("a", "b")
+            ]
+            outputs = [{"type": "function_call_output", "call_id": c, "output": c * 3} for c in ("a", "b")]
+            await session.add_items([question, *calls, *outputs])  # type: ignore[arg-type]
+            assert await session.get_items(limit=1) == []  # the last item is an output: its call is cut
+            assert await session.get_items(limit=2) == []
+            assert await session.get_items(limit=3) == [calls[1], outputs[1]]  # b's call stays, a's does not
+            assert await session.get_items(limit=4) == [*calls, *outputs]
+            assert await session.get_items(limit=-1) == []
+            answer = {"role": "assistant", "content": "Both sunny."}
+            await session.add_items([answer])  # type: ignore[arg-type]
+            assert await session.get_items(limit=1) == [answer]
+            assert await session.get_items(limit=2) == [answer]
+            # the settings' limit is the default, an explicit one wins
+            limited = ConvkitSession(store, "cuts", session_settings={"limit": 3})
+            assert await limited.get_items() == [answer]  # both outputs lost their calls
+            assert await limited.get_items(limit=5) == [*calls, *outputs, answer]
+
+            # the Runner with SessionSettings(limit=3) and a session_input_callback (the SDK does not
+            # prune outputs it hands to the callback): the model never gets an orphaned output
+            await session.pop_item()
+            model = ScriptedModel([[say("Sunny.", 1)]])
+            seen: list[list[Any]] = []
+
+            def callback(history: list[Any], new: list[Any]) -> list[Any]:
+                seen.append(list(history))
+                return history + new
+
+            await Runner.run(
+                Agent(name="l", model=model),
+                "And now?",
+                session=ConvkitSession(store, "cuts", session_settings={"limit": 3}),
+                run_config=RunConfig(session_input_callback=callback),
+            )
+            assert seen == [[calls[1], outputs[1]]]
+            assert model.inputs[0][:2] == [calls[1], outputs[1]]
+            assert model.inputs[0][2]["content"] == "And now?"
+        finally:
+            await store.close()
+
+    asyncio.run(main())
 
 
 def test_readme_agents_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     exec(compile(readme_block("agents"), "README.md:agents", "exec"), {})
+
+
+def test_readme_agents_on_grok(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], xai: XAIStandIn
+) -> None:
+    """The README's whole agent, on convkit's xAI stand-in: a tool call, then a second turn that
+    reads the first from the store through a new session object of the same id."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XAI_BASE_URL", xai.base_url)
+    monkeypatch.setenv("XAI_API_KEY", xai.api_key)
+    xai.queue(
+        Reply(tool_calls=[{"id": "call_1", "name": "get_weather", "arguments": {"city": "Paris"}}]),
+        Reply(text="It is 18 °C and clear in Paris."),
+    )  # then the stand-in's default answer: "You said: <the last user text>"
+    exec(compile(readme_block("agents-grok"), "README.md:agents-grok", "exec"), {"__name__": "readme"})
+    assert capsys.readouterr().out.splitlines() == [
+        "It is 18 °C and clear in Paris.",
+        "You said: Which city did I ask about?",
+        "['message', 'function_call', 'function_call_output', 'message', 'message', 'message']",
+    ]
+    assert xai.pending == []
+    asked, answered, second_turn = xai.chat_requests
+    assert {r["model"] for r in (asked, answered, second_turn)} == {"grok-4"}
+    assert [t["function"]["name"] for t in asked["tools"]] == ["get_weather"]
+    first_turn = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "What's the weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "18 °C and clear in Paris"},
+    ]
+    assert answered["messages"] == first_turn  # the tool ran and its output went back
+    assert second_turn["messages"] == [  # the second turn saw the first, read from the store
+        *first_turn,
+        {"role": "assistant", "content": "It is 18 °C and clear in Paris."},
+        {"role": "user", "content": "Which city did I ask about?"},
+    ]
+    with convkit.Store(f"sqlite:///{tmp_path / 'agents-grok.db'}") as store:
+        (conv,) = store.list_conversations()
+        assert conv.key == "user-42"
+        messages = store.messages(conv.id)
+        assert [m.role for m in messages] == ["user", "assistant", "tool", "assistant", "user", "assistant"]
+        assert messages[1].tool_calls[0].arguments == '{"city":"Paris"}'
+        assert messages[2].tool_call_id == "call_1"
