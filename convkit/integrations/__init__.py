@@ -9,9 +9,21 @@
 * :mod:`convkit.integrations.agents` -- ``pip install 'convkit-grok[agents]'``:
   :class:`~convkit.integrations.agents.ConvkitSession`, an OpenAI Agents SDK
   ``Session`` backed by a convkit store, optionally returning only the window
-  that fits a chosen Grok model.
+  that fits a chosen Grok model;
+* :mod:`convkit.integrations.langgraph` -- ``pip install 'convkit-grok[langgraph]'``:
+  ``WindowHook`` (a pre-model hook handing the model the window of the
+  graph's messages) and ``ConvkitMessages`` (a thread's messages kept in the
+  conversation its thread id names);
+* :mod:`convkit.integrations.pydantic_ai` -- ``pip install 'convkit-grok[pydantic-ai]'``:
+  ``ModelMessage`` conversion both ways, ``GrokWindow`` (a history processor)
+  and keyed message histories for ``message_history=``;
+* :mod:`convkit.integrations.llama_index` -- ``pip install 'convkit-grok[llama-index]'``:
+  a LlamaIndex chat store on a convkit store and a memory that returns the
+  window that fits a Grok model.
 
-Importing this package imports neither framework; each submodule imports its
+Each keys its histories by the application's own id
+(:meth:`convkit.Store.conversation_for`). Importing this package imports no
+framework; each submodule imports its
 own on import and fails with an ``ImportError`` naming the extra to install.
 """
 
