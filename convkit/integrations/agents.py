@@ -111,7 +111,8 @@ class ConvkitSession:
     created with ``title`` and ``metadata`` on the first write; no I/O here).
     ``conversation_id``: instead, an existing conversation's convkit id (see
     :meth:`for_conversation`); ``session_id`` then only labels the session and
-    defaults to that id. ``window_model``, ``counter`` and ``reserve``: when a
+    defaults to that id. ``key`` is the session id when it names the
+    conversation, None then. ``window_model``, ``counter`` and ``reserve``: when a
     model is given, ``get_items`` returns the window ``store.window(model=window_model,
     counter=counter, reserve=reserve)`` keeps, then applies ``limit``.
     ``session_settings``: the SDK's ``SessionSettings`` or its dict form
