@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agents import Agent, RunConfig, Runner, function_tool, set_tracing_disabled
+from agents import Agent, RunConfig, Runner, RunState, function_tool, set_tracing_disabled
 from agents.items import ModelResponse
 from agents.memory import Session
 from agents.models.interface import Model
@@ -333,6 +333,45 @@ def test_runner_on_a_sync_store(backend: str, tmp_path: Path) -> None:
             assert [m.role for m in store.messages(conv.id)][-2:] == ["user", "assistant"]
         finally:
             store.close()
+
+
+@function_tool(needs_approval=True)
+def refund(order: str) -> str:
+    """Refund an order."""
+    return f"refunded {order}"
+
+
+def test_an_approval_resumes_on_a_keyed_session(backend: str, tmp_path: Path) -> None:
+    """Human in the loop: the run stops at a tool needing approval, its state goes out as JSON,
+    and a later request resumes it on a new session object of the same id (the SDK reads the
+    session's tail to settle its pending write); the history ends complete and in order."""
+
+    async def main(url: str) -> None:
+        store = convkit.AsyncStore(url, upgrade=True)
+        try:
+            model = ScriptedModel([[call("c1", "refund", '{"order": "A1"}')], [say("Refunded.", 1)]])
+            agent = Agent(name="refunds", model=model, tools=[refund])
+            first = await Runner.run(agent, "Refund A1", session=ConvkitSession(store, "user-9"))
+            assert [i.raw_item.name for i in first.interruptions] == ["refund"]  # type: ignore[union-attr]
+            state = await RunState.from_json(agent, first.to_state().to_json())
+            for interruption in state.get_interruptions():
+                state.approve(interruption)
+            second = await Runner.run(agent, state, session=ConvkitSession(store, "user-9"))
+            assert second.final_output == "Refunded."
+            items = await ConvkitSession(store, "user-9").get_items()
+            assert [i.get("type", "message") for i in items] == [
+                "message",
+                "function_call",
+                "function_call_output",
+                "message",
+            ]
+            assert items[2] == {"call_id": "c1", "output": "refunded A1", "type": "function_call_output"}
+            assert model.inputs[1][1:3] == items[1:3]  # the model saw the call and its output
+        finally:
+            await store.close()
+
+    with database_url(backend, tmp_path, "async") as url:
+        asyncio.run(main(url))
 
 
 def test_window_option_keeps_tool_pairs_and_the_system_prompt(tmp_path: Path) -> None:
