@@ -737,6 +737,8 @@ def test_window_keeps_a_call_and_its_output_together(
 
 
 def test_limit_never_cuts_a_call_from_its_output(tmp_path: Path) -> None:
+    from agents.memory.session_settings import SessionSettings
+
     async def main() -> None:
         store = convkit.AsyncStore(f"sqlite:///{tmp_path / 'l.db'}")
         try:
@@ -781,6 +783,17 @@ def test_limit_never_cuts_a_call_from_its_output(tmp_path: Path) -> None:
             assert seen == [[calls[1], outputs[1]]]
             assert model.inputs[0][:2] == [calls[1], outputs[1]]
             assert model.inputs[0][2]["content"] == "And now?"
+            # RunConfig's session_settings win over the session's
+            model = ScriptedModel([[say("Still sunny.", 2)]])
+            await Runner.run(
+                Agent(name="l", model=model),
+                "Tomorrow?",
+                session=ConvkitSession(store, "cuts", session_settings={"limit": 5}),
+                run_config=RunConfig(session_settings=SessionSettings(limit=2)),
+            )
+            history = await session.get_items()
+            assert [i.get("id") for i in history[-4:]] == [None, "msg_1", None, "msg_2"]
+            assert model.inputs[0] == [*history[-4:-2], {"content": "Tomorrow?", "role": "user"}]
         finally:
             await store.close()
 
