@@ -93,9 +93,10 @@ def fit_model_messages(
     parts at the start are kept, a ``ToolCallPart`` and the part answering it
     are kept or dropped together, images are counted (tile rule), and the
     newest request's ``instructions`` are counted as a system prompt. The
-    result never starts (after the leading system prompt) with a
+    result does not start (after the leading system prompt) with a
     ``ModelResponse``: model APIs such as Anthropic's refuse a conversation
-    opening with the assistant, so the oldest kept responses go too.
+    opening with the assistant, so the oldest kept responses go too -- except
+    a response whose tool calls the newest request answers, which must be sent.
     ``reserve``: tokens kept for the reply (default: convkit's); ``counter``:
     a convkit token counter (default :class:`~convkit.EstimateCounter`);
     ``tools``: tool definitions sent with the request, OpenAI-shaped (they
