@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +182,9 @@ def test_agent_conversation_on_an_async_store(backend: str, tmp_path: Path) -> N
 
 # -- conversion ---------------------------------------------------------------------------------------
 
-STAMPS = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(UTC))
+STAMPS = st.datetimes(
+    min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(timezone.utc)
+)
 IDS = st.text("abcdefghij0123456789_-", min_size=1, max_size=12)
 NAMES = st.sampled_from(["get_weather", "add", "search", "lookup_user"])
 SOME_TEXT = texts(min_size=0, max_size=40, non_blank=False)
@@ -514,30 +516,31 @@ def test_window_drops_the_oldest_and_keeps_the_system_prompt() -> None:
 
 
 def test_window_in_a_run_as_processor_and_as_capability() -> None:
+    """Both ways of plugging the window into a run: each request sent fits and opens with the system
+    prompt; ProcessHistory makes the trimmed list the run's history, the capability does not."""
     small = ModelSpec("pai-run", 700, {"text"})
-    for capability, whole in (
-        (ProcessHistory(GrokWindow(small, reserve=100)), False),
-        (GrokWindow(small, reserve=100).capability(), True),
-    ):
+    window = GrokWindow(small, reserve=100)
+    for capability, whole in ((ProcessHistory(window), False), (window.capability(), True)):
         agent, sent = weather_agent([capability])
         history: list[pm.ModelMessage] = []
         for n in range(8):
             result = agent.run_sync(f"{'please ' * 40} weather in City{n}", message_history=history)
             history += result.new_messages()
-        # every request sent fits, starts with the system prompt and pairs calls with returns
-        for request in sent[4:]:
-            assert isinstance(request[0], pm.ModelRequest)
-            assert isinstance(request[0].parts[0], pm.SystemPromptPart)
-            assert len(request) < 2 * 3 * 8
-        user_prompts_saved = [
-            p
+        assert max(len(request) for request in sent) < len(history)  # the window did trim
+        for request in sent:
+            assert fit_model_messages(request, model=small, reserve=100) == request  # it fits whole
+            first = request[0]
+            assert isinstance(first, pm.ModelRequest)
+            assert isinstance(first.parts[0], pm.SystemPromptPart)
+        prompts = [
+            p.content
             for m in history
             if isinstance(m, pm.ModelRequest)
             for p in m.parts
             if isinstance(p, pm.UserPromptPart)
         ]
-        if whole:  # the capability trims requests only: new_messages() keeps every prompt
-            assert len(user_prompts_saved) == 8
+        assert [str(p).split()[-1] for p in prompts] == [f"City{n}" for n in range(8)]  # every run's own
+        assert (result.all_messages() == history) is whole
 
 
 # -- typed errors -----------------------------------------------------------------------------------

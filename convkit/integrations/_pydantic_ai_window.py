@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 from pydantic_ai import messages as pm
-from pydantic_ai.capabilities import AbstractCapability
 
 from .._counting import TokenCounter
 from .._engine.units import must_keep_units, unit_lists, unit_starts
@@ -26,8 +25,8 @@ from .._models import ModelSpec, get_model
 from ._pydantic_ai_convert import _check_list, _converted
 
 if TYPE_CHECKING:
+    from pydantic_ai.capabilities import AbstractCapability
     from pydantic_ai.models import ModelRequestContext, ModelRequestParameters
-    from pydantic_ai.tools import RunContext
 
 
 def _for_fit(
@@ -188,25 +187,36 @@ class GrokWindow:
 
     def capability(self) -> AbstractCapability[Any]:
         """A capability fitting each model request's messages, leaving the run's history whole."""
-        return _WindowCapability(self)
+        return _window_capability(self)
 
 
-@dataclasses.dataclass
-class _WindowCapability(AbstractCapability[Any]):
-    """Fits the messages of each model request (``request_context.messages`` only)."""
+def _window_capability(window: GrokWindow) -> AbstractCapability[Any]:
+    """The capability (its class is made here: older Pydantic AI has no capabilities)."""
+    from pydantic_ai.capabilities import AbstractCapability
 
-    window: GrokWindow
+    class _WindowCapability(AbstractCapability[Any]):
+        """Fits the messages of each model request (``request_context.messages`` only)."""
 
-    async def before_model_request(
-        self, ctx: RunContext[Any], request_context: ModelRequestContext
-    ) -> ModelRequestContext:
-        w = self.window
-        tools = w.tools if w.tools is not None else _tool_dicts(request_context.model_request_parameters)
-        request_context.messages = fit_model_messages(
-            request_context.messages, model=w.model, reserve=w.reserve, counter=w.counter, tools=tools
-        )
-        return request_context
+        async def before_model_request(
+            self, ctx: Any, request_context: ModelRequestContext
+        ) -> ModelRequestContext:
+            tools = window.tools
+            if tools is None:
+                tools = _tool_dicts(request_context.model_request_parameters)
+            request_context.messages = fit_model_messages(
+                request_context.messages,
+                model=window.model,
+                reserve=window.reserve,
+                counter=window.counter,
+                tools=tools,
+            )
+            return request_context
 
-    @classmethod
-    def get_serialization_name(cls) -> str | None:
-        return None  # holds a counter and a model spec: not spec-serializable
+        @classmethod
+        def get_serialization_name(cls) -> str | None:
+            return None  # holds a counter and a model spec: not spec-serializable
+
+        def __repr__(self) -> str:
+            return f"GrokWindow.capability({window!r})"
+
+    return _WindowCapability()
