@@ -3,7 +3,8 @@
 * Conversion: ``to_llama_index(from_llama_index(x)) == x`` for ChatMessages of
   every role (developer, chatbot, model, function included) with text, image
   (bytes, http and data URLs, details), thinking, document, cache and
-  ``ToolCallBlock`` blocks (object, JSON-string and cut-off ``tool_kwargs``),
+  ``ToolCallBlock`` blocks (object, JSON-string and cut-off ``tool_kwargs``,
+  no ``tool_call_id``),
   OpenAI-form ``additional_kwargs["tool_calls"]`` with oddly spelled argument
   text, ``tool_call_id``, ``name``, pins and other JSON ``additional_kwargs``;
   and ``from_llama_index(to_llama_index(m)) == m`` for convkit messages:
@@ -21,7 +22,9 @@
   LLM sees the window: its system prompt, tool calls with their results, never
   an orphan. ``get()`` equals ``convkit.fit`` over the stored conversation,
   never splits a tool call from its result and never exceeds the budget
-  (property test).
+  (property test). A saved workflow ``Context`` holding the memory is refused
+  on restore with a message saying what to do, and a new run with a new
+  memory on the key continues the conversation.
 * No test touches the network (a guard refuses any non-loopback connection),
   so nothing downloads tokenizer files or NLTK data.
 * Typed errors on bad input; the README's LlamaIndex example runs.
@@ -144,7 +147,7 @@ def chat_messages(draw: st.DrawFn) -> ChatMessage:
         raw = []
         for call_id in ids:
             name, args = draw(st.sampled_from(["add", "get_weather"])), draw(_ARGS)
-            form = draw(st.sampled_from(["kwargs", "block", "block-str", "block-cut"]))
+            form = draw(st.sampled_from(["kwargs", "block", "block-str", "block-cut", "block-no-id"]))
             if form == "kwargs":
                 text = _spell(args, draw(st.integers(0, 2)))
                 raw.append({"id": call_id, "type": "function", "function": {"name": name, "arguments": text}})
@@ -154,8 +157,10 @@ def chat_messages(draw: st.DrawFn) -> ChatMessage:
                 blocks.append(
                     ToolCallBlock(tool_call_id=call_id, tool_name=name, tool_kwargs=json.dumps(args))
                 )
-            else:
+            elif form == "block-cut":
                 blocks.append(ToolCallBlock(tool_call_id=call_id, tool_name=name, tool_kwargs='{"a": '))
+            else:
+                blocks.append(ToolCallBlock(tool_name=name, tool_kwargs=args))
         if raw:
             kwargs["tool_calls"] = raw
     if role in (MessageRole.TOOL, MessageRole.FUNCTION):
@@ -229,6 +234,11 @@ def test_mapping_examples() -> None:
     assert m.text == "let me add"
     assert m.tool_calls == (ToolCall("c1", "add", '{"a":1}'),)
     assert INFO_KEY not in m.metadata  # exactly the default form
+    # a ToolCallBlock without an id (as Google's LLMs give) is linked by its tool's name, which
+    # FunctionAgent then uses as the result's tool_call_id
+    no_id = ChatMessage(role="assistant", blocks=[ToolCallBlock(tool_name="add", tool_kwargs={"a": 1})])
+    assert from_llama_index(no_id).tool_calls == (ToolCall("add", "add", '{"a": 1}'),)
+    assert to_llama_index(from_llama_index(no_id)) == no_id
     block = from_llama_index(
         ChatMessage(
             role="assistant", blocks=[ToolCallBlock(tool_call_id="c2", tool_name="add", tool_kwargs={"b": 2})]
@@ -269,10 +279,8 @@ def test_bad_messages_raise_typed_errors() -> None:
         from_llama_index(ChatMessage(role="tool", content="3"))
     with pytest.raises(InvalidMessageError, match="empty"):
         from_llama_index(ChatMessage(role="assistant", content=""))
-    with pytest.raises(InvalidMessageError, match="tool_call_id"):
-        from_llama_index(
-            ChatMessage(role="assistant", blocks=[ToolCallBlock(tool_name="add", tool_kwargs={})])
-        )
+    with pytest.raises(InvalidMessageError, match="unique"):  # id-less calls take their tool's name
+        from_llama_index(ChatMessage(role="assistant", blocks=[ToolCallBlock(tool_name="add")] * 2))
     with pytest.raises(InvalidImageError, match="path"):
         from_llama_index(ChatMessage(role="user", blocks=[ImageBlock(path=Path(__file__))]))
     with pytest.raises(InvalidMessageError, match="disagree"):
@@ -578,6 +586,33 @@ def test_function_agent_on_a_sync_store_sees_the_window(backend: str, tmp_path: 
                 memory.get(initial_token_count=SMALL.context_window)
         finally:
             store.close()
+
+
+def test_a_saved_context_is_not_restored_but_the_key_brings_the_history_back(tmp_path: Path) -> None:
+    from llama_index.core.workflow import Context
+
+    async def main() -> None:
+        store = convkit.AsyncStore(f"sqlite+aiosqlite:///{tmp_path / 'ctx.db'}", upgrade=True)
+        try:
+            script = Script()
+            agent = FunctionAgent(
+                tools=[FunctionTool.from_defaults(add)], llm=MockFunctionCallingLLM(response_generator=script)
+            )
+            ctx = Context(agent)
+            await agent.run("add 1", memory=ConvkitMemory(store, "t", model="grok-4"), ctx=ctx)
+            saved = ctx.to_dict()
+            restored = Context.from_dict(agent, saved)  # the state is rebuilt on first use
+            with pytest.raises(ValueError, match=r"memory=ConvkitMemory\(store, key"):
+                await agent.run("add 2", ctx=restored)
+            answer = await agent.run("add 2", memory=ConvkitMemory(store, "t", model="grok-4"))
+            assert str(answer) == "The sum is 42."
+            assert script.inputs[-1][0].content == "add 1"  # the new run saw the first turn
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+    with pytest.raises(ValidationError, match="model="):
+        ConvkitMemory(convkit.Store(f"sqlite:///{tmp_path / 'ctx2.db'}"), "t")
 
 
 def test_memory_set_put_and_from_defaults(tmp_path: Path) -> None:

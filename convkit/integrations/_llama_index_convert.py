@@ -88,24 +88,20 @@ def _parts(blocks: Sequence[Any]) -> tuple[list[Part], list[list[Any]], list[Too
 
 
 def _block_call(block: ToolCallBlock) -> ToolCall:
-    if not isinstance(block.tool_call_id, str) or not block.tool_call_id:
-        raise InvalidMessageError(
-            f"a ToolCallBlock ({block.tool_name!r}) needs a tool_call_id: convkit links tool results to "
-            "their calls by id"
-        )
+    # without an id, the tool's name is the call's id: what LlamaIndex's own FunctionAgent then puts in
+    # the result's tool_call_id for LLMs whose ToolSelection ids are tool names (Google's, for one)
+    call_id = block.tool_call_id or block.tool_name
     kwargs = block.tool_kwargs
     if isinstance(kwargs, str):
         try:
-            return ToolCall(block.tool_call_id, block.tool_name, kwargs)
+            return ToolCall(call_id, block.tool_name, kwargs)
         except InvalidMessageError:  # cut-off JSON: still a call (kept with its result), as a JSON string
-            return ToolCall(block.tool_call_id, block.tool_name, json.dumps(kwargs))
+            return ToolCall(call_id, block.tool_name, json.dumps(kwargs))
     try:
         text = json.dumps(kwargs, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise InvalidMessageError(
-            f"tool call {block.tool_call_id!r}: tool_kwargs are not JSON ({exc})"
-        ) from None
-    return ToolCall(block.tool_call_id, block.tool_name, text)
+        raise InvalidMessageError(f"tool call {call_id!r}: tool_kwargs are not JSON ({exc})") from None
+    return ToolCall(call_id, block.tool_name, text)
 
 
 def _jsonable(value: Any) -> Any:
@@ -125,17 +121,18 @@ def _kwargs_calls(raw: object) -> list[ToolCall]:
 
 def _merge_calls(first: list[ToolCall], second: list[ToolCall]) -> tuple[ToolCall, ...]:
     """Calls from ``additional_kwargs`` (``first``: exact argument text) and from ToolCallBlocks."""
-    out = {c.id: c for c in first}
-    for c in second:
-        known = out.get(c.id)
+    given = {c.id: c for c in first}
+    out = list(first)
+    for c in second:  # a call in both forms is taken once; two blocks with one id are refused by Message
+        known = given.get(c.id)
         if known is None:
-            out[c.id] = c
+            out.append(c)
         elif known.name != c.name or json.loads(known.arguments) != json.loads(c.arguments):
             raise InvalidMessageError(
                 f"tool call {c.id!r} is both in additional_kwargs['tool_calls'] and a ToolCallBlock, and "
                 "they disagree; give it once"
             )
-    return tuple(out.values())
+    return tuple(out)
 
 
 def _role(msg: ChatMessage) -> str:
@@ -211,8 +208,9 @@ def from_llama_index(message: ChatMessage) -> Message:
 
     Raises :class:`~convkit.InvalidMessageError` for what convkit cannot hold:
     a message with nothing to send (no text, image or tool call), a tool
-    message without ``additional_kwargs["tool_call_id"]``, a tool call
-    without an id, an image given only by a file path
+    message without ``additional_kwargs["tool_call_id"]``, two calls with
+    one id in a message (a ``ToolCallBlock`` without ``tool_call_id`` takes
+    its tool's name as id), an image given only by a file path
     (:class:`~convkit.InvalidImageError`).
     """
     base = _base(message)

@@ -37,6 +37,12 @@ class ConvkitMemory(BaseChatStoreMemory):
     whatever the agent adds (its system prompt, tools); ``counter``,
     ``tools`` and ``images`` as for :meth:`convkit.Store.window`.
 
+    The memory is not serializable: a workflow ``Context`` holding one can be
+    saved with ``ctx.to_dict()`` but not restored (a
+    :class:`~convkit.ValidationError` says so); pass
+    ``memory=ConvkitMemory(store, key, ...)`` to each run instead -- the key
+    brings the history back.
+
     ``get()`` / ``aget()`` return the leading system and pinned messages, the
     newest messages that fit, and tool calls with their results together
     (``initial_token_count``, as in ``ChatMemoryBuffer``, is added to the
@@ -46,7 +52,7 @@ class ConvkitMemory(BaseChatStoreMemory):
     their async twins act on the whole conversation.
     """
 
-    _model: str | ModelSpec = PrivateAttr(default="")
+    _model: str | ModelSpec = PrivateAttr(default="grok-4")
     _counter: TokenCounter | None = PrivateAttr(default=None)
     _reserve: int | None = PrivateAttr(default=None)
     _tools: Sequence[Mapping[str, Any]] | None = PrivateAttr(default=None)
@@ -57,12 +63,20 @@ class ConvkitMemory(BaseChatStoreMemory):
         chat_store: ConvkitChatStore | Store | AsyncStore,
         chat_store_key: str = DEFAULT_CHAT_STORE_KEY,
         *,
-        model: str | ModelSpec,
+        model: str | ModelSpec | None = None,
         reserve: int | None = None,
         counter: TokenCounter | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         images: ImagePolicy = "error",
     ) -> None:
+        if isinstance(chat_store, Mapping):  # a workflow Context restored from its dict form
+            raise ValidationError(
+                "a ConvkitMemory cannot be rebuilt from its serialized form (it needs the convkit store, "
+                "which is not serialized); pass memory=ConvkitMemory(store, key, model=...) to the run "
+                "instead: the key's conversation holds the whole history"
+            )
+        if model is None:
+            raise ValidationError("ConvkitMemory needs model=: the Grok model whose window get() fits")
         if not isinstance(chat_store, ConvkitChatStore):
             chat_store = ConvkitChatStore(chat_store)  # ValidationError for anything but a convkit store
         if not isinstance(chat_store_key, str) or not chat_store_key:

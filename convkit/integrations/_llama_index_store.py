@@ -102,9 +102,9 @@ class ConvkitChatStore(BaseChatStore):
         return self._store
 
     # -- sync -----------------------------------------------------------------------------------
-    def _find(self, key: str) -> Conversation | None:
+    def _find(self, key: str, what: str) -> Conversation | None:
         try:
-            return self._sync("this method").conversation_for(key, create=False)
+            return self._sync(what).conversation_for(key, create=False)
         except ConversationNotFoundError:
             return None
 
@@ -119,7 +119,7 @@ class ConvkitChatStore(BaseChatStore):
 
     def get_messages(self, key: str) -> list[ChatMessage]:
         """The key's messages, oldest first (``[]`` for an unknown key)."""
-        conv = self._find(key)
+        conv = self._find(key, "get_messages")
         return [] if conv is None else _chat(self._sync("get_messages").messages(conv.id))
 
     def add_message(self, key: str, message: ChatMessage, idx: int | None = None) -> None:
@@ -129,7 +129,7 @@ class ConvkitChatStore(BaseChatStore):
     def add_messages(self, key: str, messages: list[ChatMessage], idx: int | None = None) -> None:
         """Append messages in one transaction (all or none); ``idx``: insert them there."""
         store = self._sync("add_messages")
-        conv = self._find(key)
+        conv = self._find(key, "add_messages")
         converted = _converted(messages, alone=conv is None or conv.message_count == 0)
         if not converted:
             return
@@ -143,7 +143,7 @@ class ConvkitChatStore(BaseChatStore):
 
     def delete_messages(self, key: str) -> list[ChatMessage] | None:
         """Empty the key's conversation (it stays, with its key); the removed messages, None if unknown."""
-        conv = self._find(key)
+        conv = self._find(key, "delete_messages")
         if conv is None:
             return None
         return _chat(self._sync("delete_messages").truncate(conv.id, 0))
@@ -157,7 +157,7 @@ class ConvkitChatStore(BaseChatStore):
         :class:`~convkit.InvalidConversationError` and changes nothing.
         """
         store = self._sync("delete_message")
-        conv = self._find(key)
+        conv = self._find(key, "delete_message")
         if conv is None:
             return None
         old = store.messages(conv.id)
@@ -172,7 +172,7 @@ class ConvkitChatStore(BaseChatStore):
 
     def delete_last_message(self, key: str) -> ChatMessage | None:
         """Remove and return the newest message (None for an empty or unknown key)."""
-        conv = self._find(key)
+        conv = self._find(key, "delete_last_message")
         if conv is None:
             return None
         popped = self._sync("delete_last_message").pop(conv.id)
@@ -196,7 +196,7 @@ class ConvkitChatStore(BaseChatStore):
         ``[]`` for an unknown or empty key; every message when there are only system messages.
         """
         store = self._sync("window")
-        conv = self._find(key)
+        conv = self._find(key, "window")
         if conv is None or conv.message_count == 0:
             return []
         try:

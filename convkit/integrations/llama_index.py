@@ -11,7 +11,10 @@ Needs the ``llama-index`` extra (``pip install 'convkit-grok[llama-index]'``,
   from ``additional_kwargs["tool_calls"]`` (the OpenAI form, exact argument
   text) and from ``ToolCallBlock`` blocks (a ``tool_kwargs`` string that is
   not JSON, as a streamed call can leave, is kept as a call whose arguments
-  are that string as JSON, so its result stays paired with it). A convkit
+  are that string as JSON, so its result stays paired with it; a block
+  without ``tool_call_id`` takes its tool's name as id, which is what
+  ``FunctionAgent`` puts in the result's ``tool_call_id`` for LLMs whose tool
+  selections are named by tool, Google's among them). A convkit
   message renders as text and image blocks with its tool calls in
   ``additional_kwargs["tool_calls"]`` and ``tool_call_id`` / ``name`` there
   too; ``pinned`` and ``metadata`` travel in ``additional_kwargs["convkit"]``
