@@ -422,7 +422,7 @@ SMALL = ModelSpec("pai-small", 600, {"text", "image"}, message_overhead=4, reque
 
 @st.composite
 def windowed(draw: st.DrawFn) -> list[pm.ModelMessage]:
-    history = draw(histories(max_turns=6))
+    history = draw(histories(max_turns=5))
     if not isinstance(history[-1], pm.ModelRequest):  # pragma: no cover - histories end with a request
         history.append(pm.ModelRequest(parts=[pm.UserPromptPart("more")]))
     return history
