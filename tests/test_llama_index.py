@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from llama_index.core.agent.workflow import FunctionAgent
 from llama_index.core.base.llms.types import (
@@ -187,7 +187,7 @@ def _convertible(msg: ChatMessage) -> Message:
         raise
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(chat_messages())
 def test_chat_messages_round_trip(msg: ChatMessage) -> None:
     converted = _convertible(msg)
@@ -195,7 +195,7 @@ def test_chat_messages_round_trip(msg: ChatMessage) -> None:
     assert INFO_KEY not in to_llama_index(converted).additional_kwargs.get("convkit", {}).get("metadata", {})
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(messages())
 def test_convkit_messages_round_trip(m: Message) -> None:
     chat = to_llama_index(m)
@@ -651,10 +651,12 @@ def test_memory_get_is_fit_never_splits_a_tool_group_nor_exceeds_the_budget(
     try:
         expected = convkit.fit(conv, model=SMALL, reserve=reserve, counter=COUNTER)
     except ContextWindowError:
+        event("the must-keep messages do not fit")
         with pytest.raises(ContextWindowError):
             memory.get()
         return
     window = memory.get()
+    event("trimmed" if len(window) < len(conv) else "all fit")
     assert [from_llama_index(m) for m in window] == list(expected.messages)
     assert expected.prompt_tokens <= expected.budget <= SMALL.context_window - reserve
     _check_no_orphans(window)
