@@ -156,6 +156,8 @@ def test_agent_conversation_on_an_async_store(backend: str, tmp_path: Path) -> N
         try:
             agent, _ = weather_agent()
             history = AsyncConvkitMessageHistory(store, "chat-async")
+            with pytest.raises(ConversationNotFoundError):  # making the history did no I/O
+                await store.conversation_for("chat-async", create=False)
             everything: list[pm.ModelMessage] = []
             for city in CITIES:
                 loaded = await history.load()
@@ -559,6 +561,11 @@ def test_bad_input_raises_typed_errors(sqlite_store: convkit.Store) -> None:
     )
     with pytest.raises(InvalidImageError):
         from_pydantic_ai([not_png])
+    with pytest.raises(ValidationError, match="list of messages"):
+        to_pydantic_ai(Message.user("x"))  # type: ignore[arg-type]
+    broken = Message.user("x", metadata={INFO_KEY: {"message": {"kind": "request"}, "count": 1, "part": {}}})
+    with pytest.raises(InvalidMessageError, match="does not validate"):
+        to_pydantic_ai([broken])
     with pytest.raises(InvalidConversationError, match="c9"):
         to_pydantic_ai([Message.tool("r", tool_call_id="c9")])
     with pytest.raises(ValidationError, match="end with a ModelRequest"):
