@@ -133,6 +133,9 @@ PUBLIC_MODULES = {
     "convkit.integrations",
     "convkit.integrations.agents",
     "convkit.integrations.langchain",
+    "convkit.integrations.langgraph",
+    "convkit.integrations.llama_index",
+    "convkit.integrations.pydantic_ai",
     "convkit.store",
     "convkit.store.ops",  # deprecated: the result types moved to convkit
     "convkit.testing",

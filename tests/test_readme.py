@@ -71,6 +71,10 @@ BIN = Path(sys.executable).parent
 DELEGATED = {
     "langchain": "test_langchain.py",
     "agents": "test_agents.py",
+    "agents-grok": "test_agents.py",
+    "langgraph": "test_langgraph.py",
+    "pydantic-ai": "test_pydantic_ai.py",
+    "llama-index": "test_llama_index.py",
     "send-to-grok": "test_session.py",
     "prompt-cache": "test_prompt_cache.py",
     "models": "test_models.py",
@@ -396,7 +400,8 @@ def test_ci_run_is_what_the_readme_says() -> None:
     assert commands[-1] == test_command == "python -m pytest"
     assert "VENV=.ci-venv" in commands
     assert 'rm -rf "$VENV"' in commands
-    assert "python -m pip install --quiet -e '.[test,langchain,agents]'" in commands
+    extras = "test,langchain,agents,langgraph,pydantic-ai,llama-index"
+    assert f"python -m pip install --quiet -e '.[{extras}]'" in commands
     for step in ("ruff check .", "ruff format --check .", "mypy"):
         assert step in commands, step
     assert any("CONVKIT_TEST_POSTGRES_URL" in c for c in commands)
@@ -404,7 +409,7 @@ def test_ci_run_is_what_the_readme_says() -> None:
     ci_check = "\n".join(script)
     assert 'sys.exit(f"ERROR: CI=true needs PostgreSQL' in ci_check
     text = README.read_text(encoding="utf-8")
-    assert "installs convkit with the `test`,\n`langchain` and `agents` extras" in text
+    assert "installs convkit with the `test`\nextra and every integration's" in text
 
 
 def _wheelhouse() -> Path | None:
@@ -505,7 +510,7 @@ def test_every_install_line_names_this_distribution_and_its_extras() -> None:
     installs = re.findall(r"pip install ((?:-[-\w]+ )*)('?)([^\s'`]+)\2", README.read_text(encoding="utf-8"))
     assert len(installs) >= 6
     for _, _, target in installs:
-        found = re.fullmatch(r"(?P<what>\.|[A-Za-z0-9_.-]+)(?:\[(?P<extras>[\w,]+)\])?", target)
+        found = re.fullmatch(r"(?P<what>\.|[A-Za-z0-9_.-]+)(?:\[(?P<extras>[\w,-]+)\])?", target)
         assert found is not None, target
         if found["what"] != ".":
             assert found["what"] == name, f"pip install {target}: the distribution is {name}"
