@@ -36,6 +36,7 @@ from ._images import decode_data_url, encode_data_url, image_tokens, inspect_ima
 __all__ = [
     "CUT_OFF",
     "CUT_OFF_KEY",
+    "EMPTY_MESSAGE",
     "ROLES",
     "ImagePart",
     "Message",
@@ -322,6 +323,8 @@ def _to_metadata(value: object) -> dict[str, Any]:
 #: "length"``, the ``max_tokens`` budget spent) before any text or tool call: the one empty
 #: message a Message may be, so that a billed, truncated reply is stored as what it is.
 CUT_OFF_KEY = "finish_reason"
+#: How the error of a message with nothing to send says so (adapters recognise it).
+EMPTY_MESSAGE = "message is empty"
 CUT_OFF: Mapping[str, Any] = {CUT_OFF_KEY: "length"}
 
 _OPENAI_KEYS = frozenset({"role", "content", "tool_calls", "tool_call_id", "name"})
@@ -370,7 +373,7 @@ class Message:
             and not (role == "assistant" and not self.content and self.metadata.get(CUT_OFF_KEY) == "length")
         ):
             raise InvalidMessageError(
-                f"{role} message is empty: give it text, an image, or (assistant) tool calls"
+                f"{role} {EMPTY_MESSAGE}: give it text, an image, or (assistant) tool calls"
             )
 
     # -- convenience constructors -------------------------------------------------

@@ -870,6 +870,34 @@ def test_declarative_fit_messages_in_a_chain() -> None:
         fit_messages(max_tokens=10, model="grok-nope")
 
 
+def test_fit_messages_counts_an_empty_reply_instead_of_refusing_the_thread(
+    sqlite_store: convkit.Store,
+) -> None:
+    """Models do return replies with nothing to send (``AIMessage("")``, reasoning only); a graph keeps
+    them in its state, and fitting that state (LangGraph's pre-model hook) must not fail on every later
+    turn. Storing one is still refused (a stored message has content), saying what to give it."""
+    msgs: list[BaseMessage] = [
+        SystemMessage("You are terse."),
+        HumanMessage("hi"),
+        AIMessage(""),
+        HumanMessage("again " * 30),
+        AIMessage([{"type": "reasoning", "reasoning": "thinking only"}]),
+        HumanMessage("and now?"),
+    ]
+    assert fit_messages(msgs, max_tokens=10_000, model="grok-4") == msgs
+    assert fit_messages(max_tokens=10_000, model="grok-4").invoke(msgs) == msgs
+    small = fit_messages(msgs, max_tokens=40, token_counter="approximate")
+    assert small[0] is msgs[0]
+    assert small[-1] is msgs[-1]
+    assert len(small) < len(msgs)
+    assert count_tokens_approximately(small) <= 40
+    assert fit_messages(msgs[:3], max_tokens=10_000, model="grok-4") == msgs[:3]  # the newest, empty, kept
+    history = ConvkitChatMessageHistory.create(sqlite_store)
+    with pytest.raises(InvalidMessageError, match="assistant message is empty: give it text"):
+        history.add_messages([HumanMessage("hi"), AIMessage("")])
+    assert history.messages == []
+
+
 def test_keyed_history_is_lazy_and_created_on_first_write(backend: str, tmp_path: Path) -> None:
     """``ConvkitChatMessageHistory(store, key=session_id)``: no I/O to make, created on the first write."""
     import sqlalchemy as sa

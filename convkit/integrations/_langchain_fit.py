@@ -12,7 +12,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast, overload
 
 import attrs
-from langchain_core.messages import BaseMessage, HumanMessage, convert_to_messages
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, convert_to_messages
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.runnables import Runnable, RunnableLambda
 
@@ -21,7 +21,7 @@ from .._engine.units import must_keep_units, unit_lists, unit_starts
 from .._errors import ContextWindowError, InvalidMessageError, ValidationError
 from .._fitting import fit
 from .._history import History
-from .._messages import Message
+from .._messages import CUT_OFF, EMPTY_MESSAGE, Message
 from .._models import ModelSpec, get_model
 from ._langchain_convert import _convert, to_langchain
 
@@ -272,6 +272,11 @@ def _fit(
         try:
             converted.append(_convert(msg, with_info=False))
         except InvalidMessageError as exc:
+            if isinstance(msg, AIMessage) and EMPTY_MESSAGE in str(exc):
+                # a reply with nothing convkit sends (AIMessage(""), reasoning only): models do
+                # give them, and a graph's state keeps them; counted as an empty reply, not refused
+                converted.append(Message("assistant", metadata=CUT_OFF))
+                continue
             raise type(exc)(f"message {i}: {exc}") from None
     if token_counter is not None:
         return _fit_counted(lc, converted, max_tokens, _list_counter(token_counter), start_on, tools)
