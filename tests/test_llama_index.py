@@ -2,8 +2,8 @@
 
 * Conversion: ``to_llama_index(from_llama_index(x)) == x`` for ChatMessages of
   every role (developer, chatbot, model, function included) with text, image
-  (bytes, http and data URLs, details), thinking, document, cache and
-  ``ToolCallBlock`` blocks (object, JSON-string and cut-off ``tool_kwargs``,
+  (bytes, http and data URLs, details), thinking, document, audio, video,
+  citable, citation, cache and ``ToolCallBlock`` blocks (object, JSON-string and cut-off ``tool_kwargs``,
   no ``tool_call_id``),
   OpenAI-form ``additional_kwargs["tool_calls"]`` with oddly spelled argument
   text, ``tool_call_id``, ``name``, pins and other JSON ``additional_kwargs``;
@@ -22,9 +22,15 @@
   LLM sees the window: its system prompt, tool calls with their results, never
   an orphan. ``get()`` equals ``convkit.fit`` over the stored conversation,
   never splits a tool call from its result and never exceeds the budget
-  (property test). A saved workflow ``Context`` holding the memory is refused
-  on restore with a message saying what to do, and a new run with a new
-  memory on the key continues the conversation.
+  (property test). Every block LlamaIndex sends is counted: for ChatMessage
+  histories with every block kind, large documents too, the window holds each
+  such block's JSON in the convkit message counted, and counted by the
+  memory's counter it fits the context window less the reserve (property
+  test); a big ``DocumentBlock`` makes older messages drop, system messages
+  alone must fit too, and an image dropped for a note leaves the other
+  blocks. A saved workflow ``Context`` holding the memory is refused on
+  restore with a message saying what to do, and a new run with a new memory
+  on the key continues the conversation.
 * No test touches the network (a guard refuses any non-loopback connection),
   so nothing downloads tokenizer files or NLTK data.
 * Typed errors on bad input; the README's LlamaIndex example runs.
@@ -35,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import random
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -45,15 +52,19 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from llama_index.core.agent.workflow import FunctionAgent
 from llama_index.core.base.llms.types import (
+    AudioBlock,
     CacheControl,
     CachePoint,
     ChatMessage,
+    CitableBlock,
+    CitationBlock,
     DocumentBlock,
     ImageBlock,
     MessageRole,
     TextBlock,
     ThinkingBlock,
     ToolCallBlock,
+    VideoBlock,
 )
 from llama_index.core.llms.mock import MockFunctionCallingLLM
 from llama_index.core.memory import BaseMemory
@@ -69,6 +80,7 @@ from convkit import (
     InvalidMessageError,
     Message,
     ModelSpec,
+    TextPart,
     ToolCall,
     UnknownModelError,
     ValidationError,
@@ -119,10 +131,39 @@ _IMAGE = st.one_of(
         image_bytes(max_side=40, formats=("PNG",)),
     ),
 )
+
+
+def _noise(size: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
 _OTHER = st.one_of(
     texts(max_size=20).map(lambda t: ThinkingBlock(content=t)),
+    st.builds(
+        lambda t, sig: ThinkingBlock(content=t, additional_information={"signature": sig}),
+        texts(max_size=20),
+        st.from_regex(r"[A-Za-z0-9]{1,12}", fullmatch=True),
+    ),
     st.just(DocumentBlock(data=b"%PDF-1.4 tiny", document_mimetype="application/pdf")),
+    st.just(DocumentBlock(url="data:application/pdf;base64,JVBERi0xLjQ=")),
+    st.builds(lambda n: AudioBlock(audio=_noise(n, 1), format="wav"), st.integers(1, 60)),
+    st.builds(lambda n: VideoBlock(video=_noise(n, 2), video_mimetype="video/mp4"), st.integers(1, 60)),
+    st.builds(
+        lambda t: CitableBlock(title="doc", source="kb://1", content=[TextBlock(text=t)]), texts(max_size=20)
+    ),
+    st.builds(
+        lambda t: CitationBlock(
+            cited_content=TextBlock(text=t), source="kb://1", title="doc", additional_location_info={"p": 1}
+        ),
+        texts(max_size=20),
+    ),
     st.just(CachePoint(cache_control=CacheControl(type="ephemeral"))),
+)
+#: documents of about 130 to 710 tokens by COUNTER (their base64 JSON), SMALL's window being 600
+_BIG = st.builds(
+    lambda n, seed: DocumentBlock(data=_noise(n, seed), document_mimetype="application/pdf"),
+    st.integers(50, 500),
+    st.integers(0, 3),
 )
 _TEXT = texts(max_size=40, non_blank=False).map(lambda t: TextBlock(text=t))
 
@@ -134,9 +175,13 @@ def _spell(args: dict[str, Any], style: int) -> str:
 
 
 @st.composite
-def chat_messages(draw: st.DrawFn) -> ChatMessage:
+def chat_messages(draw: st.DrawFn, big: bool = False) -> ChatMessage:
+    """ChatMessages of every role and block kind; ``big``: large documents too, fewer pins."""
     role = draw(st.sampled_from(list(MessageRole)))
-    blocks: list[Any] = draw(st.lists(st.one_of(_TEXT, _TEXT, _IMAGE, _OTHER), max_size=4))
+    kinds = st.one_of(_TEXT, _TEXT, _IMAGE, _OTHER)
+    if big:
+        kinds = st.one_of(_TEXT, _TEXT, _TEXT, _IMAGE, _OTHER, _OTHER, _BIG)
+    blocks: list[Any] = draw(st.lists(kinds, max_size=4))
     kwargs: dict[str, Any] = draw(
         st.dictionaries(
             st.sampled_from(["refusal", "x-trace", "logprobs"]), json_values(max_leaves=3), max_size=2
@@ -169,11 +214,8 @@ def chat_messages(draw: st.DrawFn) -> ChatMessage:
         kwargs["tool_call_id"] = draw(_CALL_IDS)  # FunctionAgent's return_direct answer carries one
     if draw(st.booleans()):
         kwargs["name"] = draw(st.sampled_from(["alice", "weather_bot"]))
-    extras = draw(
-        st.sampled_from(
-            [None, {"pinned": True}, {"metadata": {"topic": "x"}}, {"pinned": True, "metadata": {}}]
-        )
-    )
+    pins: list[Any] = [{"pinned": True}, {"pinned": True, "metadata": {}}]
+    extras = draw(st.sampled_from([None, {"metadata": {"topic": "x"}}] * (4 if big else 1) + pins))
     if extras is not None:
         kwargs["convkit"] = extras
     return ChatMessage(role=role, blocks=blocks, additional_kwargs=kwargs)
@@ -263,7 +305,11 @@ def test_mapping_examples() -> None:
     thought = from_llama_index(
         ChatMessage(role="assistant", blocks=[ThinkingBlock(content="hm"), TextBlock(text="a")])
     )
-    edited = Message("assistant", "b", metadata=thought.metadata)
+    # (the thinking block is sent to the model, so it is a text part holding its JSON: counted)
+    assert thought.content[0] == TextPart(
+        '{"block_type":"thinking","content":"hm","num_tokens":null,"additional_information":{}}'
+    )
+    edited = Message("assistant", [thought.content[0], "b"], metadata=thought.metadata)
     assert [type(b).__name__ for b in to_llama_index(edited).blocks] == ["ThinkingBlock", "TextBlock"]
     assert to_llama_index(edited).blocks[1].text == "b"  # type: ignore[union-attr]
     other = Message("assistant", ["b", "c"], metadata=thought.metadata)  # no longer matches: default form
@@ -297,6 +343,25 @@ def test_bad_messages_raise_typed_errors() -> None:
         )
     with pytest.raises(InvalidMessageError, match="only assistant"):
         from_llama_index(ChatMessage(role="user", blocks=[ToolCallBlock(tool_call_id="c", tool_name="f")]))
+    # media LlamaIndex would read from a file or download into the prompt: convkit could not count it
+    for block, field in [
+        (DocumentBlock(path=Path(__file__)), "data="),
+        (DocumentBlock(url="https://example.com/a.pdf"), "data="),
+        (AudioBlock(url="https://example.com/a.wav"), "audio="),
+        (VideoBlock(path=Path(__file__)), "video="),
+        (CitableBlock(title="t", source="s", content=[DocumentBlock(path=Path(__file__))]), "data="),
+        (
+            CitationBlock(
+                cited_content=ImageBlock(url="https://img.example.com/a.png"),
+                source="s",
+                title="t",
+                additional_location_info={},
+            ),
+            "image=",
+        ),
+    ]:
+        with pytest.raises(InvalidMessageError, match=f"cannot count it.*{field}"):
+            from_llama_index(ChatMessage(role="user", blocks=[TextBlock(text="see"), block]))
     with pytest.raises(InvalidMessageError, match="reserved"):
         from_llama_index(
             ChatMessage(role="user", content="x", additional_kwargs={"convkit": {"metadata": {INFO_KEY: 1}}})
@@ -667,6 +732,149 @@ def test_memory_get_is_fit_never_splits_a_tool_group_nor_exceeds_the_budget(
     assert kept_calls & answered == kept_results
     # and the window counts within the budget by the counter itself
     assert COUNTER.count_messages(list(expected.messages), model=SMALL) <= expected.budget
+
+
+def _answered(draw: st.DrawFn, call_ids: list[str]) -> list[ChatMessage]:
+    """A result for each call, some holding a document (tools may return files)."""
+    out = []
+    for call_id in call_ids:
+        blocks: list[Any] = [TextBlock(text=draw(texts(max_size=20)))]
+        blocks += draw(st.lists(st.one_of(_OTHER, _OTHER, _BIG), max_size=1))
+        role = draw(st.sampled_from(["tool", "function"]))
+        out.append(ChatMessage(role=role, blocks=blocks, additional_kwargs={"tool_call_id": call_id}))
+    return out
+
+
+@st.composite
+def chat_histories(draw: st.DrawFn) -> list[ChatMessage]:
+    """ChatMessage conversations with every block kind, large documents too; each call answered."""
+    history: list[ChatMessage] = []
+    seen: set[str] = set()
+    for msg in draw(st.lists(chat_messages(big=True), min_size=1, max_size=10)):
+        if msg.role in (MessageRole.TOOL, MessageRole.FUNCTION):
+            continue  # results come right after their calls, below
+        try:
+            ids = [c.id for c in from_llama_index(msg).tool_calls]
+        except InvalidMessageError:
+            continue  # nothing to send: refused, as documented
+        if seen & set(ids):
+            continue  # a call id used twice in a conversation
+        seen.update(ids)
+        history += [msg, *_answered(draw, ids)]
+    return history or [_u("hello")]
+
+
+def _json_of(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _sent_blocks(msg: ChatMessage) -> list[Any]:
+    """The blocks LlamaIndex sends that convkit has no part for (all but text, image, tool call, cache)."""
+    plain = (TextBlock, ImageBlock, ToolCallBlock, CachePoint)
+    return [b for b in msg.blocks if not isinstance(b, plain)]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(history=chat_histories(), reserve=st.integers(0, 200))
+def test_memory_window_counts_every_block_it_sends_and_fits_the_budget(
+    sqlite_store: convkit.Store, history: list[ChatMessage], reserve: int
+) -> None:
+    chat = ConvkitChatStore(sqlite_store)
+    key = f"blocks-{len(sqlite_store.list_conversations(limit=10_000))}"
+    chat.set_messages(key, history)
+    assert chat.get_messages(key) == history  # stored and read back exactly, every block
+    memory = ConvkitMemory(chat, key, model=SMALL, reserve=reserve, counter=COUNTER)
+    try:
+        window = memory.get()
+    except ContextWindowError:
+        event("the must-keep messages do not fit")
+        return
+    event("trimmed" if len(window) < len(history) else "all fit")
+    if any(_sent_blocks(m) for m in window):
+        event("the window sends thinking, document, audio, video or citation blocks")
+    assert all(m in history for m in window)  # messages as they were, blocks and all
+    sent = [from_llama_index(m) for m in window]
+    # what LlamaIndex sends of each block is in the message convkit counts: its JSON ...
+    for msg, m in zip(window, sent, strict=True):
+        counted = [_json_of(p.text) for p in m.content if isinstance(p, TextPart)]
+        for block in _sent_blocks(msg):
+            assert block.model_dump(mode="json") in counted
+    # ... and the window, counted by the memory's counter for the model, fits the budget
+    assert COUNTER.count_messages(sent, model=SMALL) <= SMALL.context_window - reserve
+
+
+def test_a_big_document_makes_older_messages_drop(tmp_path: Path) -> None:
+    store = convkit.Store(f"sqlite:///{tmp_path / 'doc.db'}")
+    try:
+        doc = ChatMessage(
+            role="user",
+            blocks=[
+                TextBlock(text="Summarize this."),
+                DocumentBlock(data=_noise(330, 7), document_mimetype="application/pdf", title="report"),
+            ],
+        )
+        older = [
+            _u("Hello, I have a question about the figures in our quarterly sales report."),
+            _a("Of course! Please send me the report and tell me which figures you mean."),
+            _u("I will send the whole report, then we can go through the regional numbers."),
+            _a("Sounds good. Send it whenever you are ready and I will summarize it first."),
+        ]
+        ConvkitChatStore(store).set_messages("doc", [*older, doc])
+        # 500 tokens (600 - 100): the document alone (about 490, as its JSON) leaves no room for the rest
+        memory = ConvkitMemory(store, "doc", model=SMALL, reserve=100, counter=COUNTER)
+        assert memory.get() == [doc]
+        assert memory.get_all() == [*older, doc]
+
+        def window(budget: int) -> list[ChatMessage]:
+            reserve = SMALL.context_window - budget
+            return ConvkitMemory(store, "doc", model=SMALL, reserve=reserve, counter=COUNTER).get()
+
+        def tokens(messages: list[ChatMessage]) -> int:
+            return COUNTER.count_messages([from_llama_index(m) for m in messages], model=SMALL)
+
+        # the document is counted (as its JSON: hundreds of tokens), so it crowds the older turns out
+        assert 400 < tokens([doc]) <= 500 < tokens([older[-1], doc])
+        assert window(tokens([doc])) == [doc]
+        assert window(tokens([older[-1], doc])) == [older[-1], doc]
+        assert window(tokens([*older, doc]) - 1) == [*older[1:], doc]
+        # a document bigger than the whole window is refused, never sent
+        big = ChatMessage(role="user", blocks=[DocumentBlock(data=_noise(600, 8))])
+        ConvkitChatStore(store).add_message("doc", big)
+        with pytest.raises(ContextWindowError):
+            window(SMALL.context_window)
+        # system messages alone are sent whole (nothing to trim around), so they must fit too
+        memory = ConvkitMemory(store, "sys", model=SMALL, reserve=0, counter=COUNTER)
+        memory.set([ChatMessage(role="system", blocks=[TextBlock(text="Read it."), big.blocks[0]])])
+        with pytest.raises(ContextWindowError, match="only system messages"):
+            memory.get()
+        with pytest.raises(ContextWindowError, match="only system messages"):
+            asyncio.run(memory.aget())
+        memory.set([ChatMessage(role="system", blocks=[TextBlock(text="Read it."), doc.blocks[1]])])
+        assert memory.get() == memory.get_all()  # it fits: all of it
+    finally:
+        store.close()
+
+
+def test_a_dropped_image_keeps_the_other_blocks(tmp_path: Path) -> None:
+    """images="drop" on a text-only model: the image becomes the note, the document stays a document."""
+    text_only = ModelSpec("li-text", 2000, {"text"}, message_overhead=4, request_overhead=3)
+    store = convkit.Store(f"sqlite:///{tmp_path / 'img.db'}")
+    try:
+        memory = ConvkitMemory(store, "k", model=text_only, counter=COUNTER, images="drop")
+        thinking = ThinkingBlock(content="look", additional_information={"signature": "s1"})
+        document = DocumentBlock(data=b"%PDF-1.4 tiny", document_mimetype="application/pdf")
+        msg = ChatMessage(role="user", blocks=[thinking, ImageBlock(image=png()), document])
+        memory.put(msg)
+        [got] = memory.get()
+        assert got.blocks[0] == thinking
+        assert isinstance(got.blocks[1], TextBlock)  # the note saying an image was there
+        assert got.blocks[2] == document
+        assert memory.get_all() == [msg]
+    finally:
+        store.close()
 
 
 def test_readme_llama_index_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,16 @@ Private to :mod:`convkit.integrations.llama_index`, which re-exports
 kept as its JSON form, payloads (text, image bytes, URLs) taken out, in
 ``metadata[INFO_KEY]``, and used on the way back only while it still
 describes the message.
+
+A block LlamaIndex sends to the model that convkit has no part for
+(thinking, document, audio, video, citable and citation blocks) is a text
+part holding the block's JSON, so the window counts it; on the way back the
+block is rebuilt from that JSON. Only ``CachePoint`` has no part: it is a
+marker telling the LLM integration where to cache, with no content
+(llama-index-core's own ``Memory`` does not count it either). Audio, video
+and document blocks given only by a file path or an http(s) URL are refused:
+LlamaIndex reads or downloads them into the prompt, and convkit could not
+count them (so are images given so inside citable and citation blocks).
 """
 
 from __future__ import annotations
@@ -21,11 +31,17 @@ from typing import Any, cast
 
 import attrs
 from llama_index.core.base.llms.types import (
+    AudioBlock,
+    CachePoint,
     ChatMessage,
+    CitableBlock,
+    CitationBlock,
+    DocumentBlock,
     ImageBlock,
     MessageRole,
     TextBlock,
     ToolCallBlock,
+    VideoBlock,
 )
 
 from .._errors import InvalidImageError, InvalidMessageError
@@ -68,8 +84,46 @@ def _image_part(block: ImageBlock) -> ImagePart:
     )
 
 
+def _block_json(block: Any) -> str:
+    """The JSON text of a block convkit has no part for: what its text part holds (and is counted)."""
+    return json.dumps(block.model_dump(mode="json"), ensure_ascii=False, separators=(",", ":"))
+
+
+_PAYLOAD: dict[type, str] = {
+    AudioBlock: "audio",
+    VideoBlock: "video",
+    DocumentBlock: "data",
+    ImageBlock: "image",
+}
+
+
+def _check_fetched(block: Any) -> None:
+    """Refuse a media block (or one cited) whose content LlamaIndex would read from a file or download."""
+    if isinstance(block, CitableBlock):
+        inner: list[Any] = list(block.content)
+    elif isinstance(block, CitationBlock):
+        inner = [block.cited_content]
+    else:
+        inner = [block]
+    for b in inner:
+        field = _PAYLOAD.get(type(b))
+        if field is None:
+            continue
+        url = str(b.url) if b.url is not None else ""
+        if not getattr(b, field) and (b.path is not None or (url and not url.startswith("data:"))):
+            kind = type(b).__name__
+            raise InvalidMessageError(
+                f"a LlamaIndex {kind} given only by path= or url= (here in a {type(block).__name__}) "
+                f"is read into the prompt by LlamaIndex, and convkit cannot count it: pass its bytes "
+                f"({kind}({field}=...))"
+            )
+
+
 def _parts(blocks: Sequence[Any]) -> tuple[list[Part], list[list[Any]], list[ToolCall]]:
-    """convkit parts of ``blocks``, where each came from ([block index, field]), and ToolCallBlocks."""
+    """convkit parts of ``blocks``, where each came from ([block index, field]), and ToolCallBlocks.
+
+    ``field`` is ``"text"``, ``"image"`` (bytes), ``"url"`` or ``"block"`` (the whole block, as
+    the JSON text its part holds)."""
     parts: list[Part] = []
     where: list[list[Any]] = []
     calls: list[ToolCall] = []
@@ -84,6 +138,10 @@ def _parts(blocks: Sequence[Any]) -> tuple[list[Part], list[list[Any]], list[Too
             where.append([i, "image" if has_bytes else "url"])
         elif isinstance(block, ToolCallBlock):
             calls.append(_block_call(block))
+        elif not isinstance(block, CachePoint):  # sent to the model: counted as its JSON
+            _check_fetched(block)
+            parts.append(TextPart(_block_json(block)))
+            where.append([i, "block"])
     return parts, where, calls
 
 
@@ -198,7 +256,10 @@ def _stripped(msg: ChatMessage) -> dict[str, Any]:
     dump: dict[str, Any] = msg.model_dump(mode="json")
     _, where, _ = _parts(msg.blocks)
     for i, field in where:
-        dump["blocks"][i][field] = None
+        if field == "block":  # the whole block is in its part
+            dump["blocks"][i] = None
+        else:
+            dump["blocks"][i][field] = None
     dump["parts"] = where
     return dump
 
@@ -271,7 +332,11 @@ def _filled(info: Mapping[str, Any], parts: Sequence[Part]) -> ChatMessage | Non
     try:
         for (i, field), part in zip(where, parts, strict=True):
             block = dump["blocks"][i]
-            if field == "text" and isinstance(part, TextPart):
+            if field == "block" and isinstance(part, TextPart):
+                dump["blocks"][i] = json.loads(part.text)
+            elif field in ("image", "url") and isinstance(part, TextPart):  # an image dropped for a note
+                dump["blocks"][i] = {"block_type": "text", "text": part.text}
+            elif field == "text" and isinstance(part, TextPart):
                 block["text"] = part.text
             elif field == "image" and isinstance(part, ImagePart) and part.data is not None:
                 block["image"] = base64.b64encode(part.data).decode("ascii")

@@ -18,8 +18,15 @@ from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.storage.chat_store.base import BaseChatStore
 
+from .._counting import apply_image_policy
+from .._engine.settings import WindowSettings
 from .._engine.units import link_owners
-from .._errors import ConversationNotFoundError, InvalidConversationError, ValidationError
+from .._errors import (
+    ContextWindowError,
+    ConversationNotFoundError,
+    InvalidConversationError,
+    ValidationError,
+)
 from .._fitting import FitResult
 from .._messages import Message
 from .._results import Conversation
@@ -52,6 +59,36 @@ def _index(idx: object, length: int) -> int | None:
 
 def _chat(messages: Sequence[Message]) -> list[ChatMessage]:
     return [to_llama_index(m) for m in messages]
+
+
+_SETTINGS = ("settings", "counter", "reserve", "tools", "images", "margin")
+
+
+def _all_system(store: Any, messages: Sequence[Message], kwargs: dict[str, Any]) -> list[ChatMessage]:
+    """The window of system messages only (``fit`` finds nothing to answer): all of them, if they fit.
+
+    They are all sent, so they are counted as ``store.window`` would count them, and a
+    :class:`~convkit.ContextWindowError` says so when they do not fit."""
+    counters = getattr(store, "counters", ())
+    settings = WindowSettings.given(
+        kwargs.get("settings"),
+        kwargs.get("model"),
+        default_counter=counters[0] if counters else None,
+        **{k: kwargs[k] for k in _SETTINGS[1:] if k in kwargs},
+    )
+    spec = settings.spec
+    sent = apply_image_policy(messages, spec, settings.images)
+    need = settings.counter.count_messages(sent, model=spec, tools=settings.tools)
+    if need > settings.budget:
+        raise ContextWindowError(
+            required=need,
+            available=settings.budget,
+            model=spec.name,
+            context_window=spec.context_window,
+            reserve=settings.reserve,
+            detail="the conversation has only system messages, and all of them are sent",
+        )
+    return _chat(sent)
 
 
 class ConvkitChatStore(BaseChatStore):
@@ -193,7 +230,8 @@ class ConvkitChatStore(BaseChatStore):
     def window(self, key: str, **kwargs: Any) -> list[ChatMessage]:
         """The key's messages to send now: ``store.window(conversation_id, **kwargs)``, as ChatMessages.
 
-        ``[]`` for an unknown or empty key; every message when there are only system messages.
+        ``[]`` for an unknown or empty key; every message when there are only system messages
+        (:class:`~convkit.ContextWindowError` when they do not fit).
         """
         store = self._sync("window")
         conv = self._find(key, "window")
@@ -205,7 +243,7 @@ class ConvkitChatStore(BaseChatStore):
             messages = store.messages(conv.id)
             if any(m.role != "system" for m in messages):  # pragma: no cover - raised for another reason
                 raise
-            return _chat(messages)
+            return _all_system(store, messages, kwargs)
         return _chat(result.messages)
 
     # -- async ----------------------------------------------------------------------------------
@@ -294,7 +332,7 @@ class ConvkitChatStore(BaseChatStore):
             messages: list[Message] = await _run(self._store, "messages", conv.id)
             if any(m.role != "system" for m in messages):  # pragma: no cover - raised for another reason
                 raise
-            return _chat(messages)
+            return _all_system(self._store, messages, kwargs)
         return _chat(result.messages)
 
 

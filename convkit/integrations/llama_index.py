@@ -22,12 +22,24 @@ Needs the ``llama-index`` extra (``pip install 'convkit-grok[llama-index]'``,
   pins a message). Round trips are exact both ways:
   ``to_llama_index(from_llama_index(x)) == x`` for a ``ChatMessage`` whose
   ``additional_kwargs`` are JSON values, and
-  ``from_llama_index(to_llama_index(m)) == m``. What convkit's message has
-  no field for (the role's spelling, other ``additional_kwargs``, thinking,
-  audio, document and other blocks convkit does not send, ``ToolCallBlock``
-  forms) is kept as the message's JSON form in ``metadata["convkit.llama_index"]``,
-  without the payloads the parts hold (text, image bytes, URLs), and is used
-  on the way back only while it still describes the message.
+  ``from_llama_index(to_llama_index(m)) == m``. Blocks LlamaIndex sends to
+  the model that convkit has no part for (thinking, document, audio, video,
+  citable and citation blocks) are text parts holding the block's JSON, so
+  the window counts them (a document is counted as its base64 text: more
+  than a provider charges for it, never less); on the way back each block is
+  rebuilt from that JSON. Audio, video and document blocks (and images in
+  citable and citation blocks) given only by a file path or an http(s) URL
+  are refused with :class:`~convkit.InvalidMessageError`: LlamaIndex reads or
+  downloads them into the prompt, and convkit could not count them. A
+  ``CachePoint`` has no part and is not counted: it only marks where the LLM
+  integration asks the provider to cache, and holds no content. What else
+  convkit's message has no field for (the role's spelling, other
+  ``additional_kwargs``, ``ToolCallBlock`` forms, the blocks' own form) is
+  kept as the message's JSON form in ``metadata["convkit.llama_index"]``,
+  without the payloads the parts hold (text, image bytes, URLs, the blocks
+  above), and is used on the way back only while it still describes the
+  message (an image dropped for a note by ``images="drop"`` leaves the other
+  blocks as they are).
 * :class:`ConvkitChatStore` is a LlamaIndex ``BaseChatStore`` whose keys are
   application keys of convkit conversations (``store.conversation_for(key)``):
   every method, sync and async, over a :class:`~convkit.Store` (async ones in
@@ -37,7 +49,9 @@ Needs the ``llama-index`` extra (``pip install 'convkit-grok[llama-index]'``,
   ``memory=``) over a :class:`ConvkitChatStore`: it stores the whole
   conversation, and ``get()`` returns the window that fits a Grok model with
   ``reserve`` tokens free (leading system and pinned messages, tool calls with
-  their results, the newest messages that fit).
+  their results, the newest messages that fit; a conversation of system
+  messages only is returned whole, or :class:`~convkit.ContextWindowError`
+  when it does not fit).
 
 How the chat store differs from LlamaIndex's ``SimpleChatStore`` and SQL chat stores:
 
