@@ -9,6 +9,17 @@
   conversation by thread id, also from a new store object (a restart), the
   model sees the whole thread, threads stay apart, and the stored messages
   equal the graph's final state (tool calls with their exact argument text).
+* With a LangGraph checkpointer (``InMemorySaver``), on SQLite and
+  PostgreSQL, ``Store`` and ``AsyncStore``: an edit by id through
+  ``update_state``, a ``RemoveMessage``, a fork from an earlier checkpoint,
+  removing everything and a fork from before the first save each give the
+  same model inputs and final state as LangGraph alone; the conversation
+  follows the state (rewritten when the state came from it and changed,
+  appended to when it shares no message), and a restart with a new, empty
+  checkpointer resumes it; ordinary runs only append; summarise-then-remove
+  keeps the state small; in a subgraph of a checkpointed graph the parent's
+  state wins; a run with nothing restored (no checkpointer, or a new one)
+  puts the stored thread first and keeps the stored copy of a re-sent id.
 * ``load`` / ``save`` (and the async twins) used around a graph without
   nodes; ``save`` appends only what is new (by LangChain id), so saving the
   same state twice stores nothing twice; a thread never saved loads as ``[]``
@@ -46,11 +57,13 @@ from langchain_core.messages import (
     AIMessage,
     BaseMessage,
     HumanMessage,
+    RemoveMessage,
     SystemMessage,
     ToolMessage,
 )
 from langchain_core.tools import tool
 from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from langgraph.prebuilt import create_react_agent
 from pydantic import Field
 
@@ -292,8 +305,8 @@ def test_load_and_save_around_a_graph(tmp_path: Path) -> None:
         store.close()
 
 
-def test_with_a_langgraph_checkpointer_too(tmp_path: Path) -> None:
-    """A checkpointer restores the state, the load node the stored thread: merged by id, no duplicates."""
+def test_with_a_langgraph_checkpointer_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpointer restores the state (the load node leaves it as it is); no duplicates."""
     from langgraph.checkpoint.memory import InMemorySaver
 
     store = convkit.Store(f"sqlite:///{tmp_path / 'c.db'}")
@@ -309,11 +322,20 @@ def test_with_a_langgraph_checkpointer_too(tmp_path: Path) -> None:
         graph.add_edge("agent", "save")
         graph.add_edge("save", END)
         compiled = graph.compile(checkpointer=InMemorySaver())
+        rewrites: list[str] = []
+        replace = store.replace_messages
+
+        def counted(cid: str, messages: Any) -> range:
+            rewrites.append(cid)
+            return replace(cid, messages)
+
+        monkeypatch.setattr(store, "replace_messages", counted)
         for n in range(3):
             out = compiled.invoke({"messages": first_input(n)}, config("both"))
             stored = store.messages(store.conversation_for("both", create=False).id)
             check_run(n, out, stored, model)
         assert compiled.get_state(config("both")).values["messages"] == out["messages"]
+        assert rewrites == []  # the state only grew: each run appended, nothing was rewritten
     finally:
         store.close()
 
@@ -349,6 +371,261 @@ def test_save_is_all_or_nothing(tmp_path: Path) -> None:
             await store.close()
 
     asyncio.run(main())
+
+
+# -- with a LangGraph checkpointer: the checkpointer's state is the truth ------------------------
+
+
+class Echo:
+    """A model node that answers its last input message and records what it saw."""
+
+    def __init__(self) -> None:
+        self.inputs: list[list[str]] = []
+
+    def __call__(self, state: MessagesState) -> dict[str, list[BaseMessage]]:
+        seen = [str(m.content) for m in state["messages"]]
+        self.inputs.append(seen)
+        return {"messages": [AIMessage(f"echo {seen[-1]}")]}
+
+
+def echo_graph(thread: ConvkitMessages | None, model: Echo, saver: Any = None) -> Any:
+    """START -> (load) -> the model -> (save) -> END; without ``thread``, LangGraph alone (the reference)."""
+    graph = StateGraph(MessagesState)
+    nodes: list[tuple[str, Any]] = [("model", model)]
+    if thread is not None:
+        nodes = [("load", thread.load_node), *nodes, ("save", thread.save_node)]
+    previous = START
+    for name, node in nodes:
+        graph.add_node(name, node)
+        graph.add_edge(previous, name)
+        previous = name
+    graph.add_edge(previous, END)
+    return graph.compile(checkpointer=saver)
+
+
+def texts(messages: Sequence[BaseMessage]) -> list[str]:
+    return [str(m.content) for m in messages]
+
+
+def edit_then_run(compiled: Any, cfg: dict[str, Any]) -> Any:
+    """(a) a message edited by id through ``update_state`` (a redaction), then the next run."""
+    compiled.invoke({"messages": [HumanMessage("my card is 4111", id="m1")]}, cfg)
+    compiled.update_state(cfg, {"messages": [HumanMessage("my card is [redacted]", id="m1")]})
+    return compiled.invoke({"messages": [HumanMessage("next")]}, cfg)
+
+
+def remove_then_run(compiled: Any, cfg: dict[str, Any]) -> Any:
+    """(b) a message removed with ``RemoveMessage``, then the next run."""
+    compiled.invoke({"messages": [HumanMessage("secret", id="s1")]}, cfg)
+    compiled.update_state(cfg, {"messages": [RemoveMessage(id="s1")]})
+    return compiled.invoke({"messages": [HumanMessage("next")]}, cfg)
+
+
+def fork_then_run(compiled: Any, cfg: dict[str, Any]) -> Any:
+    """(c) time travel: two runs, then a run from the checkpoint that ended the first."""
+    compiled.invoke({"messages": [HumanMessage("one")]}, cfg)
+    compiled.invoke({"messages": [HumanMessage("two")]}, cfg)
+    after_one = next(
+        s
+        for s in compiled.get_state_history(cfg)
+        if not s.next and texts(s.values.get("messages", [])) == ["one", "echo one"]
+    )
+    return compiled.invoke({"messages": [HumanMessage("fork")]}, after_one.config)
+
+
+def remove_all_then_run(compiled: Any, cfg: dict[str, Any]) -> Any:
+    """Every message removed (``REMOVE_ALL_MESSAGES``), then the next run: nothing comes back."""
+    compiled.invoke({"messages": [HumanMessage("one", id="o1")]}, cfg)
+    compiled.update_state(cfg, {"messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES)]})
+    return compiled.invoke({"messages": [HumanMessage("next")]}, cfg)
+
+
+def fork_before_any_save(compiled: Any, cfg: dict[str, Any]) -> Any:
+    """A run from the thread's very first checkpoint (before the first run's input was applied)."""
+    compiled.invoke({"messages": [HumanMessage("one")]}, cfg)
+    first = list(compiled.get_state_history(cfg))[-1]
+    return compiled.invoke({"messages": [HumanMessage("fork")]}, first.config)
+
+
+SCENARIOS = {
+    "edit": (edit_then_run, ["my card is [redacted]", "echo my card is 4111", "next", "echo next"]),
+    "remove": (remove_then_run, ["echo secret", "next", "echo next"]),
+    "fork": (fork_then_run, ["one", "echo one", "fork", "echo fork"]),
+    "remove-all": (remove_all_then_run, ["next", "echo next"]),
+    "fork-before-any-save": (fork_before_any_save, ["fork", "echo fork"]),
+}
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_checkpointer_edits_removals_and_forks_are_kept(backend: str, tmp_path: Path, scenario: str) -> None:
+    """The graph with the convkit nodes behaves as LangGraph alone with the same checkpointer (the
+    model sees the same messages, the final state is the same). The conversation becomes the graph's
+    last state when that came from it (an edit, a removal, a fork rewrite it); a state sharing no
+    message with it is appended. A restart with a new, empty checkpointer resumes the conversation."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    run, expected = SCENARIOS[scenario]
+    reference_model = Echo()
+    reference = run(echo_graph(None, reference_model, InMemorySaver()), config("t"))
+    assert texts(reference["messages"]) == expected
+    with database_url(backend, tmp_path) as url:
+        store = convkit.Store(url, upgrade=True)
+        try:
+            thread = ConvkitMessages(store)
+            model = Echo()
+            out = run(echo_graph(thread, model, InMemorySaver()), config("t"))
+            assert texts(out["messages"]) == expected
+            assert model.inputs == reference_model.inputs  # the model saw what it sees without convkit
+            kept = texts(thread.load(config("t")))
+            if scenario in ("remove-all", "fork-before-any-save"):  # shares no message with it: appended
+                assert kept == ["one", "echo one", *expected]
+            else:  # the state came from the conversation and was changed: the conversation follows it
+                assert thread.load(config("t")) == out["messages"]
+            # a restart: a new in-memory checkpointer knows nothing; the stored thread is resumed
+            restarted = Echo()
+            again = echo_graph(thread, restarted, InMemorySaver()).invoke(
+                {"messages": [HumanMessage("restart")]}, config("t")
+            )
+            assert restarted.inputs == [[*kept, "restart"]]
+            assert texts(again["messages"]) == [*kept, "restart", "echo restart"]
+            assert thread.load(config("t")) == again["messages"]
+        finally:
+            store.close()
+
+
+def test_checkpointer_state_wins_on_an_async_store(backend: str, tmp_path: Path) -> None:
+    """The async nodes: an edit, a removal and a fork, each kept (AsyncStore, ``ainvoke``)."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    async def main(url: str) -> None:
+        store = convkit.AsyncStore(url, upgrade=True)
+        try:
+            thread = ConvkitMessages(store)
+            model = Echo()
+            compiled = echo_graph(thread, model, InMemorySaver())
+            cfg = config("a")
+            await compiled.ainvoke({"messages": [HumanMessage("my card is 4111", id="m1")]}, cfg)
+            await compiled.ainvoke({"messages": [HumanMessage("secret", id="s1")]}, cfg)
+            await compiled.aupdate_state(
+                cfg, {"messages": [HumanMessage("my card is [redacted]", id="m1"), RemoveMessage(id="s1")]}
+            )
+            out = await compiled.ainvoke({"messages": [HumanMessage("next")]}, cfg)
+            want = ["my card is [redacted]", "echo my card is 4111", "echo secret", "next", "echo next"]
+            assert texts(out["messages"]) == want
+            assert model.inputs[-1] == want[:-1]
+            assert await thread.aload(cfg) == out["messages"]
+            history = [s async for s in compiled.aget_state_history(cfg)]
+            first_done = next(s for s in history if not s.next and len(s.values["messages"]) == 2)
+            forked = await compiled.ainvoke({"messages": [HumanMessage("fork")]}, first_done.config)
+            assert texts(forked["messages"]) == [
+                "my card is 4111",
+                "echo my card is 4111",
+                "fork",
+                "echo fork",
+            ]
+            assert await thread.aload(cfg) == forked["messages"]
+        finally:
+            await store.close()
+
+    with database_url(backend, tmp_path, "async") as url:
+        asyncio.run(main(url))
+
+
+def test_summarise_then_remove_keeps_the_thread_small(tmp_path: Path) -> None:
+    """LangGraph's summarise-then-remove pattern with a checkpointer: the state (what the model sees)
+    stays at the summary and the newest turns instead of growing; the conversation keeps them all
+    (each run's state shares no message with it, so it is appended to)."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    def summarise(state: MessagesState) -> dict[str, list[BaseMessage]]:
+        old = state["messages"][:-2]
+        if len(old) < 2:
+            return {}
+        note = AIMessage(f"summary of {len(old)}", id=f"summary-{uuid.uuid4()}")
+        return {"messages": [*(RemoveMessage(id=str(m.id)) for m in old), note]}
+
+    store = convkit.Store(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        for saver in (InMemorySaver(),):
+            thread = ConvkitMessages(store)
+            graph = StateGraph(MessagesState)
+            model = Echo()
+            for name, node in (("load", thread.load_node), ("model", model), ("summarise", summarise)):
+                graph.add_node(name, node)
+            graph.add_node("save", thread.save_node)
+            graph.add_edge(START, "load")
+            graph.add_edge("load", "model")
+            graph.add_edge("model", "summarise")
+            graph.add_edge("summarise", "save")
+            graph.add_edge("save", END)
+            compiled = graph.compile(checkpointer=saver)
+            cfg = config("summary")
+            for n in range(4):
+                out = compiled.invoke({"messages": [HumanMessage(f"q{n}")]}, cfg)
+                assert len(out["messages"]) <= 3
+                assert thread.load(cfg)[-len(out["messages"]) :] == out["messages"]
+            assert texts(out["messages"]) == ["q3", "echo q3", "summary of 3"]
+            assert model.inputs[-1] == ["q2", "echo q2", "summary of 3", "q3"]
+            assert len(thread.load(cfg)) == 2 + 3 * 3
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("checkpointer", [False, True])
+def test_a_run_with_nothing_restored_starts_from_the_stored_thread(
+    tmp_path: Path, checkpointer: bool
+) -> None:
+    """No checkpointer, or a new one each run (a process restarting with an in-memory saver): the
+    state is the run's input, the stored thread goes first, and an input message whose id is stored
+    is the stored one (sent again, it is not a second copy)."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    store = convkit.Store(f"sqlite:///{tmp_path / 'n.db'}")
+    try:
+        thread = ConvkitMessages(store)
+        model = Echo()
+
+        def compiled() -> Any:
+            return echo_graph(thread, model, InMemorySaver() if checkpointer else None)
+
+        compiled().invoke({"messages": [HumanMessage("hello", id="h1")]}, config("t"))
+        out = compiled().invoke({"messages": [HumanMessage("hello again", id="h1")]}, config("t"))
+        assert model.inputs[-1] == ["hello", "echo hello"]
+        assert texts(out["messages"]) == ["hello", "echo hello", "echo echo hello"]
+        assert thread.load(config("t")) == out["messages"]
+        # a message saved without a LangChain id (``save``) is not stored again by the save node
+        thread.save(config("plain"), [HumanMessage("no id")])
+        compiled().invoke({"messages": [HumanMessage("hi")]}, config("plain"))
+        assert texts(thread.load(config("plain"))) == ["no id", "hi", "echo hi"]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("scenario", ["edit", "remove", "fork"])
+def test_in_a_subgraph_under_a_checkpointer(tmp_path: Path, scenario: str) -> None:
+    """The convkit nodes in a subgraph of a checkpointed graph: the parent hands the subgraph the
+    thread (a stored id in its state), which wins over the stored copy as at the top level."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    def parent(thread: ConvkitMessages | None, model: Echo) -> Any:
+        graph = StateGraph(MessagesState)
+        graph.add_node("chat", echo_graph(thread, model))
+        graph.add_edge(START, "chat")
+        graph.add_edge("chat", END)
+        return graph.compile(checkpointer=InMemorySaver())
+
+    run, expected = SCENARIOS[scenario]
+    reference_model, model = Echo(), Echo()
+    assert texts(run(parent(None, reference_model), config("t"))["messages"]) == expected
+    store = convkit.Store(f"sqlite:///{tmp_path / 'sub.db'}")
+    try:
+        thread = ConvkitMessages(store)
+        out = run(parent(thread, model), config("t"))
+        assert texts(out["messages"]) == expected
+        assert model.inputs == reference_model.inputs
+        assert thread.load(config("t")) == out["messages"]
+    finally:
+        store.close()
 
 
 # -- the window hook in the agent ----------------------------------------------------------------

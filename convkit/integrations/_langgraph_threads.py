@@ -87,6 +87,78 @@ def _merged(stored: list[BaseMessage], current: Sequence[BaseMessage]) -> list[B
     return [RemoveMessage(id=REMOVE_ALL_MESSAGES), *stored, *rest]
 
 
+# Where a run's config says how the node runs. LangGraph puts the graph's checkpointer under this key
+# (langgraph.constants.CONFIG_KEY_CHECKPOINTER); a subgraph's namespace joins its parent's with "|".
+_CHECKPOINTER_KEY = "__pregel_checkpointer"
+_NS_SEP = "|"
+# A run with no checkpoint to resume numbers its steps from -1 (the input) and 0 (START), so the nodes
+# after START run in step 1; a run resuming a checkpoint numbers on from that checkpoint's step.
+_FIRST_NODE_STEP = 1
+
+
+def _resumed(config: Mapping[str, Any]) -> bool:
+    """Whether a checkpointer restored the thread's state for this run (the node runs after START)."""
+    configurable = config.get("configurable")
+    metadata = config.get("metadata")
+    step = metadata.get("langgraph_step") if isinstance(metadata, Mapping) else None
+    return (
+        isinstance(configurable, Mapping)
+        and configurable.get(_CHECKPOINTER_KEY) is not None
+        and isinstance(step, int)
+        and step > _FIRST_NODE_STEP
+    )
+
+
+def _nested(config: Mapping[str, Any]) -> bool:
+    """Whether the node runs in a subgraph (whose state its parent graph gave it)."""
+    configurable = config.get("configurable")
+    ns = configurable.get("checkpoint_ns") if isinstance(configurable, Mapping) else None
+    return isinstance(ns, str) and _NS_SEP in ns
+
+
+def _carries(stored: Sequence[BaseMessage], current: Sequence[BaseMessage]) -> bool:
+    """Whether the state came from the stored thread: one of its messages has a stored id."""
+    known = {m.id for m in stored if m.id}
+    return any(m.id in known for m in current if m.id)
+
+
+def _loaded(
+    stored: list[BaseMessage], current: Sequence[BaseMessage], config: Mapping[str, Any]
+) -> dict[str, list[BaseMessage]]:
+    """The load node's update (after :func:`_resumed` said no): none when a parent graph gave a
+    subgraph the thread already, else the stored thread first."""
+    if _nested(config) and _carries(stored, current):
+        return {}
+    return {"messages": _merged(stored, current)}
+
+
+def _extends(stored: Sequence[BaseMessage], current: Sequence[BaseMessage]) -> bool:
+    """Whether the state's messages begin with the stored ones (a stored message without a LangChain id
+    matches the same message with the id ``add_messages`` gave it)."""
+    if len(current) < len(stored):
+        return False
+    pairs = zip(stored, current[: len(stored)], strict=True)
+    return all(s == (c if s.id else c.model_copy(update={"id": None})) for s, c in pairs)
+
+
+def _plan(
+    stored: Sequence[Message], current: Sequence[BaseMessage], converted: Sequence[tuple[str | None, Message]]
+) -> tuple[bool, list[Message]]:
+    """What the save node writes: ``(False, new)`` appends ``new``; ``(True, all)`` replaces the thread.
+
+    A state that begins with the stored thread appends the rest (a run's usual case). A state that
+    came from the stored thread (it holds a stored id) but no longer begins with it was edited (a
+    node, ``update_state`` or a fork changed or removed stored messages): it replaces the thread. A
+    state that shares no message with it appends what is new, so no save loses what is stored.
+    """
+    as_stored = [to_langchain(m) for m in stored]
+    if _extends(as_stored, current):
+        return False, _new(stored, converted[len(stored) :])
+    if _carries(as_stored, current):
+        return True, [m for _, m in converted]
+    return False, _new(stored, converted)
+
+
 class ConvkitMessages:
     """A LangGraph thread's messages, kept in a convkit conversation named by the thread id.
 
@@ -105,10 +177,16 @@ class ConvkitMessages:
       not stored yet: those whose LangChain ``id`` no stored message of the
       thread has, and those without an id (LangGraph's ``add_messages``
       gives every message of the state an id). Returns what was appended.
-    * :attr:`load_node` / :attr:`save_node`: the same as graph nodes (sync
-      and async): the load node makes the state's ``messages`` the stored
-      thread followed by the run's new input; the save node stores what is new
-      and changes no state.
+    * :attr:`load_node` / :attr:`save_node`: graph nodes (sync and async),
+      ``START -> load_node -> ... -> save_node``. The load node makes the
+      state's ``messages`` the stored thread followed by the run's input,
+      unless a LangGraph checkpointer restored the thread's state for the run
+      (or, in a subgraph, the parent gave it the thread): then the state wins
+      and it changes nothing. The save node makes the conversation match the
+      state (appends what is new; replaces the stored thread, in one
+      transaction, when the state came from it and was edited, had messages
+      removed or was forked) and changes no state. See
+      :mod:`convkit.integrations.langgraph` for the rules with a checkpointer.
     """
 
     def __init__(self, store: Store | AsyncStore, *, title: str | None = None) -> None:
@@ -210,15 +288,38 @@ class ConvkitMessages:
 
     # -- graph nodes ----------------------------------------------------------------------------
     def _load_node(self, state: Any, config: Any) -> dict[str, list[BaseMessage]]:
-        return {"messages": _merged(self.load(config), state_messages(state))}
+        current = state_messages(state)
+        if _resumed(config):  # the checkpointer's state is the thread
+            return {}
+        return _loaded(self.load(config), current, config)
 
     async def _aload_node(self, state: Any, config: Any) -> dict[str, list[BaseMessage]]:
-        return {"messages": _merged(await self.aload(config), state_messages(state))}
+        current = state_messages(state)
+        if _resumed(config):
+            return {}
+        return _loaded(await self.aload(config), current, config)
 
     def _save_node(self, state: Any, config: Any) -> dict[str, Any]:
-        self.save(config, state_messages(state))
+        current = state_messages(state)
+        key = thread_id(config)
+        store = self._sync("save_node")
+        converted = _converted(current)
+        conv = store.conversation_for(key, title=self.title)
+        replace, batch = _plan(store.messages(conv.id), current, converted)
+        if replace:
+            store.replace_messages(conv.id, batch)
+        elif batch:
+            store.extend(conv.id, batch)
         return {}
 
     async def _asave_node(self, state: Any, config: Any) -> dict[str, Any]:
-        await self.asave(config, state_messages(state))
+        current = state_messages(state)
+        key = thread_id(config)
+        converted = _converted(current)
+        conv = await self._run("conversation_for", key, title=self.title)
+        replace, batch = _plan(await self._run("messages", conv.id), current, converted)
+        if replace:
+            await self._run("replace_messages", conv.id, batch)
+        elif batch:
+            await self._run("extend", conv.id, batch)
         return {}

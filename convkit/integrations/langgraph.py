@@ -21,8 +21,8 @@ same.
   (``config["configurable"]["thread_id"]``) names, through
   ``store.conversation_for(thread_id)``: ``load(config)`` /
   ``save(config, messages)`` (``aload`` / ``asave``), or the graph nodes
-  ``load_node`` (first) and ``save_node`` (last), so a run resumes the stored
-  conversation.
+  ``load_node`` (right after ``START``) and ``save_node`` (last), so a run
+  resumes the stored conversation.
 
 Why not a LangGraph checkpointer (``BaseCheckpointSaver``)? A checkpointer
 stores every channel of the state at every super-step, with pending writes,
@@ -33,15 +33,32 @@ channel convkit understands, as ordinary convkit messages (queryable,
 windowed by ``store.window``, exported as JSONL, usable by the other
 adapters), and leaves the rest to LangGraph. It keeps, per thread, the
 ``messages`` in order, each message whole (LangChain ids, tool calls with
-their exact argument text, images once per image). It does **not** keep:
+their exact argument text, images once per image). It does **not** keep
 other state channels, checkpoints of intermediate steps (a run resumes from
-its messages, not from the middle of a step), interrupts and pending writes
-(use a LangGraph checkpointer for human-in-the-loop; the two can be used
-together), nor edits of stored messages: ``save`` only appends (a message
-whose id is stored is left as stored, even if a node replaced it in the
-state; a message removed from the state with ``RemoveMessage`` stays stored).
-To rewrite a thread, use ``store.replace_messages`` on its conversation.
-``save`` reads the thread's stored ids, then appends the new messages in one
+its messages, not from the middle of a step), interrupts and pending writes:
+use a LangGraph checkpointer for those (human-in-the-loop, time travel).
+
+The two together: the checkpointer's state is the truth for the graph, and
+the conversation follows it. ``load_node`` (which must follow ``START``)
+leaves the state as it is when the checkpointer restored the thread for the
+run (LangGraph numbers a resumed run's steps on from its checkpoint), so an
+edit by id (``update_state``), a ``RemoveMessage`` (summarise-then-remove)
+and a run from an earlier checkpoint (a fork) stay as the checkpointer has
+them; in a subgraph, it leaves the state as it is when the parent gave it
+the thread (a message whose id is stored). Otherwise -- no checkpointer, or
+one with nothing of this thread (a first run; an in-memory saver after a
+restart) -- the state is the run's input, and ``load_node`` puts the stored
+thread before it (an input message whose id is stored is the stored one).
+``save_node`` then makes the conversation match the state: what extends the
+stored thread is appended; a state that came from it (it holds a stored id)
+but no longer begins with it (edited, removed, forked) replaces it with
+``store.replace_messages``, in one transaction, so the redacted, removed or
+abandoned messages are gone from convkit too and a restart resumes what the
+graph last had; a state sharing no message with it (everything stored was
+removed, a fork from before the first save, a graph without ``load_node``)
+is appended, so no save loses what is stored (``store.replace_messages`` or
+``store.truncate`` drop it). ``save`` / ``asave`` called directly only
+append. Each save reads the thread's stored messages, then writes in one
 transaction (all or none), so a run that fails before the save node stores
 nothing of that run; two runs of one thread at the same time may both
 append what neither had stored, as with LangGraph's own rule of one run per
