@@ -47,6 +47,16 @@ def test_created_on_first_use_then_found(open_store: sup.StoreOpener, db_url: st
     assert sup.scalar(db_url, "SELECT count(*) FROM convkit_conversations") == 1
 
 
+def test_find_conversation_only_reads(open_store: sup.StoreOpener, db_url: str) -> None:
+    store = open_store()
+    assert store.find_conversation("user-1") is None
+    assert sup.scalar(db_url, "SELECT count(*) FROM convkit_conversations") == 0
+    made = store.conversation_for("user-1")
+    assert store.find_conversation("user-1") == made
+    with pytest.raises(ValidationError, match="key"):
+        store.find_conversation("")
+
+
 def test_missing_key_without_create(open_store: sup.StoreOpener, db_url: str) -> None:
     store = open_store()
     with pytest.raises(ConversationNotFoundError, match="no conversation with key 'nobody'") as info:
@@ -121,29 +131,34 @@ def test_deleting_frees_the_key_and_copies_carry_none(open_store: sup.StoreOpene
     assert fresh.message_count == 0
 
 
+def _first_uses(stores: list[convkit.Store], key: str) -> list[str]:
+    """Every store asks for the new ``key`` at once, each from its own thread; the ids they got."""
+    start = threading.Barrier(len(stores))
+    got: list[str] = []
+    errors: list[BaseException] = []
+
+    def first_use(store: convkit.Store) -> None:
+        try:
+            start.wait()
+            got.append(store.conversation_for(key, title="first").id)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_use, args=(s,)) for s in stores]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    assert len(got) == len(stores)
+    return got
+
+
 def test_concurrent_first_use_makes_one_conversation(backend: str, db_url: str) -> None:
     """Twelve threads, each with its own store (as separate processes would), ask for one new key at once."""
     stores = [sup.open_store(db_url, "sync") for _ in range(12)]
     try:
-        start = threading.Barrier(len(stores))
-        got: list[str] = []
-        errors: list[BaseException] = []
-
-        def first_use(store: convkit.Store) -> None:
-            try:
-                start.wait()
-                got.append(store.conversation_for("race", title="first").id)
-            except BaseException as exc:
-                errors.append(exc)
-
-        threads = [threading.Thread(target=first_use, args=(s,)) for s in stores]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        assert errors == []
-        assert len(got) == len(stores)
-        assert len(set(got)) == 1
+        assert len(set(_first_uses(stores, "race"))) == 1
         assert sup.scalar(db_url, "SELECT count(*) FROM convkit_conversations") == 1
     finally:
         for s in stores:
@@ -163,3 +178,37 @@ def test_upgrade_from_0006_keeps_conversations_unkeyed(tmp_path: Path) -> None:
     with convkit.Store(url) as store:
         assert store.get_conversation("old").key is None
         assert store.conversation_for("old").id != "old"  # a key is not an id
+
+
+def test_finding_a_key_does_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """An existing key is found by a read: on SQLite it does not queue behind another connection's write
+    lock (every adapter looks its key up on each call)."""
+    url = f"sqlite:///{tmp_path / 'locked.db'}"
+    with convkit.Store(url, statement_timeout=2.0) as store:
+        conv = store.conversation_for("k")
+        with sup.raw_engine(url) as engine, engine.connect() as other:
+            other.exec_driver_sql("BEGIN IMMEDIATE")  # another process writing
+            try:
+                assert store.conversation_for("k").id == conv.id
+                assert store.conversation_for("k", create=False).id == conv.id
+                assert store.find_conversation("k") == store.get_conversation(conv.id)
+                assert store.find_conversation("absent") is None
+            finally:
+                other.exec_driver_sql("ROLLBACK")
+
+
+def test_first_use_is_race_free_on_a_repeatable_read_engine() -> None:
+    """On an engine of the user's at REPEATABLE READ, concurrent first uses still get one conversation
+    (the key's INSERT then SELECT runs at READ COMMITTED; at REPEATABLE READ PostgreSQL raised a
+    serialization failure for the losers)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(sup.pg_run_database(), isolation_level="REPEATABLE READ", pool_size=12)
+    stores = [convkit.Store(engine=engine) for _ in range(12)]
+    try:
+        for round_ in range(3):
+            assert len(set(_first_uses(stores, f"rr-{round_}"))) == 1
+        with pytest.raises(ConversationExistsError):
+            stores[0].create_conversation(key="rr-0")
+    finally:
+        engine.dispose()

@@ -238,6 +238,10 @@ class AsyncStore(StoreBase[AsyncEngine]):
     async def conversation_for(self, *args: Any, **kwargs: Any) -> Conversation:
         return await self._call(self._conversation_for(*args, **kwargs))
 
+    @runs(StoreBase._find_conversation)
+    async def find_conversation(self, *args: Any, **kwargs: Any) -> Conversation | None:
+        return await self._call(self._find_conversation(*args, **kwargs))
+
     @runs(StoreBase._get_conversation)
     async def get_conversation(self, *args: Any, **kwargs: Any) -> Conversation:
         return await self._call(self._get_conversation(*args, **kwargs))

@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .._counting import EstimateCounter, ImagePolicy, TokenCounter
 from .._engine.settings import Policy, WindowSettings
-from .._errors import ConvkitError, ValidationError
+from .._errors import ConversationNotFoundError, ConvkitError, ValidationError
 from .._fitting import (
     FitResult,
     Strategy,
@@ -55,8 +55,10 @@ from .._summarize import AsyncSummarizer, FoldRequest, Summarizer, Summary, summ
 from ._appends import Prepared, append, create_filled, prepare
 from ._calibration import add_calibration, get_calibration
 from ._conversations import (
-    conversation_for,
+    conversation_of,
     create_conversation,
+    create_keyed,
+    find_conversation,
     get_conversation,
     list_conversations,
     read_messages,
@@ -109,6 +111,8 @@ class Txn(Generic[T]):
     what: str
     read: bool = False
     snapshot: bool = True
+    #: a write that must see rows committed after it began (PostgreSQL: READ COMMITTED)
+    read_committed: bool = False
 
 
 @attrs.frozen
@@ -205,6 +209,7 @@ def check_id(conversation_id: object) -> str:
 
 #: Connection options of a transaction, and whether it BEGINs one (see ``StoreBase._options``).
 _WRITE: tuple[Mapping[str, Any], bool] = ({}, True)
+_PG_WRITE_COMMITTED: tuple[Mapping[str, Any], bool] = ({"isolation_level": "READ COMMITTED"}, True)
 _READ: tuple[Mapping[str, Any], bool] = ({"convkit_read": True}, True)
 _PG_READ: tuple[Mapping[str, Any], bool] = (
     {"convkit_read": True, "isolation_level": "REPEATABLE READ"},
@@ -293,7 +298,7 @@ class StoreBase(Generic[E]):
         COMMIT round trips.
         """
         if not txn.read:
-            return _WRITE
+            return _PG_WRITE_COMMITTED if txn.read_committed and self._dialect == "postgresql" else _WRITE
         if self._dialect != "postgresql":
             return _READ
         return _PG_READ if txn.snapshot else _PG_UNSNAPPED
@@ -344,7 +349,12 @@ class StoreBase(Generic[E]):
         namespace; :class:`~convkit.ConversationExistsError` if another conversation has it.
         """
         op = create_conversation(self.namespace, title, metadata, key, self._dialect)
-        return once(op, "create_conversation")
+        result: Conversation = yield Txn(op, "create_conversation", read_committed=key is not None)
+        return result
+
+    def _find_conversation(self, key: str) -> Flow[Conversation | None]:
+        """The namespace's conversation with the application key ``key``, or None (only reads)."""
+        return once(find_conversation(self.namespace, key), "find_conversation", read=True)
 
     def _conversation_for(
         self,
@@ -358,11 +368,19 @@ class StoreBase(Generic[E]):
 
         ``title`` and ``metadata`` are those of a conversation created now (an existing one is
         returned as it is). Safe under concurrent callers, in any process: they all get the
-        one conversation. ``create=False``: :class:`~convkit.ConversationNotFoundError` when no
-        conversation has the key. Use the returned ``.id`` with every other method.
+        one conversation. An existing key is found by a read; only a new one takes a write.
+        ``create=False``: :class:`~convkit.ConversationNotFoundError` (with ``key=True``) when
+        no conversation has the key (:meth:`find_conversation` returns None instead). Use the
+        returned ``.id`` with every other method.
         """
-        op = conversation_for(self.namespace, key, title, metadata, create, self._dialect)
-        return once(op, "conversation_for")
+        found = yield from self._find_conversation(key)
+        if found is not None:
+            return found
+        if not create:
+            raise ConversationNotFoundError(key, self.namespace, key=True)
+        op = create_keyed(self.namespace, key, title, metadata, self._dialect)
+        made: tuple[Any, bool] = yield Txn(op, "conversation_for", read_committed=True)
+        return conversation_of(made[0])
 
     def _get_conversation(self, conversation_id: str) -> Flow[Conversation]:
         """The conversation's header (``ConversationNotFoundError`` in another namespace)."""

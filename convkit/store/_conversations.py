@@ -30,10 +30,11 @@ from ._ops_core import Exec, Op, body, decode_body, insert_for, utc_now
 
 __all__ = [
     "check_key",
-    "conversation_for",
     "conversation_of",
+    "create_keyed",
     "create_conversation",
     "delete_conversation",
+    "find_conversation",
     "get_conversation",
     "list_conversations",
     "lock_conversation",
@@ -146,39 +147,43 @@ def create_conversation(
     key: str | None = None,
     dialect: str = "sqlite",
 ) -> Op[Conversation]:
-    """A new, empty conversation (with ``key``: :class:`ConversationExistsError` if the key is taken)."""
-    values = _new_row(ns, title, metadata, None if key is None else check_key(key))
+    """A new, empty conversation (with ``key``: :class:`ConversationExistsError` if the key is taken).
+
+    With a key, run it at READ COMMITTED on PostgreSQL (``Txn.read_committed``): see :func:`create_keyed`.
+    """
     if key is None:
+        values = _new_row(ns, title, metadata, None)
         yield Exec(sa.insert(t.conversations).values(**values))
-    else:
-        ins = insert_for(dialect, t.conversations).values(**values)
-        yield Exec(ins.on_conflict_do_nothing(index_elements=["namespace", "app_key"]))
-        row = yield from _keyed(ns, key)
-        if row is None or row.id != values["id"]:  # (rowcount is not reliable across drivers here)
-            raise ConversationExistsError(key, ns)
-        return conversation_of(row)
-    row = yield from lock_conversation(ns, values["id"])
+        return conversation_of((yield from lock_conversation(ns, values["id"])))
+    row, made = yield from create_keyed(ns, key, title, metadata, dialect)
+    if not made:
+        raise ConversationExistsError(key, ns)
     return conversation_of(row)
 
 
-def conversation_for(
-    ns: str, key: str, title: str | None, metadata: Mapping[str, Any] | None, create: bool, dialect: str
-) -> Op[Conversation]:
-    """The namespace's conversation with ``key``, created empty on first use when ``create``.
+def find_conversation(ns: str, key: str) -> Op[Conversation | None]:
+    """The namespace's conversation with ``key``, or None (a read)."""
+    row = yield from _keyed(ns, check_key(key))
+    return None if row is None else conversation_of(row)
+
+
+def create_keyed(
+    ns: str, key: str, title: str | None, metadata: Mapping[str, Any] | None, dialect: str
+) -> Op[tuple[Any, bool]]:
+    """The row of the conversation with ``key``, created now unless it exists; and whether it was.
 
     Race-free: the INSERT does nothing when another transaction created the key first (on
     PostgreSQL it waits for that one to commit), and the SELECT after it then finds that row.
+    That SELECT must see rows committed after the transaction began, so on PostgreSQL this
+    runs at READ COMMITTED whatever the engine's isolation level (at REPEATABLE READ the
+    INSERT would fail with a serialization error instead).
     """
-    check_key(key)
+    values = _new_row(ns, title, metadata, check_key(key))
+    ins = insert_for(dialect, t.conversations).values(**values)
+    yield Exec(ins.on_conflict_do_nothing(index_elements=["namespace", "app_key"]))
     row = yield from _keyed(ns, key)
-    if row is None and create:
-        values = _new_row(ns, title, metadata, key)
-        ins = insert_for(dialect, t.conversations).values(**values)
-        yield Exec(ins.on_conflict_do_nothing(index_elements=["namespace", "app_key"]))
-        row = yield from _keyed(ns, key)
-    if row is None:
-        raise ConversationNotFoundError(key, ns, key=True)
-    return conversation_of(row)
+    assert row is not None, "the key's row exists after INSERT .. ON CONFLICT DO NOTHING"
+    return row, row.id == values["id"]  # (rowcount is not reliable across drivers here)
 
 
 def get_conversation(ns: str, cid: str) -> Op[Conversation]:

@@ -126,6 +126,10 @@ class Store(StoreBase[Engine]):
     def conversation_for(self, *args: Any, **kwargs: Any) -> Conversation:
         return self._call(self._conversation_for(*args, **kwargs))
 
+    @runs(StoreBase._find_conversation)
+    def find_conversation(self, *args: Any, **kwargs: Any) -> Conversation | None:
+        return self._call(self._find_conversation(*args, **kwargs))
+
     @runs(StoreBase._get_conversation)
     def get_conversation(self, *args: Any, **kwargs: Any) -> Conversation:
         return self._call(self._get_conversation(*args, **kwargs))
