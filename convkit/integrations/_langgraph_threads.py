@@ -10,21 +10,22 @@ and documents the design. Messages are converted with
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import BaseMessage, RemoveMessage
 from langchain_core.runnables import RunnableLambda
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
 
-from .._errors import ConversationNotFoundError, InvalidMessageError, ValidationError
+from .._errors import InvalidMessageError, ValidationError
 from .._messages import Message
 from ._langchain_convert import from_langchain, to_langchain
 from ._langgraph_window import state_messages
+from ._store_calls import call
 
 if TYPE_CHECKING:
+    from .._results import Conversation
     from ..store import AsyncStore, Store
 
 
@@ -222,19 +223,15 @@ class ConvkitMessages:
     # -- sync -----------------------------------------------------------------------------------
     def conversation_id(self, config: Mapping[str, Any]) -> str | None:
         """The id of the thread's conversation, or None when the thread was never saved."""
-        key = thread_id(config)
-        try:
-            return self._sync("conversation_id").conversation_for(key, create=False).id
-        except ConversationNotFoundError:
-            return None
+        conv = self._sync("conversation_id").find_conversation(thread_id(config))
+        return None if conv is None else conv.id
 
     def load(self, config: Mapping[str, Any]) -> list[BaseMessage]:
         """The thread's stored messages (``[]`` if none), oldest first."""
         key = thread_id(config)
         store = self._sync("load")
-        try:
-            conv = store.conversation_for(key, create=False)
-        except ConversationNotFoundError:
+        conv = store.find_conversation(key)
+        if conv is None:
             return []
         return [to_langchain(m) for m in store.messages(conv.id)]
 
@@ -252,39 +249,25 @@ class ConvkitMessages:
     # -- async ----------------------------------------------------------------------------------
     async def aconversation_id(self, config: Mapping[str, Any]) -> str | None:
         """The id of the thread's conversation, or None when the thread was never saved (async)."""
-        key = thread_id(config)
-        try:
-            return cast(str, (await self._run("conversation_for", key, create=False)).id)
-        except ConversationNotFoundError:
-            return None
+        conv: Conversation | None = await call(self.store, "find_conversation", thread_id(config))
+        return None if conv is None else conv.id
 
     async def aload(self, config: Mapping[str, Any]) -> list[BaseMessage]:
         """The thread's stored messages (``[]`` if none), oldest first (async)."""
-        key = thread_id(config)
-        try:
-            conv = await self._run("conversation_for", key, create=False)
-        except ConversationNotFoundError:
+        conv: Conversation | None = await call(self.store, "find_conversation", thread_id(config))
+        if conv is None:
             return []
-        return [to_langchain(m) for m in await self._run("messages", conv.id)]
+        return [to_langchain(m) for m in await call(self.store, "messages", conv.id)]
 
     async def asave(self, config: Mapping[str, Any], messages: Sequence[BaseMessage]) -> list[BaseMessage]:
         """Append the messages the thread has not stored yet, in one transaction; returns them (async)."""
         key = thread_id(config)
         converted = _converted(messages)
-        conv = await self._run("conversation_for", key, title=self.title)
-        new = _new(await self._run("messages", conv.id), converted)
+        conv = await call(self.store, "conversation_for", key, title=self.title)
+        new = _new(await call(self.store, "messages", conv.id), converted)
         if new:
-            await self._run("extend", conv.id, new)
+            await call(self.store, "extend", conv.id, new)
         return [to_langchain(m) for m in new]
-
-    async def _run(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Call a store method: awaited on an AsyncStore, in a worker thread on a Store."""
-        from ..store import Store
-
-        fn = getattr(self.store, method)
-        if isinstance(self.store, Store):
-            return await asyncio.to_thread(fn, *args, **kwargs)
-        return await fn(*args, **kwargs)
 
     # -- graph nodes ----------------------------------------------------------------------------
     def _load_node(self, state: Any, config: Any) -> dict[str, list[BaseMessage]]:
@@ -316,10 +299,10 @@ class ConvkitMessages:
         current = state_messages(state)
         key = thread_id(config)
         converted = _converted(current)
-        conv = await self._run("conversation_for", key, title=self.title)
-        replace, batch = _plan(await self._run("messages", conv.id), current, converted)
+        conv = await call(self.store, "conversation_for", key, title=self.title)
+        replace, batch = _plan(await call(self.store, "messages", conv.id), current, converted)
         if replace:
-            await self._run("replace_messages", conv.id, batch)
+            await call(self.store, "replace_messages", conv.id, batch)
         elif batch:
-            await self._run("extend", conv.id, batch)
+            await call(self.store, "extend", conv.id, batch)
         return {}
