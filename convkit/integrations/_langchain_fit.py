@@ -228,6 +228,7 @@ def fit_messages(
         "images": images,
     }
     _check_options(include_system, strategy, allow_partial, max_tokens)
+    _check_kinds(options)
     if messages is None:
         if model is not None:
             get_model(model)  # an unknown model fails where the chain is built
@@ -247,6 +248,39 @@ def _check_options(include_system: bool, strategy: str, allow_partial: bool, max
         raise ValidationError("fit_messages never splits a message: allow_partial must be False")
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
         raise ValidationError(f"max_tokens is a non-negative number of tokens, got {max_tokens!r}")
+
+
+def _check_kinds(options: Mapping[str, Any]) -> None:
+    """The options' types, checked before any message is (so a chain fails where it is built)."""
+    if options["images"] not in ("error", "drop"):
+        raise ValidationError(f"images is 'error' or 'drop', got {options['images']!r}")
+    counter = options["counter"]
+    if counter is not None and not isinstance(getattr(counter, "identity", None), str):
+        raise ValidationError(
+            "counter is a convkit token counter (EstimateCounter, HFTokenCounter...), "
+            f"got {type(counter).__name__}"
+        )
+    if options["token_counter"] is not None:
+        _list_counter(options["token_counter"])
+    for name in ("end_on", "start_on"):
+        types = options[name]
+        if types is None:
+            continue
+        wanted = [types] if isinstance(types, str | type) else types
+        if not isinstance(wanted, Sequence) or not all(
+            isinstance(t, str) or (isinstance(t, type) and issubclass(t, BaseMessage)) for t in wanted
+        ):
+            raise ValidationError(
+                f"{name} is a message type name ('human', 'ai', 'tool'...), a BaseMessage class, or a list "
+                f"of them; got {types!r}"
+            )
+    tools = options["tools"]
+    if tools is not None and (
+        isinstance(tools, str | Mapping)
+        or not isinstance(tools, Sequence)
+        or not all(isinstance(t, Mapping) for t in tools)
+    ):
+        raise ValidationError(f"tools is a list of tool definitions (dicts), got {type(tools).__name__}")
 
 
 def _fit(

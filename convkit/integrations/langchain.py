@@ -1,6 +1,6 @@
 """LangChain adapter: a chat message history on a convkit store, lossless conversion, ``fit_messages``.
 
-Needs the ``langchain`` extra (``pip install 'convkit-grok[langchain]'``,
+Needs the ``langchain`` extra (``pip install -e '.[langchain]'`` in a checkout,
 ``langchain-core>=0.3``).
 
 * :func:`from_langchain` / :func:`to_langchain` convert one message each way
@@ -52,14 +52,18 @@ each: ``_langchain_content`` (content blocks <-> parts), ``_langchain_convert``
 ``_langchain_fit`` (``fit_messages``).
 """
 
-from ._langchain_convert import EXTRAS_KEY, INFO_KEY, from_langchain, to_langchain
+from ._extras import require
+
+require("langchain", "LangChain", "langchain", "langchain_core")
+
+from ._langchain_convert import EXTRAS_KEY, INFO_KEY, from_langchain, to_langchain  # noqa: E402
 
 # the types of fit_messages' token_counter and start_on / end_on: importable from here as before,
 # re-exported explicitly (``as``) since they are not in __all__
-from ._langchain_fit import LangChainTokenCounter as LangChainTokenCounter  # noqa: PLC0414
-from ._langchain_fit import MessageTypes as MessageTypes  # noqa: PLC0414
-from ._langchain_fit import fit_messages
-from ._langchain_history import ConvkitChatMessageHistory
+from ._langchain_fit import LangChainTokenCounter as LangChainTokenCounter  # noqa: E402, PLC0414
+from ._langchain_fit import MessageTypes as MessageTypes  # noqa: E402, PLC0414
+from ._langchain_fit import fit_messages  # noqa: E402
+from ._langchain_history import ConvkitChatMessageHistory  # noqa: E402
 
 __all__ = [
     "EXTRAS_KEY",

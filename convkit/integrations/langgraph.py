@@ -1,6 +1,6 @@
 """LangGraph adapter: a pre-model hook fitting a Grok window, and a thread's messages kept in a convkit store.
 
-Needs the ``langgraph`` extra (``pip install 'convkit-grok[langgraph]'``,
+Needs the ``langgraph`` extra (``pip install -e '.[langgraph]'``,
 ``langgraph>=1.0``, ``langchain-core>=0.3``). Built on the LangChain adapter:
 messages are converted by :func:`~convkit.integrations.langchain.to_langchain`
 / :func:`~convkit.integrations.langchain.from_langchain` and fitted by
@@ -76,19 +76,11 @@ hook) and ``_langgraph_threads`` (the thread's messages).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from ._extras import require
 
-if not TYPE_CHECKING:  # the framework is imported so that a missing extra fails here, with its name
-    try:
-        import langchain_core  # noqa: F401
-        import langgraph.graph  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - the extra is installed in the tests
-        raise ImportError(
-            "convkit.integrations.langgraph needs LangGraph: pip install 'convkit-grok[langgraph]' "
-            "(in a checkout of convkit: pip install -e '.[langgraph]')"
-        ) from exc
+require("langgraph", "LangGraph", "langgraph", "langchain_core", "langgraph")
 
-from ._langgraph_threads import ConvkitMessages, thread_id
-from ._langgraph_window import LLM_INPUT_KEY, WindowHook
+from ._langgraph_threads import ConvkitMessages, thread_id  # noqa: E402
+from ._langgraph_window import LLM_INPUT_KEY, WindowHook  # noqa: E402
 
 __all__ = ["LLM_INPUT_KEY", "ConvkitMessages", "WindowHook", "thread_id"]
