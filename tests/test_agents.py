@@ -34,7 +34,7 @@ import base64
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from agents import Agent, RunConfig, Runner, RunState, function_tool, set_tracing_disabled
@@ -256,6 +256,52 @@ def test_a_key_is_created_by_its_first_write_only(backend: str, tmp_path: Path) 
         asyncio.run(main(url))
 
 
+def test_a_session_whose_conversation_was_deleted_looks_its_key_up_again(
+    backend: str, tmp_path: Path
+) -> None:
+    """A session remembers its key's conversation id; once that conversation is deleted (and the key
+    perhaps taken again) every call looks the key up once more instead of raising
+    ConversationNotFoundError for ever. A session on a conversation id (no key) still raises."""
+
+    async def main(url: str) -> None:
+        store = convkit.AsyncStore(url, upgrade=True)
+        try:
+            session = ConvkitSession(store, "user-9")
+            await session.add_items([{"role": "user", "content": "first life"}])
+            first = session.conversation_id
+            assert first is not None
+            await store.delete_conversation(first)
+            assert await session.get_items() == []  # read: nothing, and nothing created
+            assert await session.pop_item() is None
+            await session.clear_session()
+            assert await store.find_conversation("user-9") is None
+            await session.add_items([{"role": "user", "content": "second life"}])  # write: created anew
+            second = await store.find_conversation("user-9")
+            assert second is not None
+            assert second.id != first
+            assert session.conversation_id == second.id
+            assert await session.get_items() == [{"role": "user", "content": "second life"}]
+
+            # deleted, and the key taken again by someone else: the session follows the key
+            await store.delete_conversation(second.id)
+            third = await store.conversation_for("user-9")
+            await store.append(third.id, {"role": "user", "content": "third life"})
+            assert await session.get_items(limit=5) == [{"role": "user", "content": "third life"}]
+            assert session.conversation_id == third.id
+            await store.delete_conversation(third.id)
+            assert (await session.conversation()).key == "user-9"  # created again
+
+            unkeyed = await ConvkitSession.create(store)
+            await store.delete_conversation(cast(str, unkeyed.conversation_id))
+            with pytest.raises(convkit.ConversationNotFoundError):
+                await unkeyed.get_items()
+        finally:
+            await store.close()
+
+    with database_url(backend, tmp_path, "async") as url:
+        asyncio.run(main(url))
+
+
 def test_an_old_style_conversation_id_still_opens_its_conversation(tmp_path: Path) -> None:
     """Code from before keys passed a conversation id: it keeps its history, with a warning; a key
     that names a conversation wins over an id."""
@@ -436,6 +482,27 @@ def test_window_option_keeps_tool_pairs_and_the_system_prompt(tmp_path: Path) ->
             assert await empty.get_items() == []
             await empty.add_items([{"role": "system", "content": "only rules"}])
             assert await empty.get_items() == [{"role": "system", "content": "only rules"}]
+            # system messages only are all sent, so they are counted: refused when they do not fit
+            rules = [{"role": "system", "content": "rule " * 40}, {"role": "developer", "content": "more"}]
+            await empty.add_items(rules)  # type: ignore[arg-type]
+            need = counter.count_messages(
+                [item_to_message({"role": "system", "content": "only rules"})]
+                + [item_to_message(i) for i in rules],
+                model=small,
+            )
+            fits = ConvkitSession(
+                store, "rules-only", window_model=small, counter=counter, reserve=small.context_window - need
+            )
+            assert [i["content"] for i in await fits.get_items()] == ["only rules", "rule " * 40, "more"]
+            over = ConvkitSession(
+                store,
+                "rules-only",
+                window_model=small,
+                counter=counter,
+                reserve=small.context_window - need + 1,
+            )
+            with pytest.raises(ContextWindowError, match="only system messages"):
+                await over.get_items()
         finally:
             await store.close()
 
@@ -692,7 +759,7 @@ def check_cut(base: list[dict[str, Any]], got: list[dict[str, Any]], limit: int)
         assert skipped["call_id"] not in calls
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     items=item_lists(messages=_WINDOW_MESSAGES, others=_WINDOW_MESSAGES, size=30),
     reserve=st.integers(50, 300),

@@ -62,11 +62,10 @@ The session is backed by an :class:`~convkit.AsyncStore`; a
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import warnings
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .._counting import TokenCounter
 from .._errors import ConversationNotFoundError, InvalidConversationError, ValidationError
@@ -74,6 +73,7 @@ from .._fitting import FitResult
 from .._messages import Message
 from .._models import ModelSpec
 from ._agents_items import ITEM_KEY, item_to_message, message_to_items, messages_to_items, newest_items
+from ._store_calls import call, system_only
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
@@ -90,16 +90,9 @@ else:  # the SDK is imported so that a missing extra fails here, with its name
             "(in a checkout of convkit: pip install -e '.[agents]')"
         ) from exc
 
+T = TypeVar("T")
+
 __all__ = ["ITEM_KEY", "ConvkitSession", "item_to_message", "message_to_items"]
-
-
-def _check_key(key: object) -> str:
-    if not isinstance(key, str) or not key or len(key) > 255 or "\x00" in key:
-        raise ValidationError(
-            "session_id names the conversation (its application key): a non-empty str of at most "
-            f"255 characters without NUL, got {key!r}"
-        )
-    return key
 
 
 class ConvkitSession:
@@ -134,6 +127,7 @@ class ConvkitSession:
         session_settings: SessionSettings | Mapping[str, Any] | None = None,
     ) -> None:
         from ..store import AsyncStore, Store
+        from ..store._conversations import check_key
 
         if not isinstance(store, AsyncStore | Store):
             raise ValidationError(f"store must be a convkit AsyncStore or Store, got {type(store).__name__}")
@@ -143,7 +137,10 @@ class ConvkitSession:
                     "ConvkitSession needs a session_id (the key naming its conversation) "
                     "or conversation_id= (an existing conversation)"
                 )
-            self.session_id: str = _check_key(session_id)
+            try:
+                self.session_id: str = check_key(session_id)
+            except ValidationError as exc:
+                raise ValidationError(f"session_id: {exc}") from None
             self.key: str | None = self.session_id
         else:
             if not isinstance(conversation_id, str) or not conversation_id:
@@ -180,7 +177,7 @@ class ConvkitSession:
     ) -> ConvkitSession:
         """A session on a new, unkeyed conversation of ``store`` (keyword arguments as for
         :meth:`for_conversation`)."""
-        conv = await _run(store, "create_conversation", title=title)
+        conv = await call(store, "create_conversation", title=title)
         return cls(store, conversation_id=conv.id, **kwargs)
 
     def __repr__(self) -> str:
@@ -197,9 +194,10 @@ class ConvkitSession:
 
     async def conversation(self) -> Conversation:
         """The session's conversation, as the store has it now (a key's is created if need be)."""
-        cid = await self._resolve(create=True)
-        assert cid is not None
-        conv: Conversation = await _run(self.store, "get_conversation", cid)
+        conv: Conversation | None = await self._on(
+            lambda cid: call(self.store, "get_conversation", cid), create=True
+        )
+        assert conv is not None
         return conv
 
     async def _resolve(self, *, create: bool) -> str | None:
@@ -207,24 +205,41 @@ class ConvkitSession:
         if self._conversation_id is not None:
             return self._conversation_id
         key = cast(str, self.key)
-        conv: Conversation | None
-        try:
-            conv = await _run(self.store, "conversation_for", key, create=False)
-        except ConversationNotFoundError:
+        conv: Conversation | None = await call(self.store, "find_conversation", key)
+        if conv is None:
             conv = await self._legacy(key)
-            if conv is None:
-                if not create:
-                    return None
-                conv = await _run(
-                    self.store, "conversation_for", key, title=self.title, metadata=self.metadata
-                )
+        if conv is None:
+            if not create:
+                return None
+            conv = await call(self.store, "conversation_for", key, title=self.title, metadata=self.metadata)
         self._conversation_id = cid = str(conv.id)
         return cid
+
+    async def _on(self, work: Callable[[str], Awaitable[T]], *, create: bool) -> T | None:
+        """``work(conversation id)``; None when reading a key no conversation has.
+
+        A key's conversation id is remembered; when that conversation is gone (deleted, the key
+        perhaps taken again since), the key is looked up once more and ``work`` runs on what it
+        names now, instead of every later call raising ConversationNotFoundError.
+        """
+        cid = await self._resolve(create=create)
+        if cid is None:
+            return None
+        try:
+            return await work(cid)
+        except ConversationNotFoundError:
+            if self.key is None:
+                raise
+            self._conversation_id = None
+            cid = await self._resolve(create=create)
+            if cid is None:
+                return None
+            return await work(cid)
 
     async def _legacy(self, key: str) -> Conversation | None:
         """The conversation whose *id* is ``key``, for code written when the argument was an id."""
         try:
-            conv: Conversation = await _run(self.store, "get_conversation", key)
+            conv: Conversation = await call(self.store, "get_conversation", key)
         except ConversationNotFoundError:
             return None
         warnings.warn(
@@ -232,7 +247,7 @@ class ConvkitSession:
             "has it as its key; the second argument is now the session id (a key). Wrapping that "
             "conversation as before; use ConvkitSession.for_conversation(store, conversation_id) instead",
             DeprecationWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
         return conv
 
@@ -244,31 +259,33 @@ class ConvkitSession:
             limit = self.session_settings.limit
         if limit is not None and limit <= 0:
             return []
-        cid = await self._resolve(create=False)
-        if cid is None:
+        items = await self._on(lambda cid: self._items(cid, limit), create=False)
+        if items is None:
             return []
-        if self.window_model is not None:
-            items = await self._window_items(cid)
-        elif limit is None:
-            items = messages_to_items(await _run(self.store, "messages", cid))
-        else:  # one message gives one item or more: the newest ``limit`` messages hold enough
-            total = (await _run(self.store, "get_conversation", cid)).message_count
-            items = messages_to_items(
-                await _run(self.store, "messages", cid, start=max(1, total - limit + 1))
-            )
         if limit is not None:
             items = newest_items(items, limit)
         return cast("list[TResponseInputItem]", items)
 
+    async def _items(self, cid: str, limit: int | None) -> list[dict[str, Any]]:
+        if self.window_model is not None:
+            return await self._window_items(cid)
+        if limit is None:
+            return messages_to_items(await call(self.store, "messages", cid))
+        # one message gives one item or more: the newest ``limit`` messages hold enough
+        total = (await call(self.store, "get_conversation", cid)).message_count
+        return messages_to_items(await call(self.store, "messages", cid, start=max(1, total - limit + 1)))
+
     async def _window_items(self, cid: str) -> list[dict[str, Any]]:
-        if (await _run(self.store, "get_conversation", cid)).message_count == 0:
+        if (await call(self.store, "get_conversation", cid)).message_count == 0:
             return []
+        window = {"model": self.window_model, "counter": self.counter, "reserve": self.reserve}
         try:
-            result: FitResult = await _run(
-                self.store, "window", cid, model=self.window_model, counter=self.counter, reserve=self.reserve
-            )
+            result: FitResult = await call(self.store, "window", cid, **window)
         except InvalidConversationError:  # system messages only: nothing to trim around
-            return messages_to_items(await _run(self.store, "messages", cid))
+            messages: list[Message] = await call(self.store, "messages", cid)
+            if any(m.role != "system" for m in messages):  # pragma: no cover - refused for another reason
+                raise
+            return messages_to_items(system_only(self.store, messages, **window))
         return messages_to_items(result.messages)
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
@@ -282,26 +299,20 @@ class ConvkitSession:
         messages = [item_to_message(cast(Mapping[str, Any], item)) for item in items]
         if not messages:
             return
-        cid = await self._resolve(create=True)
         # a call output whose call is neither in the session nor earlier in ``items`` is refused
         # by the store (InvalidConversationError, nothing stored), as the LangChain history does
-        await _run(self.store, "extend", cid, messages)
+        await self._on(lambda cid: call(self.store, "extend", cid, messages), create=True)
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the newest item (None when the session is empty or never written)."""
-        cid = await self._resolve(create=False)
-        if cid is None:
-            return None
-        m: Message | None = await _run(self.store, "pop", cid)
+        m: Message | None = await self._on(lambda cid: call(self.store, "pop", cid), create=False)
         if m is None:
             return None
         return cast("TResponseInputItem", message_to_items(m)[-1])
 
     async def clear_session(self) -> None:
         """Remove every item (the conversation stays, empty, with its key)."""
-        cid = await self._resolve(create=False)
-        if cid is not None:
-            await _run(self.store, "truncate", cid, 0)
+        await self._on(lambda cid: call(self.store, "truncate", cid, 0), create=False)
 
 
 def _session_settings(value: object) -> SessionSettings | None:
@@ -326,13 +337,3 @@ def _session_settings(value: object) -> SessionSettings | None:
         return SessionSettings(**value)
     except (TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         raise ValidationError(f"invalid session_settings {dict(value)!r}: {exc}") from exc
-
-
-async def _run(store: AsyncStore | Store, method: str, *args: Any, **kwargs: Any) -> Any:
-    """Call a store method: awaited on an AsyncStore, in a worker thread on a Store."""
-    from ..store import Store
-
-    fn = getattr(store, method)
-    if isinstance(store, Store):
-        return await asyncio.to_thread(fn, *args, **kwargs)
-    return await fn(*args, **kwargs)
