@@ -27,7 +27,7 @@ import asyncio
 import base64
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
@@ -928,6 +928,70 @@ def test_keyed_history_is_lazy_and_created_on_first_write(backend: str, tmp_path
             assert store.messages(store.conversation_for("user-43", create=False).id)[0].text == "new"
         finally:
             store.close()
+
+
+def test_keyed_history_looks_its_key_up_again_after_a_delete(backend: str, tmp_path: Path) -> None:
+    """A keyed history remembers its conversation's id; once that conversation is deleted (and the key
+    perhaps taken again) it looks the key up once more instead of raising ConversationNotFoundError
+    on every later call: reads find nothing and create nothing, writes create it anew. A history
+    named by a conversation id still raises."""
+
+    def gone(store: convkit.Store, history: ConvkitChatMessageHistory) -> None:
+        store.delete_conversation(history.conversation_id)
+
+    with database_url(backend, tmp_path) as url:
+        store = convkit.Store(url, upgrade=True)
+        try:
+            history = ConvkitChatMessageHistory(store, key="user-9")
+            history.add_messages([HumanMessage("first life")])
+            first = history.conversation_id
+            gone(store, history)
+            assert history.messages == []
+            assert history.window(model="grok-2") == []
+            history.clear()
+            assert store.find_conversation("user-9") is None  # the reads created nothing
+            history.add_messages([HumanMessage("second life")])
+            second = store.conversation_for("user-9", create=False)
+            assert second.id not in (first, None)
+            assert history.conversation_id == second.id
+            gone(store, history)
+            history.messages = [HumanMessage("replaced")]
+            gone(store, history)
+            third = store.conversation_for("user-9")  # the key taken again by someone else
+            store.append(third.id, {"role": "user", "content": "third life"})
+            assert history.messages == [HumanMessage("third life")]
+            assert history.conversation_id == third.id
+
+            by_id = ConvkitChatMessageHistory.create(store)
+            gone(store, by_id)
+            with pytest.raises(convkit.ConversationNotFoundError):
+                _ = by_id.messages
+        finally:
+            store.close()
+
+    async def main(url: str) -> None:
+        astore = convkit.AsyncStore(url, upgrade=True)
+        try:
+            history = ConvkitChatMessageHistory(astore, key="async-9")
+            await history.aadd_messages([HumanMessage("first life")])
+            first = cast(str, history._conversation_id)
+            await astore.delete_conversation(first)
+            assert await history.aget_messages() == []
+            assert await history.awindow(model="grok-2") == []
+            await history.aclear()
+            assert await astore.find_conversation("async-9") is None
+            await history.aadd_messages([HumanMessage("second life")])
+            assert await history.aget_messages() == [HumanMessage("second life")]
+            await astore.delete_conversation(cast(str, history._conversation_id))
+            await history.areplace_messages([HumanMessage("replaced")])
+            conv = await astore.conversation_for("async-9", create=False)
+            assert [m.text for m in await astore.messages(conv.id)] == ["replaced"]
+        finally:
+            await astore.close()
+
+    (tmp_path / "async").mkdir()
+    with database_url(backend, tmp_path / "async", "async") as url:
+        asyncio.run(main(url))
 
 
 @pytest.mark.filterwarnings("ignore:RunnableWithMessageHistory is deprecated")

@@ -9,20 +9,24 @@ Backed by a :class:`~convkit.Store` (sync and async methods) or an
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import BaseMessage
 
 from .._errors import ConversationNotFoundError, ValidationError
 from .._fitting import FitResult
+from .._messages import Message
 from .._models import ModelSpec
 from ._langchain_convert import from_langchain, to_langchain
+from ._store_calls import call
 
 if TYPE_CHECKING:
+    from .._results import Conversation
     from ..store import AsyncStore, Store
+
+T = TypeVar("T")
 
 
 class ConvkitChatMessageHistory(BaseChatMessageHistory):
@@ -84,11 +88,7 @@ class ConvkitChatMessageHistory(BaseChatMessageHistory):
         cls, store: Store | AsyncStore, *, title: str | None = None
     ) -> ConvkitChatMessageHistory:
         """A history on a new conversation of ``store`` (async)."""
-        sync = _sync_store(store)
-        if sync is not None:
-            conv = await asyncio.to_thread(sync.create_conversation, title=title)
-        else:
-            conv = await cast("AsyncStore", store).create_conversation(title=title)
+        conv: Conversation = await call(store, "create_conversation", title=title)
         return cls(store, conv.id)
 
     def __repr__(self) -> str:
@@ -98,59 +98,86 @@ class ConvkitChatMessageHistory(BaseChatMessageHistory):
     @property
     def conversation_id(self) -> str:
         """The convkit id of the conversation (a keyed one is looked up, and created, on first use)."""
-        if self._conversation_id is None:
-            self._conversation_id = (
-                self._sync("conversation_id").conversation_for(cast(str, self.key), title=self.title).id
-            )
-        return self._conversation_id
+        cid = self._id(create=True, what="conversation_id")
+        assert cid is not None
+        return cid
 
-    def _read_id(self) -> str | None:
-        """The conversation's id for a read (None: a keyed conversation not created yet)."""
+    def _id(self, *, create: bool, what: str) -> str | None:
+        """The conversation's id, remembered (``create=False``: None for a keyed one not created yet);
+        ``what`` names the caller in the error a keyed history on an AsyncStore raises."""
         if self._conversation_id is None:
-            try:
-                conv = self._sync("reading").conversation_for(cast(str, self.key), create=False)
-            except ConversationNotFoundError:
+            store, key = self._sync(what), cast(str, self.key)
+            conv = store.conversation_for(key, title=self.title) if create else store.find_conversation(key)
+            if conv is None:
                 return None
             self._conversation_id = conv.id
         return self._conversation_id
 
-    def _remember(self, cid: str) -> str:
-        self._conversation_id = cid
-        return cid
-
     async def _aid(self, *, create: bool) -> str | None:
         """The conversation's id, async (``create=False``: None for a keyed one not created yet)."""
-        if self._conversation_id is not None:
-            return self._conversation_id
-        key = cast(str, self.key)
-        sync = _sync_store(self.store)
-        try:
-            if sync is not None:
-                conv = await asyncio.to_thread(sync.conversation_for, key, title=self.title, create=create)
-            else:
-                conv = await cast("AsyncStore", self.store).conversation_for(
-                    key, title=self.title, create=create
-                )
-        except ConversationNotFoundError:
+        if self._conversation_id is None:
+            key = cast(str, self.key)
+            conv: Conversation | None = await (
+                call(self.store, "conversation_for", key, title=self.title)
+                if create
+                else call(self.store, "find_conversation", key)
+            )
+            if conv is None:
+                return None
+            self._conversation_id = conv.id
+        return self._conversation_id
+
+    def _on(self, work: Callable[[str], T], *, create: bool, what: str) -> T | None:
+        """``work(conversation id)``; None when reading a key no conversation has.
+
+        A keyed history remembers its conversation's id; when that conversation is gone
+        (deleted, its key perhaps taken again since), the key is looked up once more and
+        ``work`` runs on what it names now, instead of every later call raising
+        :class:`~convkit.ConversationNotFoundError`. A history named by an id raises it.
+        """
+        cid = self._id(create=create, what=what)
+        if cid is None:
             return None
-        return self._remember(conv.id)
+        try:
+            return work(cid)
+        except ConversationNotFoundError:
+            if self.key is None:
+                raise
+            self._conversation_id = None
+            cid = self._id(create=create, what=what)
+            return None if cid is None else work(cid)
+
+    async def _aon(self, work: Callable[[str], Awaitable[T]], *, create: bool) -> T | None:
+        """:meth:`_on` for async ``work``."""
+        cid = await self._aid(create=create)
+        if cid is None:
+            return None
+        try:
+            return await work(cid)
+        except ConversationNotFoundError:
+            if self.key is None:
+                raise
+            self._conversation_id = None
+            cid = await self._aid(create=create)
+            return None if cid is None else await work(cid)
 
     def _sync(self, what: str) -> Store:
-        store = _sync_store(self.store)
-        if store is None:
+        from ..store import Store
+
+        if not isinstance(self.store, Store):
             raise ValidationError(
                 f"{what} is synchronous but this history is backed by an AsyncStore; use the async "
                 "methods (aget_messages, aadd_messages, aclear, areplace_messages, awindow) or back it "
                 "with a Store"
             )
-        return store
+        return self.store
 
     # -- sync -----------------------------------------------------------------------------------
     @property
     def messages(self) -> list[BaseMessage]:
         """Every message of the conversation, as LangChain messages."""
-        cid = self._read_id()
-        return [] if cid is None else [to_langchain(m) for m in self._sync("messages").messages(cid)]
+        store = self._sync("messages")
+        return [to_langchain(m) for m in self._on(store.messages, create=False, what="messages") or []]
 
     @messages.setter
     def messages(self, value: Sequence[BaseMessage]) -> None:
@@ -165,59 +192,38 @@ class ConvkitChatMessageHistory(BaseChatMessageHistory):
         """
         store = self._sync("messages")
         converted = [from_langchain(m) for m in value]
-        store.replace_messages(self.conversation_id, converted)
+        self._on(lambda cid: store.replace_messages(cid, converted), create=True, what="messages")
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Append messages in one transaction (all or none)."""
         converted = [from_langchain(m) for m in messages]
         store = self._sync("add_messages")
-        store.extend(self.conversation_id, converted)
+        self._on(lambda cid: store.extend(cid, converted), create=True, what="add_messages")
 
     def clear(self) -> None:
         """Delete every message of the conversation (the conversation itself stays)."""
         store = self._sync("clear")
-        cid = self._read_id()
-        if cid is not None:
-            store.truncate(cid, 0)
+        self._on(lambda cid: store.truncate(cid, 0), create=False, what="clear")
 
     def window(self, *, model: str | ModelSpec, **kwargs: Any) -> list[BaseMessage]:
         """The messages to send to ``model`` now (``store.window(...)``, as LangChain messages)."""
         store = self._sync("window")
-        cid = self._read_id()
-        if cid is None:
-            return []
-        return [to_langchain(m) for m in store.window(cid, model=model, **kwargs).messages]
+        result = self._on(lambda cid: store.window(cid, model=model, **kwargs), create=False, what="window")
+        return [] if result is None else [to_langchain(m) for m in result.messages]
 
     # -- async ----------------------------------------------------------------------------------
     async def aget_messages(self) -> list[BaseMessage]:
-        cid = await self._aid(create=False)
-        if cid is None:
-            return []
-        sync = _sync_store(self.store)
-        if sync is not None:
-            stored = await asyncio.to_thread(sync.messages, cid)
-        else:
-            stored = await cast("AsyncStore", self.store).messages(cid)
-        return [to_langchain(m) for m in stored]
+        stored: list[Message] | None = await self._aon(
+            lambda cid: call(self.store, "messages", cid), create=False
+        )
+        return [to_langchain(m) for m in stored or []]
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
         converted = [from_langchain(m) for m in messages]
-        cid = cast(str, await self._aid(create=True))
-        sync = _sync_store(self.store)
-        if sync is not None:
-            await asyncio.to_thread(sync.extend, cid, converted)
-        else:
-            await cast("AsyncStore", self.store).extend(cid, converted)
+        await self._aon(lambda cid: call(self.store, "extend", cid, converted), create=True)
 
     async def aclear(self) -> None:
-        cid = await self._aid(create=False)
-        if cid is None:
-            return
-        sync = _sync_store(self.store)
-        if sync is not None:
-            await asyncio.to_thread(sync.truncate, cid, 0)
-        else:
-            await cast("AsyncStore", self.store).truncate(cid, 0)
+        await self._aon(lambda cid: call(self.store, "truncate", cid, 0), create=False)
 
     async def areplace_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Replace the conversation's messages in one transaction (async ``history.messages = ...``).
@@ -225,28 +231,11 @@ class ConvkitChatMessageHistory(BaseChatMessageHistory):
         All or nothing, as the ``messages`` setter: on an error the old messages stay.
         """
         converted = [from_langchain(m) for m in messages]
-        cid = cast(str, await self._aid(create=True))
-        sync = _sync_store(self.store)
-        if sync is not None:
-            await asyncio.to_thread(sync.replace_messages, cid, converted)
-        else:
-            await cast("AsyncStore", self.store).replace_messages(cid, converted)
+        await self._aon(lambda cid: call(self.store, "replace_messages", cid, converted), create=True)
 
     async def awindow(self, *, model: str | ModelSpec, **kwargs: Any) -> list[BaseMessage]:
         """The messages to send to ``model`` now (async)."""
-        cid = await self._aid(create=False)
-        if cid is None:
-            return []
-        sync = _sync_store(self.store)
-        result: FitResult
-        if sync is not None:
-            result = await asyncio.to_thread(lambda: sync.window(cid, model=model, **kwargs))
-        else:
-            result = await cast("AsyncStore", self.store).window(cid, model=model, **kwargs)
-        return [to_langchain(m) for m in result.messages]
-
-
-def _sync_store(store: object) -> Store | None:
-    from ..store import Store
-
-    return store if isinstance(store, Store) else None
+        result: FitResult | None = await self._aon(
+            lambda cid: call(self.store, "window", cid, model=model, **kwargs), create=False
+        )
+        return [] if result is None else [to_langchain(m) for m in result.messages]
