@@ -20,9 +20,14 @@
   key, on SQLite and PostgreSQL, ``AsyncStore`` and ``Store``, and a new
   memory on the same key continues the conversation; with a small model the
   LLM sees the window: its system prompt, tool calls with their results, never
-  an orphan. ``get()`` equals ``convkit.fit`` over the stored conversation,
-  never splits a tool call from its result and never exceeds the budget
-  (property test). Every block LlamaIndex sends is counted: for ChatMessage
+  an orphan. ``get()`` (``aget()``, ``ConvkitChatStore.window``) equals
+  ``convkit.fit`` over the stored conversation less the oldest units a cut
+  leaves opening with an assistant or tool message after the leading system
+  and pinned ones, as ``ChatMemoryBuffer`` drops them (the newest turn and a
+  conversation's own opening stay), never splits a tool call from its result
+  and never exceeds the budget (property test, budgets aimed at cuts landing
+  on replies); ChatMemoryBuffer's own example (run beside it), with system,
+  pinned and tool messages, is pinned. Every block LlamaIndex sends is counted: for ChatMessage
   histories with every block kind, large documents too, the window holds each
   such block's JSON in the convkit message counted, and counted by the
   memory's counter it fits the context window less the reserve (property
@@ -85,6 +90,7 @@ from convkit import (
     UnknownModelError,
     ValidationError,
 )
+from convkit._engine.units import must_keep_units, unit_lists, unit_starts
 from convkit.integrations.llama_index import (
     INFO_KEY,
     ConvkitChatStore,
@@ -100,6 +106,7 @@ from ._integrations import database_url, png, readme_block
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:inspect")
 
 SMALL = ModelSpec("li-small", 600, {"text", "image"}, message_overhead=4, request_overhead=3)
+WIDE = ModelSpec("li-wide", 2000, {"text", "image"}, message_overhead=4, request_overhead=3)
 COUNTER = EstimateCounter(margin=0)
 
 
@@ -639,9 +646,11 @@ def test_function_agent_on_a_sync_store_sees_the_window(backend: str, tmp_path: 
             assert len(window) < len(stored)
             assert window[0] == stored[0]
             assert window == stored[:1] + stored[len(stored) - len(window) + 1 :]  # the newest that fit
+            assert window[1].role == MessageRole.USER  # after the cut, a question opens the history
             for sent in script.inputs:
                 assert sent[0].content == "You add numbers."  # the agent's own system prompt
                 assert sent[1].content == "Remember: answers are in English."  # the memory's, kept
+                assert sent[2].role == MessageRole.USER
                 _check_no_orphans(sent)
             assert len(script.inputs[-1]) < len(stored) + 1  # the later turns saw a window
             # the same through the async twins, on a Store (worker threads)
@@ -704,34 +713,72 @@ def test_memory_set_put_and_from_defaults(tmp_path: Path) -> None:
     store.close()
 
 
+_REPLIES = ("assistant", "tool")
+
+
+def _units(messages: list[Message]) -> tuple[list[list[int]], list[bool]]:
+    """The window's trim units (positions) and which of them fit always keeps."""
+    units = unit_starts(messages)
+    return unit_lists(units, len(messages)), must_keep_units(messages, units)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(conv=conversations(max_size=18), reserve=st.integers(0, 400))
-def test_memory_get_is_fit_never_splits_a_tool_group_nor_exceeds_the_budget(
-    sqlite_store: convkit.Store, conv: list[Message], reserve: int
+@given(conv=conversations(max_size=18, images=False), data=st.data())
+def test_memory_get_opens_on_a_user_after_a_cut_never_splits_a_tool_group_nor_exceeds_the_budget(
+    sqlite_store: convkit.Store, conv: list[Message], data: st.DataObject
 ) -> None:
+    # budgets near what the leading system messages and the newest from a reply on need
+    replies = [i for i, m in enumerate(conv) if i and m.role in _REPLIES]
+    k = data.draw(st.sampled_from(replies or [0]), label="cut at")
+    lead = conv[: min(k, next(i for i, m in enumerate(conv) if m.role != "system"))]
+    exact = WIDE.context_window - COUNTER.count_messages([*lead, *conv[k:]], model=WIDE)
+    reserve = max(0, exact + data.draw(st.sampled_from([0, 0, -40, 40]) | st.integers(-200, 200)))
     chat = ConvkitChatStore(sqlite_store)
     key = f"prop-{len(sqlite_store.list_conversations(limit=10_000))}"
     chat.set_messages(key, [to_llama_index(m) for m in conv])
-    memory = ConvkitMemory(chat, key, model=SMALL, reserve=reserve, counter=COUNTER)
+    memory = ConvkitMemory(chat, key, model=WIDE, reserve=reserve, counter=COUNTER)
     try:
-        expected = convkit.fit(conv, model=SMALL, reserve=reserve, counter=COUNTER)
+        expected = convkit.fit(conv, model=WIDE, reserve=reserve, counter=COUNTER)
     except ContextWindowError:
         event("the must-keep messages do not fit")
         with pytest.raises(ContextWindowError):
             memory.get()
         return
     window = memory.get()
-    event("trimmed" if len(window) < len(conv) else "all fit")
-    assert [from_llama_index(m) for m in window] == list(expected.messages)
-    assert expected.prompt_tokens <= expected.budget <= SMALL.context_window - reserve
+    assert asyncio.run(memory.aget()) == window
+    assert chat.window(key, model=WIDE, reserve=reserve, counter=COUNTER) == window
+    got = [from_llama_index(m) for m in window]
+    fitted = list(expected.messages)
+    position = [p for a, b in expected.kept_spans for p in range(a, b)]  # fit's window -> conversation
+    # get() is fit's window less its oldest droppable units that a cut left opening with a reply
+    units, keep = _units(fitted)
+    dropped: set[int] = set()
+    for unit in (unit for u, unit in enumerate(units) if not keep[u]):
+        if fitted[unit[0]].role == "system":
+            continue  # a system message the cut brings after the leading ones joins them
+        if fitted[unit[0]].role not in _REPLIES or position[unit[0]] == unit[0]:
+            break  # a user message, or the conversation's own opening: nothing more goes
+        dropped.update(unit)
+    assert got == [m for i, m in enumerate(fitted) if i not in dropped]
+    event(
+        "fits whole" if len(got) == len(conv) else "replies dropped after the cut" if dropped else "trimmed"
+    )
+    # so after the leading system, pinned and system units, the window opens on a user message,
+    # or on the newest turn (kept whatever it is), or where the conversation itself opens
+    units, keep = _units(got)
+    first = next(
+        (u[0] for k, u in zip(keep, units, strict=True) if not k and got[u[0]].role != "system"), None
+    )
+    if first is not None and got[first].role in _REPLIES:
+        assert got[: first + 1] == conv[: first + 1]  # nothing before it was cut
+    # a call kept keeps every result the conversation has for it; no result without its call
     _check_no_orphans(window)
-    # a call kept keeps every result the conversation has for it
-    kept_calls = {c.id for m in expected.messages for c in m.tool_calls}
+    kept_calls = {c.id for m in got for c in m.tool_calls}
     answered = {m.tool_call_id for m in conv if m.role == "tool"}
-    kept_results = {m.tool_call_id for m in expected.messages if m.role == "tool"}
-    assert kept_calls & answered == kept_results
-    # and the window counts within the budget by the counter itself
-    assert COUNTER.count_messages(list(expected.messages), model=SMALL) <= expected.budget
+    assert kept_calls & answered == {m.tool_call_id for m in got if m.role == "tool"}
+    # and the window, counted by the counter itself, fits the budget
+    assert expected.budget <= WIDE.context_window - reserve
+    assert COUNTER.count_messages(got, model=WIDE) <= expected.budget
 
 
 def _answered(draw: st.DrawFn, call_ids: list[str]) -> list[ChatMessage]:
@@ -838,8 +885,10 @@ def test_a_big_document_makes_older_messages_drop(tmp_path: Path) -> None:
         # the document is counted (as its JSON: hundreds of tokens), so it crowds the older turns out
         assert 400 < tokens([doc]) <= 500 < tokens([older[-1], doc])
         assert window(tokens([doc])) == [doc]
-        assert window(tokens([older[-1], doc])) == [older[-1], doc]
-        assert window(tokens([*older, doc]) - 1) == [*older[1:], doc]
+        # room for the answer before it too: the cut would leave it opening the window, so it goes
+        assert window(tokens([older[-1], doc])) == [doc]
+        assert window(tokens([*older[-2:], doc])) == [*older[-2:], doc]
+        assert window(tokens([*older, doc]) - 1) == [*older[2:], doc]
         # a document bigger than the whole window is refused, never sent
         big = ChatMessage(role="user", blocks=[DocumentBlock(data=_noise(600, 8))])
         ConvkitChatStore(store).add_message("doc", big)
@@ -854,6 +903,78 @@ def test_a_big_document_makes_older_messages_drop(tmp_path: Path) -> None:
             asyncio.run(memory.aget())
         memory.set([ChatMessage(role="system", blocks=[TextBlock(text="Read it."), doc.blocks[1]])])
         assert memory.get() == memory.get_all()  # it fits: all of it
+    finally:
+        store.close()
+
+
+# ChatMemoryBuffer's messages (llama-index-core tests/memory/test_chat_memory_buffer.py)
+_FIRST, _FIRST_ANSWER = _u("first message"), _a("first answer")
+_SECOND, _SECOND_ANSWER = _u("second message"), _a("second answer")
+
+
+def test_after_a_cut_the_window_opens_on_a_user_message_as_chat_memory_buffer_does(tmp_path: Path) -> None:
+    from llama_index.core.memory import ChatMemoryBuffer
+
+    history = [_FIRST, _FIRST_ANSWER, _SECOND, _SECOND_ANSWER]
+    # ChatMemoryBuffer (a word a token here: no tokenizer download) with room for the last three
+    # messages drops the first answer too, rather than open the history with it
+    buffer = ChatMemoryBuffer.from_defaults(history, token_limit=6, tokenizer_fn=str.split)
+    assert buffer.get() == [_SECOND, _SECOND_ANSWER]
+    store = convkit.Store(f"sqlite:///{tmp_path / 'cut.db'}")
+    try:
+        chat = ConvkitChatStore(store)
+
+        def tokens(messages: list[ChatMessage]) -> int:
+            return COUNTER.count_messages([from_llama_index(m) for m in messages], model=SMALL)
+
+        def memory(key: str, messages: list[ChatMessage], *, room: list[ChatMessage]) -> ConvkitMemory:
+            """A memory whose budget holds ``room`` exactly."""
+            chat.set_messages(key, messages)
+            reserve = SMALL.context_window - tokens(room)
+            return ConvkitMemory(chat, key, model=SMALL, reserve=reserve, counter=COUNTER)
+
+        # fit's window would be [first answer, second message, second answer]: the answer goes too
+        assert convkit.fit(
+            [from_llama_index(m) for m in history],
+            model=SMALL,
+            reserve=SMALL.context_window - tokens(history[1:]),
+            counter=COUNTER,
+        ).messages == tuple(from_llama_index(m) for m in history[1:])
+        cut = memory("cut", history, room=history[1:])
+        assert cut.get() == [_SECOND, _SECOND_ANSWER]
+        assert asyncio.run(cut.aget()) == [_SECOND, _SECOND_ANSWER]
+        assert chat.window("cut", model=SMALL, reserve=cut.reserve, counter=COUNTER) == [
+            _SECOND,
+            _SECOND_ANSWER,
+        ]
+        # after the system and pinned messages (kept, whatever they are)
+        system = ChatMessage(role="system", content="Be brief.")
+        pinned = ChatMessage(
+            role="assistant", content="Noted: metric units.", additional_kwargs={"convkit": {"pinned": True}}
+        )
+        kept = [system, pinned]
+        assert memory("sys", [*kept, *history], room=[*kept, *history[1:]]).get() == [
+            *kept,
+            _SECOND,
+            _SECOND_ANSWER,
+        ]
+        # a system message the cut brings right after them joins them: the answer after it goes too
+        note = ChatMessage(role="system", content="The user is in Paris.")
+        noted = [system, _FIRST, _FIRST_ANSWER, note, _a("Bonjour!"), _SECOND]
+        assert memory("note", noted, room=[system, *noted[2:]]).get() == [system, note, _SECOND]
+        # a tool call with its results, and the answer after them, go as one
+        tools = [_FIRST, _calls("c1", "c2"), _result("c2"), _result("c1"), _FIRST_ANSWER, _SECOND]
+        assert memory("tools", tools, room=tools[1:]).get() == [_SECOND]
+        # the newest message is kept even when it is an answer (the cut leaves nothing else)
+        assert memory("newest", history, room=history[2:]).get() == [_SECOND, _SECOND_ANSWER]
+        assert memory("newest", history, room=history[3:]).get() == [_SECOND_ANSWER]
+        assert buffer.get(initial_token_count=5) == [_SECOND_ANSWER]  # ChatMemoryBuffer keeps it too
+        # a conversation that opens with an answer is sent so while nothing is cut (as ChatMemoryBuffer)
+        greeted = [_a("Hello! How can I help?"), _FIRST, _FIRST_ANSWER]
+        assert memory("greet", greeted, room=greeted).get() == greeted
+        assert (
+            ChatMemoryBuffer.from_defaults(greeted, token_limit=100, tokenizer_fn=str.split).get() == greeted
+        )
     finally:
         store.close()
 
@@ -881,7 +1002,8 @@ def test_readme_llama_index_example(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, Any] = {}
     exec(compile(readme_block("llama-index"), "README.md:llama-index", "exec"), namespace)
-    store = convkit.Store(f"sqlite:///{tmp_path / 'chat.db'}")
+    [db] = tmp_path.glob("*.db")  # the example's SQLite file, whatever it calls it
+    store = convkit.Store(f"sqlite:///{db}")
     try:
         conv = store.conversation_for("user-42", create=False)
         assert conv.message_count >= 4

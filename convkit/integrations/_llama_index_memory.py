@@ -47,7 +47,10 @@ class ConvkitMemory(BaseChatStoreMemory):
     newest messages that fit, and tool calls with their results together
     (``initial_token_count``, as in ``ChatMemoryBuffer``, is added to the
     reserve); a :class:`~convkit.ContextWindowError` says so when the must-keep
-    messages cannot fit. ``get_all``, ``put``, ``put_messages`` (one
+    messages cannot fit. As in ``ChatMemoryBuffer``, a cut never leaves an
+    assistant or tool message opening the history after those: the replies it
+    would leave first go too, but the newest turn stays even when it is a reply
+    (see :mod:`convkit.integrations.llama_index`). ``get_all``, ``put``, ``put_messages`` (one
     transaction), ``set`` (one transaction, all or nothing), ``reset`` and
     their async twins act on the whole conversation.
     """

@@ -11,7 +11,7 @@ messages are converted with :func:`._llama_index_convert.from_llama_index` /
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.llms.types import ChatMessage
@@ -20,7 +20,7 @@ from llama_index.core.storage.chat_store.base import BaseChatStore
 
 from .._counting import apply_image_policy
 from .._engine.settings import WindowSettings
-from .._engine.units import link_owners
+from .._engine.units import link_owners, must_keep_units, unit_lists, unit_starts
 from .._errors import (
     ContextWindowError,
     ConversationNotFoundError,
@@ -59,6 +59,63 @@ def _index(idx: object, length: int) -> int | None:
 
 def _chat(messages: Sequence[Message]) -> list[ChatMessage]:
     return [to_llama_index(m) for m in messages]
+
+
+def drop_leading_units(
+    messages: Sequence[Message],
+    kept: Sequence[int],
+    drop: Callable[[int], bool],
+    pass_over: Callable[[int], bool] = lambda i: False,
+) -> list[int]:
+    """``kept`` less its oldest droppable units while the first kept message ``i`` of the oldest
+    one left has ``drop(i)``. Must-keep units (leading system, pinned, the newest turn) stay,
+    and so do units with ``pass_over(i)``, which do not end the dropping either.
+
+    The loop ``_langchain_fit._start_on`` and ``_pydantic_ai_window._starting_on_a_request``
+    run too, with their own ``drop``; it belongs in :mod:`convkit._engine.units` (it is here
+    until it moves there: this adapter may not import the other frameworks' modules).
+    """
+    units = unit_starts(messages)
+    keep = must_keep_units(messages, units)
+    kept_set = set(kept)
+    out: list[int] = []
+    dropping = True
+    for u, unit in enumerate(unit_lists(units, len(messages))):
+        mine = [i for i in unit if i in kept_set]
+        if not mine:
+            continue
+        if dropping and not keep[u]:
+            if drop(mine[0]):
+                continue
+            dropping = pass_over(mine[0])
+        out.extend(mine)
+    return out
+
+
+_REPLIES = ("assistant", "tool")
+
+
+def _opening_on_a_user(result: FitResult) -> list[Message]:
+    """The window less the replies a cut left at its start, as ``ChatMemoryBuffer.get`` drops them.
+
+    The oldest kept units go while the first message after the leading system and pinned
+    ones (system messages the cut brings there among them) is an assistant or tool message
+    with a message before it cut; the newest turn stays even then (it is what the model
+    answers). A window that cut nothing before that message (the conversation itself opens
+    so) and a summarized window (its summary covers only what was cut) are returned whole.
+    """
+    window = result.messages
+    if result.summary is not None:
+        return list(window)
+    position = [p for a, b in result.kept_spans for p in range(a, b)]  # window index -> stored position
+
+    def cut_before(i: int) -> bool:
+        return window[i].role in _REPLIES and position[i] != i
+
+    def system(i: int) -> bool:
+        return window[i].role == "system"
+
+    return [window[i] for i in drop_leading_units(window, range(len(window)), cut_before, system)]
 
 
 _SETTINGS = ("settings", "counter", "reserve", "tools", "images", "margin")
@@ -228,7 +285,8 @@ class ConvkitChatStore(BaseChatStore):
             after = page[-1].id
 
     def window(self, key: str, **kwargs: Any) -> list[ChatMessage]:
-        """The key's messages to send now: ``store.window(conversation_id, **kwargs)``, as ChatMessages.
+        """The key's messages to send now: ``store.window(conversation_id, **kwargs)``, as ChatMessages,
+        less the replies a cut leaves opening it (as ``ChatMemoryBuffer.get``; the newest turn stays).
 
         ``[]`` for an unknown or empty key; every message when there are only system messages
         (:class:`~convkit.ContextWindowError` when they do not fit).
@@ -244,7 +302,7 @@ class ConvkitChatStore(BaseChatStore):
             if any(m.role != "system" for m in messages):  # pragma: no cover - raised for another reason
                 raise
             return _all_system(store, messages, kwargs)
-        return _chat(result.messages)
+        return _chat(_opening_on_a_user(result))
 
     # -- async ----------------------------------------------------------------------------------
     async def _afind(self, key: str) -> Conversation | None:
@@ -333,7 +391,7 @@ class ConvkitChatStore(BaseChatStore):
             if any(m.role != "system" for m in messages):  # pragma: no cover - raised for another reason
                 raise
             return _all_system(self._store, messages, kwargs)
-        return _chat(result.messages)
+        return _chat(_opening_on_a_user(result))
 
 
 def _insert_at(idx: object, length: int) -> int:

@@ -51,7 +51,17 @@ Needs the ``llama-index`` extra (``pip install 'convkit-grok[llama-index]'``,
   ``reserve`` tokens free (leading system and pinned messages, tool calls with
   their results, the newest messages that fit; a conversation of system
   messages only is returned whole, or :class:`~convkit.ContextWindowError`
-  when it does not fit).
+  when it does not fit). As ``ChatMemoryBuffer.get`` does, a cut never leaves
+  an assistant or tool message first after the leading system and pinned
+  messages (and the system messages the cut brings after them): the oldest
+  kept units go while one does, since model APIs expect the history to open
+  with the user. Two exceptions: the newest turn is kept even when it is a
+  reply (it is what the model answers; ``ChatMemoryBuffer`` keeps its newest
+  message too), and a conversation that itself opens with a reply (an
+  assistant greeting, say) is sent so while nothing before it is cut. A
+  summarized window (``strategy="summarize"`` through
+  ``ConvkitChatStore.window``) is returned as it is: its summary covers only
+  what was cut. ``ConvkitChatStore.window`` is the same window.
 
 How the chat store differs from LlamaIndex's ``SimpleChatStore`` and SQL chat stores:
 
