@@ -13,7 +13,9 @@ no I/O, and reading a key never written returns nothing and creates nothing.
 ``ConvkitSession.create(store)`` makes a new one. (Before keys, the second
 argument was a conversation id; a session id that no conversation has as its
 key but that is the id of one of the store's conversations still names that
-conversation, with a ``DeprecationWarning``.)
+conversation, with a ``DeprecationWarning``.) A keyed session remembers its
+conversation's id; when that conversation has been deleted, it looks the key
+up once more (a read finds nothing, a write creates it anew).
 
 Each Responses-API item the SDK adds becomes one convkit message, so
 ``limit`` counts items and ``pop_item`` removes exactly the newest one:
@@ -47,7 +49,9 @@ their OpenAI form describes.
 
 1. with ``window_model``, the items of the window :meth:`convkit.Store.window`
    chooses for that model (leading system and pinned messages, tool calls
-   with their outputs, the newest items that fit); without it, every item;
+   with their outputs, the newest items that fit; system messages only are
+   all returned when they fit, :class:`~convkit.ContextWindowError` otherwise);
+   without it, every item;
 2. with a ``limit``, the newest ``limit`` of those items (none when
    ``limit <= 0``), counted in items, so it may cut the window's leading
    system prompt;
@@ -55,6 +59,10 @@ their OpenAI form describes.
    *at most* ``limit`` items and never hands the ``Runner`` an orphaned
    ``function_call_output`` (``limit=1`` on a session that ends with a call
    output returns ``[]``).
+
+The window bounds the session's items only: the ``Runner`` adds the agent's
+instructions and tools, the run's new input and every item the run produces,
+so ``reserve`` must leave room for them and the reply.
 
 The session is backed by an :class:`~convkit.AsyncStore`; a
 :class:`~convkit.Store` works too (its calls run in a worker thread).
