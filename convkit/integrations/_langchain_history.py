@@ -43,7 +43,10 @@ class ConvkitChatMessageHistory(BaseChatMessageHistory):
     id): a keyed conversation is created on first write
     (:meth:`convkit.Store.conversation_for`), and reads before it exist
     return no messages. Making a history does no I/O, so
-    ``get_session_history`` never blocks an event loop.
+    ``get_session_history`` never blocks an event loop. A keyed history
+    remembers its conversation's id; when that conversation has been deleted,
+    it looks the key up once more (a read finds nothing, a write creates it
+    anew).
     ``add_messages`` is one transaction; so is replacing
     the history (``history.messages = [...]``, :meth:`areplace_messages`),
     which validates the new list first and leaves the old messages intact
