@@ -23,6 +23,7 @@ from .._messages import Message
 
 __all__ = [
     "Units",
+    "drop_leading_units",
     "leading_system",
     "link_owners",
     "must_keep_units",
@@ -148,3 +149,34 @@ def unit_lists(units: Units, n: int) -> list[list[int]]:
     """The units as lists of positions ``0..n-1``, oldest first."""
     bounds = [*units.starts, n]
     return [list(range(bounds[u], bounds[u + 1])) for u in range(len(units.starts))]
+
+
+def drop_leading_units(
+    messages: Sequence[Message],
+    kept: Sequence[int],
+    drop: Callable[[int], bool],
+    pass_over: Callable[[int], bool] = lambda i: False,
+) -> list[int]:
+    """``kept`` less its oldest droppable units while the first kept message ``i`` of the oldest
+    one left has ``drop(i)``. Must-keep units (leading system, pinned, the newest turn) stay,
+    and so do units with ``pass_over(i)``, which do not end the dropping either.
+
+    What the adapters need to open a window on a given kind of message (LangChain's
+    ``start_on``, a Pydantic AI request, a LlamaIndex user message): dropping whole units keeps
+    tool groups whole and only lowers the count.
+    """
+    units = unit_starts(messages)
+    keep = must_keep_units(messages, units)
+    kept_set = set(kept)
+    out: list[int] = []
+    dropping = True
+    for u, unit in enumerate(unit_lists(units, len(messages))):
+        mine = [i for i in unit if i in kept_set]
+        if not mine:
+            continue
+        if dropping and not keep[u]:
+            if drop(mine[0]):
+                continue
+            dropping = pass_over(mine[0])
+        out.extend(mine)
+    return out

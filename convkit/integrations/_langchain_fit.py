@@ -17,7 +17,7 @@ from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.runnables import Runnable, RunnableLambda
 
 from .._counting import BaseCounter, EstimateCounter, ImagePolicy, TokenCounter
-from .._engine.units import must_keep_units, unit_lists, unit_starts
+from .._engine.units import drop_leading_units, must_keep_units, unit_lists, unit_starts
 from .._errors import ContextWindowError, InvalidMessageError, ValidationError
 from .._fitting import fit
 from .._history import History
@@ -92,21 +92,7 @@ def _start_on(
     kept: list[int], messages: Sequence[Message], start_on: MessageTypes, lc: Sequence[BaseMessage]
 ) -> list[int]:
     """Drop the oldest kept droppable units until the oldest one starts with a ``start_on`` message."""
-    units = unit_starts(messages)
-    keep = must_keep_units(messages, units)
-    kept_set = set(kept)
-    out: list[int] = []
-    dropping = True
-    for u, unit in enumerate(unit_lists(units, len(messages))):
-        mine = [i for i in unit if i in kept_set]
-        if not mine:
-            continue
-        if dropping and not keep[u]:
-            if not _matches(lc[mine[0]], start_on):
-                continue
-            dropping = False
-        out.extend(mine)
-    return out
+    return drop_leading_units(messages, kept, lambda i: not _matches(lc[i], start_on))
 
 
 def _without_images(msg: BaseMessage, note: str) -> BaseMessage:

@@ -11,7 +11,7 @@ messages are converted with :func:`._llama_index_convert.from_llama_index` /
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.llms.types import ChatMessage
@@ -20,7 +20,7 @@ from llama_index.core.storage.chat_store.base import BaseChatStore
 
 from .._counting import apply_image_policy
 from .._engine.settings import WindowSettings
-from .._engine.units import link_owners, must_keep_units, unit_lists, unit_starts
+from .._engine.units import drop_leading_units, link_owners
 from .._errors import (
     ContextWindowError,
     ConversationNotFoundError,
@@ -59,37 +59,6 @@ def _index(idx: object, length: int) -> int | None:
 
 def _chat(messages: Sequence[Message]) -> list[ChatMessage]:
     return [to_llama_index(m) for m in messages]
-
-
-def drop_leading_units(
-    messages: Sequence[Message],
-    kept: Sequence[int],
-    drop: Callable[[int], bool],
-    pass_over: Callable[[int], bool] = lambda i: False,
-) -> list[int]:
-    """``kept`` less its oldest droppable units while the first kept message ``i`` of the oldest
-    one left has ``drop(i)``. Must-keep units (leading system, pinned, the newest turn) stay,
-    and so do units with ``pass_over(i)``, which do not end the dropping either.
-
-    The loop ``_langchain_fit._start_on`` and ``_pydantic_ai_window._starting_on_a_request``
-    run too, with their own ``drop``; it belongs in :mod:`convkit._engine.units` (it is here
-    until it moves there: this adapter may not import the other frameworks' modules).
-    """
-    units = unit_starts(messages)
-    keep = must_keep_units(messages, units)
-    kept_set = set(kept)
-    out: list[int] = []
-    dropping = True
-    for u, unit in enumerate(unit_lists(units, len(messages))):
-        mine = [i for i in unit if i in kept_set]
-        if not mine:
-            continue
-        if dropping and not keep[u]:
-            if drop(mine[0]):
-                continue
-            dropping = pass_over(mine[0])
-        out.extend(mine)
-    return out
 
 
 _REPLIES = ("assistant", "tool")
