@@ -1010,3 +1010,25 @@ def test_readme_llama_index_example(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert any(m.tool_calls for m in store.messages(conv.id))
     finally:
         store.close()
+
+
+def test_memory_on_an_async_store_names_its_own_async_methods(tmp_path: Path) -> None:
+    """A memory user calling a sync method on an AsyncStore is told the memory's twins (aget, aput...),
+    not the chat store's."""
+    store = convkit.AsyncStore(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
+    memory = ConvkitMemory(store, "k", model="grok-4")
+    message = ChatMessage(role="user", content="hi")
+    calls = {
+        "get": memory.get,
+        "get_all": memory.get_all,
+        "put": lambda: memory.put(message),
+        "put_messages": lambda: memory.put_messages([message]),
+        "set": lambda: memory.set([message]),
+        "reset": memory.reset,
+    }
+    for name, call in calls.items():
+        with pytest.raises(
+            ValidationError, match=rf"ConvkitMemory\.{name} is synchronous .* \(aget, aget_all, aput"
+        ):
+            call()
+    asyncio.run(store.close())

@@ -149,10 +149,37 @@ class ConvkitMemory(BaseChatStoreMemory):
             "images": self._images,
         }
 
+    def _sync(self, what: str) -> ConvkitChatStore:
+        """The chat store for a synchronous method (on an AsyncStore: refused, naming the async twins)."""
+        from ..store import Store
+
+        if not isinstance(self.store.store, Store):
+            raise ValidationError(
+                f"ConvkitMemory.{what} is synchronous but this memory is backed by an AsyncStore; use its "
+                "async twin (aget, aget_all, aput, aput_messages, aset, areset) or back it with a Store"
+            )
+        return self.store
+
     def get(self, input: str | None = None, initial_token_count: int = 0, **kwargs: Any) -> list[ChatMessage]:
         """The window: the messages to send ``model`` now (``input`` is unused, as in ChatMemoryBuffer)."""
         del input, kwargs
-        return self.store.window(self.chat_store_key, **self._window_args(initial_token_count))
+        return self._sync("get").window(self.chat_store_key, **self._window_args(initial_token_count))
+
+    def get_all(self) -> list[ChatMessage]:
+        """Every message of the conversation."""
+        return self._sync("get_all").get_messages(self.chat_store_key)
+
+    def put(self, message: ChatMessage) -> None:
+        """Append one message."""
+        self._sync("put").add_message(self.chat_store_key, message)
+
+    def set(self, messages: list[ChatMessage]) -> None:
+        """Replace the conversation's messages (one transaction, all or nothing)."""
+        self._sync("set").set_messages(self.chat_store_key, messages)
+
+    def reset(self) -> None:
+        """Empty the conversation (its key stays)."""
+        self._sync("reset").delete_messages(self.chat_store_key)
 
     async def aget(
         self, input: str | None = None, initial_token_count: int = 0, **kwargs: Any
@@ -162,7 +189,7 @@ class ConvkitMemory(BaseChatStoreMemory):
 
     def put_messages(self, messages: list[ChatMessage]) -> None:
         """Append messages in one transaction (all or none)."""
-        self.store.add_messages(self.chat_store_key, messages)
+        self._sync("put_messages").add_messages(self.chat_store_key, messages)
 
     async def aput_messages(self, messages: list[ChatMessage]) -> None:
         await self.store.aadd_messages(self.chat_store_key, messages)

@@ -1,6 +1,6 @@
 """LlamaIndex adapter: a chat store and a memory on a convkit store, lossless message conversion.
 
-Needs the ``llama-index`` extra (``pip install 'convkit-grok[llama-index]'``,
+Needs the ``llama-index`` extra (``pip install -e '.[llama-index]'``,
 ``llama-index-core>=0.14``).
 
 * :func:`from_llama_index` / :func:`to_llama_index` convert one message each
@@ -97,17 +97,13 @@ The code lives in private modules, one job each: ``_llama_index_convert``
 ``_llama_index_memory`` (the memory).
 """
 
-try:  # the framework is imported first, so that a missing extra fails here, with its name
-    import llama_index.core  # noqa: F401
-except ImportError as exc:  # pragma: no cover - the extra is installed in the tests
-    raise ImportError(
-        "convkit.integrations.llama_index needs LlamaIndex: pip install 'convkit-grok[llama-index]' "
-        "(in a checkout of convkit: pip install -e '.[llama-index]')"
-    ) from exc
+from ._extras import require
 
-from ._llama_index_convert import EXTRAS_KEY, INFO_KEY, from_llama_index, to_llama_index
-from ._llama_index_memory import ConvkitMemory
-from ._llama_index_store import ConvkitChatStore
+require("llama_index", "LlamaIndex", "llama-index", "llama_index")
+
+from ._llama_index_convert import EXTRAS_KEY, INFO_KEY, from_llama_index, to_llama_index  # noqa: E402
+from ._llama_index_memory import ConvkitMemory  # noqa: E402
+from ._llama_index_store import ConvkitChatStore  # noqa: E402
 
 __all__ = [
     "EXTRAS_KEY",
