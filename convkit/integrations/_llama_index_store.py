@@ -10,7 +10,6 @@ messages are converted with :func:`._llama_index_convert.from_llama_index` /
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,12 +17,8 @@ from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.storage.chat_store.base import BaseChatStore
 
-from .._counting import apply_image_policy
-from .._engine.settings import WindowSettings
 from .._engine.units import drop_leading_units, link_owners
 from .._errors import (
-    ContextWindowError,
-    ConversationNotFoundError,
     InvalidConversationError,
     ValidationError,
 )
@@ -31,6 +26,7 @@ from .._fitting import FitResult
 from .._messages import Message
 from .._results import Conversation
 from ._llama_index_convert import from_llama_index, to_llama_index
+from ._store_calls import call, system_only
 
 if TYPE_CHECKING:
     from ..store import AsyncStore, Store
@@ -87,36 +83,6 @@ def _opening_on_a_user(result: FitResult) -> list[Message]:
     return [window[i] for i in drop_leading_units(window, range(len(window)), cut_before, system)]
 
 
-_SETTINGS = ("settings", "counter", "reserve", "tools", "images", "margin")
-
-
-def _all_system(store: Any, messages: Sequence[Message], kwargs: dict[str, Any]) -> list[ChatMessage]:
-    """The window of system messages only (``fit`` finds nothing to answer): all of them, if they fit.
-
-    They are all sent, so they are counted as ``store.window`` would count them, and a
-    :class:`~convkit.ContextWindowError` says so when they do not fit."""
-    counters = getattr(store, "counters", ())
-    settings = WindowSettings.given(
-        kwargs.get("settings"),
-        kwargs.get("model"),
-        default_counter=counters[0] if counters else None,
-        **{k: kwargs[k] for k in _SETTINGS[1:] if k in kwargs},
-    )
-    spec = settings.spec
-    sent = apply_image_policy(messages, spec, settings.images)
-    need = settings.counter.count_messages(sent, model=spec, tools=settings.tools)
-    if need > settings.budget:
-        raise ContextWindowError(
-            required=need,
-            available=settings.budget,
-            model=spec.name,
-            context_window=spec.context_window,
-            reserve=settings.reserve,
-            detail="the conversation has only system messages, and all of them are sent",
-        )
-    return _chat(sent)
-
-
 class ConvkitChatStore(BaseChatStore):
     """A LlamaIndex chat store whose keys name conversations of a convkit store.
 
@@ -166,10 +132,7 @@ class ConvkitChatStore(BaseChatStore):
 
     # -- sync -----------------------------------------------------------------------------------
     def _find(self, key: str, what: str) -> Conversation | None:
-        try:
-            return self._sync(what).conversation_for(key, create=False)
-        except ConversationNotFoundError:
-            return None
+        return self._sync(what).find_conversation(key)
 
     def conversation_id(self, key: str) -> str:
         """The id of the conversation the key names (created now if none has it)."""
@@ -270,29 +233,26 @@ class ConvkitChatStore(BaseChatStore):
             messages = store.messages(conv.id)
             if any(m.role != "system" for m in messages):  # pragma: no cover - raised for another reason
                 raise
-            return _all_system(store, messages, kwargs)
+            return _chat(system_only(store, messages, **kwargs))
         return _chat(_opening_on_a_user(result))
 
     # -- async ----------------------------------------------------------------------------------
     async def _afind(self, key: str) -> Conversation | None:
-        try:
-            conv: Conversation = await _run(self._store, "conversation_for", key, create=False)
-        except ConversationNotFoundError:
-            return None
+        conv: Conversation | None = await call(self._store, "find_conversation", key)
         return conv
 
     async def aconversation_id(self, key: str) -> str:
         """The id of the conversation the key names (created now if none has it)."""
-        conv: Conversation = await _run(self._store, "conversation_for", key)
+        conv: Conversation = await call(self._store, "conversation_for", key)
         return conv.id
 
     async def aset_messages(self, key: str, messages: list[ChatMessage]) -> None:
         converted = _converted(messages, alone=True)
-        await _run(self._store, "replace_messages", await self.aconversation_id(key), converted)
+        await call(self._store, "replace_messages", await self.aconversation_id(key), converted)
 
     async def aget_messages(self, key: str) -> list[ChatMessage]:
         conv = await self._afind(key)
-        return [] if conv is None else _chat(await _run(self._store, "messages", conv.id))
+        return [] if conv is None else _chat(await call(self._store, "messages", conv.id))
 
     async def async_add_message(self, key: str, message: ChatMessage, idx: int | None = None) -> None:
         await self.aadd_messages(key, [message], idx=idx)
@@ -305,44 +265,44 @@ class ConvkitChatStore(BaseChatStore):
             return
         cid = conv.id if conv is not None else await self.aconversation_id(key)
         if idx is None:
-            await _run(self._store, "extend", cid, converted)
+            await call(self._store, "extend", cid, converted)
             return
-        old: list[Message] = await _run(self._store, "messages", cid)
+        old: list[Message] = await call(self._store, "messages", cid)
         at = _insert_at(idx, len(old))
-        await _run(self._store, "replace_messages", cid, [*old[:at], *converted, *old[at:]])
+        await call(self._store, "replace_messages", cid, [*old[:at], *converted, *old[at:]])
 
     async def adelete_messages(self, key: str) -> list[ChatMessage] | None:
         conv = await self._afind(key)
         if conv is None:
             return None
-        return _chat(await _run(self._store, "truncate", conv.id, 0))
+        return _chat(await call(self._store, "truncate", conv.id, 0))
 
     async def adelete_message(self, key: str, idx: int) -> ChatMessage | None:
         conv = await self._afind(key)
         if conv is None:
             return None
-        old: list[Message] = await _run(self._store, "messages", conv.id)
+        old: list[Message] = await call(self._store, "messages", conv.id)
         at = _index(idx, len(old))
         if at is None:
             return None
         if at == len(old) - 1:
-            popped: Message | None = await _run(self._store, "pop", conv.id)
+            popped: Message | None = await call(self._store, "pop", conv.id)
             return None if popped is None else to_llama_index(popped)
-        await _run(self._store, "replace_messages", conv.id, [*old[:at], *old[at + 1 :]])
+        await call(self._store, "replace_messages", conv.id, [*old[:at], *old[at + 1 :]])
         return to_llama_index(old[at])
 
     async def adelete_last_message(self, key: str) -> ChatMessage | None:
         conv = await self._afind(key)
         if conv is None:
             return None
-        popped: Message | None = await _run(self._store, "pop", conv.id)
+        popped: Message | None = await call(self._store, "pop", conv.id)
         return None if popped is None else to_llama_index(popped)
 
     async def aget_keys(self) -> list[str]:
         keys: list[str] = []
         after: str | None = None
         while True:
-            page: list[Conversation] = await _run(self._store, "list_conversations", limit=_PAGE, after=after)
+            page: list[Conversation] = await call(self._store, "list_conversations", limit=_PAGE, after=after)
             keys.extend(c.key for c in page if c.key is not None)
             if len(page) < _PAGE:
                 return keys
@@ -354,12 +314,12 @@ class ConvkitChatStore(BaseChatStore):
         if conv is None or conv.message_count == 0:
             return []
         try:
-            result: FitResult = await _run(self._store, "window", conv.id, **kwargs)
+            result: FitResult = await call(self._store, "window", conv.id, **kwargs)
         except InvalidConversationError:  # system messages only: nothing to trim around
-            messages: list[Message] = await _run(self._store, "messages", conv.id)
+            messages: list[Message] = await call(self._store, "messages", conv.id)
             if any(m.role != "system" for m in messages):  # pragma: no cover - raised for another reason
                 raise
-            return _all_system(self._store, messages, kwargs)
+            return _chat(system_only(self._store, messages, **kwargs))
         return _chat(_opening_on_a_user(result))
 
 
@@ -368,16 +328,6 @@ def _insert_at(idx: object, length: int) -> int:
     if isinstance(idx, bool) or not isinstance(idx, int):
         raise ValidationError(f"idx is an integer position, got {idx!r}")
     return max(0, min(length, idx if idx >= 0 else length + idx))
-
-
-async def _run(store: Any, method: str, *args: Any, **kwargs: Any) -> Any:
-    """Call a store method: awaited on an AsyncStore, in a worker thread on a Store."""
-    from ..store import Store
-
-    fn = getattr(store, method)
-    if isinstance(store, Store):
-        return await asyncio.to_thread(fn, *args, **kwargs)
-    return await fn(*args, **kwargs)
 
 
 __all__ = ["ConvkitChatStore"]
