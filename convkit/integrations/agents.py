@@ -1,6 +1,6 @@
 """OpenAI Agents SDK adapter: :class:`ConvkitSession`, a ``Session`` kept in a convkit store.
 
-Needs the ``agents`` extra (``pip install 'convkit-grok[agents]'``,
+Needs the ``agents`` extra (``pip install -e '.[agents]'``,
 ``openai-agents>=0.2``).
 
 **Session ids are keys.** ``ConvkitSession(store, "user-42")`` is the
@@ -90,13 +90,10 @@ if TYPE_CHECKING:
     from .._results import Conversation
     from ..store import AsyncStore, Store
 else:  # the SDK is imported so that a missing extra fails here, with its name
-    try:
-        import agents  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - the extra is installed in the tests
-        raise ImportError(
-            "convkit.integrations.agents needs the OpenAI Agents SDK: pip install 'convkit-grok[agents]' "
-            "(in a checkout of convkit: pip install -e '.[agents]')"
-        ) from exc
+    from ._extras import require
+
+    require("agents", "the OpenAI Agents SDK", "agents", "agents")
+    import agents  # noqa: F401
 
 T = TypeVar("T")
 
