@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -202,6 +203,61 @@ def test_session_is_an_agents_session_named_by_its_key() -> None:
         store.close()
 
 
+def test_window_settings_are_checked_when_the_session_is_made(tmp_path: Path) -> None:
+    """A bad window_model, reserve or counter fails at construction, before add_items stores
+    anything, as WindowHook and ConvkitMemory do; reserve/counter without a model are refused,
+    not silently ignored."""
+    store = convkit.Store(f"sqlite:///{tmp_path / 'w.db'}")
+    try:
+        with pytest.raises(convkit.UnknownModelError, match="grok-9000"):
+            ConvkitSession(store, "k", window_model="grok-9000")
+        for reserve in (-1, True, "8"):
+            with pytest.raises(ValidationError, match="reserve"):
+                ConvkitSession(store, "k", window_model="grok-2", reserve=reserve)  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match="counter"):
+            ConvkitSession(store, "k", window_model="grok-2", counter="tiktoken")  # type: ignore[arg-type]
+        for kwargs in ({"reserve": 1024}, {"counter": convkit.EstimateCounter()}):
+            with pytest.raises(ValidationError, match="window_model"):
+                ConvkitSession(store, "k", **kwargs)  # type: ignore[arg-type]
+        with pytest.raises(convkit.UnknownModelError):
+            asyncio.run(ConvkitSession.create(store, window_model="grok-9000"))
+        assert store.list_conversations() == []  # nothing was created by any of them
+        ok = ConvkitSession(store, "k", window_model="grok-2", reserve=0, counter=convkit.EstimateCounter())
+        assert ok.reserve == 0
+    finally:
+        store.close()
+
+
+def test_a_created_session_reopens_by_its_session_id(tmp_path: Path) -> None:
+    """create() keys the new conversation by a fresh session id: ConvkitSession(store,
+    session.session_id) opens it again with no DeprecationWarning."""
+
+    async def main() -> None:
+        store = convkit.AsyncStore(f"sqlite:///{tmp_path / 'c.db'}")
+        try:
+            made = await ConvkitSession.create(store, title="t", metadata={"a": 1})
+            assert made.key == made.session_id
+            assert len(made.session_id) == 32
+            conv = await store.get_conversation(cast(str, made.conversation_id))
+            assert (conv.key, conv.title, conv.metadata) == (made.session_id, "t", {"a": 1})
+            await made.add_items([{"role": "user", "content": "hi"}])
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                again = ConvkitSession(store, made.session_id)
+                assert await again.get_items() == [{"role": "user", "content": "hi"}]
+            assert again.conversation_id == conv.id
+            other = await ConvkitSession.create(store)
+            assert other.session_id != made.session_id
+            for named in ({"session_id": "s"}, {"conversation_id": conv.id}):
+                with pytest.raises(ValidationError, match="leave out"):
+                    await ConvkitSession.create(store, **named)
+            assert len(await store.list_conversations()) == 2
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
 def test_a_key_is_created_by_its_first_write_only(backend: str, tmp_path: Path) -> None:
     """Reading, popping or clearing a key never written creates nothing (the SDK's SQLiteSession
     neither); the first add_items creates it with title and metadata; every session object of
@@ -291,7 +347,11 @@ def test_a_session_whose_conversation_was_deleted_looks_its_key_up_again(
             await store.delete_conversation(third.id)
             assert (await session.conversation()).key == "user-9"  # created again
 
-            unkeyed = await ConvkitSession.create(store)
+            made = await ConvkitSession.create(store)  # keyed by its new session id: follows it too
+            await store.delete_conversation(cast(str, made.conversation_id))
+            assert await made.get_items() == []
+
+            unkeyed = ConvkitSession.for_conversation(store, (await store.create_conversation()).id)
             await store.delete_conversation(cast(str, unkeyed.conversation_id))
             with pytest.raises(convkit.ConversationNotFoundError):
                 await unkeyed.get_items()

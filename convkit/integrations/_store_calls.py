@@ -19,23 +19,33 @@ framework is imported here), so every adapter can use it.
           if any(m.role != "system" for m in messages):
               raise  # refused for another reason
           return system_only(store, messages, **kwargs)
+
+* :func:`find_named` / :func:`afind_named`: the conversation an adapter's
+  positional name stands for. The name is the application's key; code from
+  before keys passed a convkit conversation id there, so a name that no
+  conversation has as its key but that is a conversation's id still names
+  that conversation, with a ``DeprecationWarning`` saying what to write
+  instead. One rule for every adapter whose positional argument changed
+  meaning (``ConvkitSession``, ``ConvkitChatMessageHistory``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._counting import apply_image_policy
 from .._engine.settings import WindowSettings
-from .._errors import ContextWindowError
+from .._errors import ContextWindowError, ConversationNotFoundError
 from .._messages import Message
 
 if TYPE_CHECKING:
+    from .._results import Conversation
     from ..store import AsyncStore, Store
 
-__all__ = ["call", "system_only"]
+__all__ = ["afind_named", "call", "find_named", "system_only"]
 
 
 async def call(store: Store | AsyncStore, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -83,3 +93,42 @@ def system_only(store: Store | AsyncStore, messages: Sequence[Message], **window
             detail="the conversation has only system messages, and all of them are sent",
         )
     return sent
+
+
+def find_named(store: Store, name: str, *, adapter: str, stacklevel: int = 2) -> Conversation | None:
+    """The conversation whose key is ``name``; failing that, the one whose *id* is ``name``
+    (old code), with a ``DeprecationWarning`` naming ``adapter`` (the class whose positional
+    argument ``name`` was); None when neither exists. Reads only: nothing is created.
+    ``stacklevel``: as for :func:`warnings.warn`, as if this function warned (2: its caller)."""
+    conv = store.find_conversation(name)
+    if conv is None:
+        try:
+            conv = store.get_conversation(name)
+        except ConversationNotFoundError:
+            return None
+        _warn_legacy(adapter, name, stacklevel)
+    return conv
+
+
+async def afind_named(
+    store: Store | AsyncStore, name: str, *, adapter: str, stacklevel: int = 2
+) -> Conversation | None:
+    """:func:`find_named` from async code (on a ``Store``, its calls run in a worker thread)."""
+    conv: Conversation | None = await call(store, "find_conversation", name)
+    if conv is None:
+        try:
+            conv = await call(store, "get_conversation", name)
+        except ConversationNotFoundError:
+            return None
+        _warn_legacy(adapter, name, stacklevel)
+    return conv
+
+
+def _warn_legacy(adapter: str, name: str, stacklevel: int) -> None:
+    warnings.warn(
+        f"{adapter}(store, {name!r}): {name!r} is the id of a conversation, and no conversation has "
+        "it as its key; the second argument is now the session id (the application's key). Wrapping "
+        f"that conversation as before; use {adapter}.for_conversation(store, conversation_id) instead",
+        DeprecationWarning,
+        stacklevel=stacklevel + 1,
+    )

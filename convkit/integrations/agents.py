@@ -10,7 +10,9 @@ as the SDK's ``SQLiteSession("user-42", db)`` does; making the session does
 no I/O, and reading a key never written returns nothing and creates nothing.
 ``ConvkitSession.for_conversation(store, conversation_id)`` (or
 ``conversation_id=``) wraps an existing conversation by its convkit id, and
-``ConvkitSession.create(store)`` makes a new one. (Before keys, the second
+``ConvkitSession.create(store)`` makes a new one keyed by a fresh session id
+(``uuid4().hex``), so ``ConvkitSession(store, session.session_id)`` opens it
+again. (Before keys, the second
 argument was a conversation id; a session id that no conversation has as its
 key but that is the id of one of the store's conversations still names that
 conversation, with a ``DeprecationWarning``.) A keyed session remembers its
@@ -71,17 +73,18 @@ The session is backed by an :class:`~convkit.AsyncStore`; a
 from __future__ import annotations
 
 import dataclasses
-import warnings
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .._counting import TokenCounter
+from .._engine.settings import WindowSettings
 from .._errors import ConversationNotFoundError, InvalidConversationError, ValidationError
 from .._fitting import FitResult
 from .._messages import Message
 from .._models import ModelSpec
 from ._agents_items import ITEM_KEY, item_to_message, message_to_items, messages_to_items, newest_items
-from ._store_calls import call, system_only
+from ._store_calls import afind_named, call, system_only
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
@@ -112,7 +115,9 @@ class ConvkitSession:
     defaults to that id. ``key`` is the session id when it names the
     conversation, None then. ``window_model``, ``counter`` and ``reserve``: when a
     model is given, ``get_items`` returns the window ``store.window(model=window_model,
-    counter=counter, reserve=reserve)`` keeps, then applies ``limit``.
+    counter=counter, reserve=reserve)`` keeps, then applies ``limit``. They are checked
+    here: an unknown model raises :class:`~convkit.UnknownModelError`, a bad ``reserve`` or
+    ``counter``, or either without ``window_model``, :class:`~convkit.ValidationError`.
     ``session_settings``: the SDK's ``SessionSettings`` or its dict form
     (``{"limit": 20}``), converted as the SDK's own sessions do; an unknown key
     or a bad value raises :class:`~convkit.ValidationError`.
@@ -164,6 +169,7 @@ class ConvkitSession:
         self.metadata = None if metadata is None else dict(metadata)
         self._conversation_id: str | None = conversation_id
         self.session_settings: SessionSettings | None = _session_settings(session_settings)
+        _check_window(window_model, counter, reserve)
         self.window_model = window_model
         self.counter = counter
         self.reserve = reserve
@@ -178,12 +184,28 @@ class ConvkitSession:
 
     @classmethod
     async def create(
-        cls, store: AsyncStore | Store, *, title: str | None = None, **kwargs: Any
+        cls,
+        store: AsyncStore | Store,
+        *,
+        title: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        **kwargs: Any,
     ) -> ConvkitSession:
-        """A session on a new, unkeyed conversation of ``store`` (keyword arguments as for
-        :meth:`for_conversation`)."""
-        conv = await call(store, "create_conversation", title=title)
-        return cls(store, conversation_id=conv.id, **kwargs)
+        """A session on a new conversation of ``store``, keyed by a new session id (a random
+        ``uuid4().hex``), so ``ConvkitSession(store, session.session_id)`` opens it again.
+        Keyword arguments as for the constructor, less ``session_id`` and ``conversation_id``."""
+        named = sorted({"session_id", "conversation_id"} & kwargs.keys())
+        if named:
+            raise ValidationError(
+                f"ConvkitSession.create makes a new session id; leave out {', '.join(named)} (use "
+                "ConvkitSession(store, session_id) or ConvkitSession.for_conversation(store, "
+                "conversation_id))"
+            )
+        session = cls(store, uuid.uuid4().hex, title=title, metadata=metadata, **kwargs)
+        key = cast(str, session.key)
+        conv = await call(store, "create_conversation", title=title, metadata=session.metadata, key=key)
+        session._conversation_id = conv.id
+        return session
 
     def __repr__(self) -> str:
         named = (
@@ -210,9 +232,7 @@ class ConvkitSession:
         if self._conversation_id is not None:
             return self._conversation_id
         key = cast(str, self.key)
-        conv: Conversation | None = await call(self.store, "find_conversation", key)
-        if conv is None:
-            conv = await self._legacy(key)
+        conv: Conversation | None = await afind_named(self.store, key, adapter="ConvkitSession", stacklevel=5)
         if conv is None:
             if not create:
                 return None
@@ -240,21 +260,6 @@ class ConvkitSession:
             if cid is None:
                 return None
             return await work(cid)
-
-    async def _legacy(self, key: str) -> Conversation | None:
-        """The conversation whose *id* is ``key``, for code written when the argument was an id."""
-        try:
-            conv: Conversation = await call(self.store, "get_conversation", key)
-        except ConversationNotFoundError:
-            return None
-        warnings.warn(
-            f"ConvkitSession(store, {key!r}): {key!r} is the id of a conversation, and no conversation "
-            "has it as its key; the second argument is now the session id (a key). Wrapping that "
-            "conversation as before; use ConvkitSession.for_conversation(store, conversation_id) instead",
-            DeprecationWarning,
-            stacklevel=5,
-        )
-        return conv
 
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
         """The session's items, oldest first: the window's when ``window_model`` is set, then the
@@ -318,6 +323,26 @@ class ConvkitSession:
     async def clear_session(self) -> None:
         """Remove every item (the conversation stays, empty, with its key)."""
         await self._on(lambda cid: call(self.store, "truncate", cid, 0), create=False)
+
+
+def _check_window(model: str | ModelSpec | None, counter: object, reserve: object) -> None:
+    """Refuse bad window settings now, not at the first ``get_items`` (after ``add_items`` stored
+    data): an unknown model (:class:`~convkit.UnknownModelError`), a bad reserve or counter, or
+    either of them without a model (they would be ignored) (:class:`~convkit.ValidationError`)."""
+    if model is None:
+        given = [name for name, v in (("counter", counter), ("reserve", reserve)) if v is not None]
+        if given:
+            raise ValidationError(
+                f"{' and '.join(given)} set the window of window_model=...; without a window_model "
+                "get_items returns every item, so give window_model= or leave them out"
+            )
+        return
+    if counter is not None and not isinstance(counter, TokenCounter):
+        raise ValidationError(
+            "counter is a convkit token counter (EstimateCounter, HFTokenCounter...), "
+            f"got {type(counter).__name__}"
+        )
+    WindowSettings.of(model, counter=counter, reserve=cast("int | None", reserve))
 
 
 def _session_settings(value: object) -> SessionSettings | None:
