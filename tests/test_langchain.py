@@ -12,7 +12,11 @@
   (sync and async methods) and an ``AsyncStore`` (async methods; the sync
   ones refuse); replacing a history (``history.messages = ...``,
   ``areplace_messages``) is all or nothing: a list with an orphaned tool
-  message is refused and the old messages stay.
+  message is refused and the old messages stay. Its positional argument is
+  the application's key (as in the Agents session); an old-style
+  conversation id still opens its conversation with a
+  ``DeprecationWarning``; ``create`` on an AsyncStore says to await
+  ``acreate``; ``aconversation_id`` is ``conversation_id``'s async twin.
 * ``fit_messages``: given the same inputs as ``trim_messages``, never an
   orphaned tool message and never over the budget (property test), where
   ``trim_messages`` orphans tool results (pinned counterexamples); with
@@ -25,7 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
@@ -909,7 +915,7 @@ def test_keyed_history_is_lazy_and_created_on_first_write(backend: str, tmp_path
         try:
             history = ConvkitChatMessageHistory(store, key="user-42", title="Ada")
             assert statements == []  # making it did nothing
-            assert "key='user-42'" in repr(history)
+            assert "'user-42'" in repr(history)
             assert history.messages == []
             assert history.window(model="grok-2") == []
             history.clear()
@@ -1053,9 +1059,135 @@ def test_history_is_named_by_exactly_one_of_id_and_key(sqlite_store: convkit.Sto
     with pytest.raises(ValidationError, match="exactly one"):
         ConvkitChatMessageHistory(sqlite_store)
     with pytest.raises(ValidationError, match="exactly one"):
-        ConvkitChatMessageHistory(sqlite_store, "some-id", key="k")
-    with pytest.raises(ValidationError, match="key"):
-        ConvkitChatMessageHistory(sqlite_store, key="")
+        ConvkitChatMessageHistory(sqlite_store, "k", conversation_id="some-id")
+    with pytest.raises(ValidationError, match="exactly one"):
+        ConvkitChatMessageHistory(sqlite_store, key="k", conversation_id="some-id")
+    for bad in ("", "x" * 256, "a\x00b"):
+        with pytest.raises(ValidationError, match="key"):
+            ConvkitChatMessageHistory(sqlite_store, bad)
+        with pytest.raises(ValidationError, match="key"):
+            ConvkitChatMessageHistory(sqlite_store, key=bad)
+
+
+def test_the_positional_argument_is_the_key_as_in_the_other_adapters(backend: str, tmp_path: Path) -> None:
+    """``ConvkitChatMessageHistory(store, "user-42")`` names the conversation keyed "user-42", as
+    ``ConvkitSession(store, "user-42")`` and LangChain's ``SQLChatMessageHistory(session_id)`` do:
+    reads before the first write find nothing (and create nothing), the first write creates it;
+    ``key=`` is the same argument."""
+    with database_url(backend, tmp_path) as url:
+        store = convkit.Store(url, upgrade=True)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                history = ConvkitChatMessageHistory(store, "user-42")
+                assert history.key == "user-42"
+                assert history.messages == []
+                assert history.window(model="grok-2") == []
+                history.clear()
+                assert store.list_conversations() == []
+                history.add_messages([HumanMessage("hi")])
+                conv = store.conversation_for("user-42", create=False)
+                assert history.conversation_id == conv.id
+                assert ConvkitChatMessageHistory(store, key="user-42").messages == [HumanMessage("hi")]
+        finally:
+            store.close()
+
+
+def test_an_old_style_conversation_id_still_opens_its_conversation(tmp_path: Path) -> None:
+    """Code from before keys passed a conversation id positionally: it keeps its history, with a
+    DeprecationWarning naming for_conversation (one rule with the Agents session); a key that names
+    a conversation wins; for_conversation / conversation_id= wrap an id with no warning."""
+    store = convkit.Store(f"sqlite:///{tmp_path / 'legacy.db'}")
+    try:
+        conv = store.create_conversation()
+        store.append(conv.id, {"role": "user", "content": "old"})
+        with pytest.warns(DeprecationWarning, match=r"ConvkitChatMessageHistory\.for_conversation") as w:
+            assert ConvkitChatMessageHistory(store, conv.id).messages == [HumanMessage("old")]
+        assert w[0].filename == __file__  # the warning points at the caller's line
+        history = ConvkitChatMessageHistory(store, conv.id)
+        with pytest.warns(DeprecationWarning, match="now the session id"):
+            history.add_messages([AIMessage("new")])
+        assert history.conversation_id == conv.id
+        assert len(store.messages(conv.id)) == 2
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert len(ConvkitChatMessageHistory.for_conversation(store, conv.id).messages) == 2
+            assert len(ConvkitChatMessageHistory(store, conversation_id=conv.id).messages) == 2
+            keyed = store.create_conversation(key=conv.id)  # now a key names a conversation
+            assert ConvkitChatMessageHistory(store, conv.id).messages == []
+            assert ConvkitChatMessageHistory(store, conv.id).conversation_id == keyed.id
+
+        async def main() -> None:
+            astore = convkit.AsyncStore(f"sqlite:///{tmp_path / 'legacy-async.db'}")
+            try:
+                old = await astore.create_conversation()
+                await astore.append(old.id, {"role": "user", "content": "old"})
+                with pytest.warns(DeprecationWarning, match="for_conversation"):
+                    assert await ConvkitChatMessageHistory(astore, old.id).aget_messages() == [
+                        HumanMessage("old")
+                    ]
+            finally:
+                await astore.close()
+
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
+def test_create_on_an_async_store_says_to_await_acreate(tmp_path: Path) -> None:
+    """``create`` is synchronous: on an AsyncStore it is refused before anything is called (no
+    coroutine left unawaited), naming ``acreate``; ``acreate`` works on both kinds of store."""
+
+    async def main() -> None:
+        astore = convkit.AsyncStore(f"sqlite:///{tmp_path / 'a.db'}")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                with pytest.raises(
+                    ValidationError, match=r"await ConvkitChatMessageHistory\.acreate\(store\)"
+                ):
+                    ConvkitChatMessageHistory.create(astore)  # type: ignore[arg-type]
+                gc.collect()  # a coroutine never awaited would warn here
+            assert await astore.list_conversations() == []
+            history = await ConvkitChatMessageHistory.acreate(astore, title="t")
+            assert history.key is None
+            assert (await astore.get_conversation(await history.aconversation_id())).title == "t"
+        finally:
+            await astore.close()
+
+    asyncio.run(main())
+
+
+def test_aconversation_id_is_the_async_twin_of_conversation_id(tmp_path: Path) -> None:
+    """On an AsyncStore, where ``conversation_id`` refuses (it is synchronous), ``aconversation_id``
+    gives the id: for a key, of the conversation ``conversation_for`` names (created if need be, as
+    ``conversation_id`` does); reads before it created nothing."""
+
+    async def main() -> None:
+        astore = convkit.AsyncStore(f"sqlite:///{tmp_path / 'a.db'}")
+        try:
+            history = ConvkitChatMessageHistory(astore, "user-5")
+            with pytest.raises(ValidationError, match="conversation_id is synchronous"):
+                _ = history.conversation_id
+            assert await history.aget_messages() == []
+            assert await astore.find_conversation("user-5") is None  # a read creates nothing
+            cid = await history.aconversation_id()
+            assert cid == (await astore.conversation_for("user-5", create=False)).id
+            assert await ConvkitChatMessageHistory(astore, key="user-5").aconversation_id() == cid
+            made = await astore.create_conversation()
+            assert (
+                await ConvkitChatMessageHistory.for_conversation(astore, made.id).aconversation_id()
+                == made.id
+            )
+        finally:
+            await astore.close()
+
+    asyncio.run(main())
+
+    with convkit.Store(f"sqlite:///{tmp_path / 's.db'}") as store:  # on a Store: the same as the property
+        history = ConvkitChatMessageHistory(store, "user-6")
+        cid = asyncio.run(history.aconversation_id())
+        assert cid == history.conversation_id == store.conversation_for("user-6", create=False).id
 
 
 def test_readme_langchain_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

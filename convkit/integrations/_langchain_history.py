@@ -20,13 +20,15 @@ from .._fitting import FitResult
 from .._messages import Message
 from .._models import ModelSpec
 from ._langchain_convert import from_langchain, to_langchain
-from ._store_calls import call
+from ._store_calls import afind_named, call, find_named
 
 if TYPE_CHECKING:
     from .._results import Conversation
     from ..store import AsyncStore, Store
 
 T = TypeVar("T")
+
+_ADAPTER = "ConvkitChatMessageHistory"  # named in the warning for an old-style conversation id
 
 
 class ConvkitChatMessageHistory(BaseChatMessageHistory):
@@ -35,18 +37,23 @@ class ConvkitChatMessageHistory(BaseChatMessageHistory):
     ``store`` is a :class:`~convkit.Store` (every method works; the async
     ones run it in a worker thread) or an :class:`~convkit.AsyncStore` (only
     the async methods: ``aget_messages``, ``aadd_messages``, ``aclear``,
-    ``areplace_messages``, ``awindow``). The conversation is named either by
-    its convkit id (``ConvkitChatMessageHistory(store, conversation_id)``,
-    :meth:`create`) or by the application's own key
-    (``ConvkitChatMessageHistory(store, key="user-42")``, as
-    ``RunnableWithMessageHistory``'s ``get_session_history`` gets a session
-    id): a keyed conversation is created on first write
-    (:meth:`convkit.Store.conversation_for`), and reads before it exist
-    return no messages. Making a history does no I/O, so
-    ``get_session_history`` never blocks an event loop. A keyed history
-    remembers its conversation's id; when that conversation has been deleted,
-    it looks the key up once more (a read finds nothing, a write creates it
-    anew).
+    ``areplace_messages``, ``awindow``, :meth:`aconversation_id`).
+
+    **The second argument is the application's key**, as LangChain's own
+    ``SQLChatMessageHistory`` takes its session id and as the other adapters
+    take theirs: ``ConvkitChatMessageHistory(store, "user-42")`` (or
+    ``key="user-42"``) is the history of ``store.conversation_for("user-42")``,
+    created on the first write; reads before that return no messages and
+    create nothing. :meth:`for_conversation` (or ``conversation_id=``) wraps
+    an existing conversation by its convkit id, and :meth:`create` /
+    :meth:`acreate` make a new one. (Before keys, the second argument was a
+    conversation id: a key that no conversation has but that is the id of one
+    of the store's conversations still names that conversation, with a
+    ``DeprecationWarning``.) Making a history does no I/O, so
+    ``RunnableWithMessageHistory``'s ``get_session_history`` never blocks an
+    event loop. A keyed history remembers its conversation's id; when that
+    conversation has been deleted, it looks the key up once more (a read
+    finds nothing, a write creates it anew).
     ``add_messages`` is one transaction; so is replacing
     the history (``history.messages = [...]``, :meth:`areplace_messages`),
     which validates the new list first and leaves the old messages intact
@@ -58,9 +65,9 @@ class ConvkitChatMessageHistory(BaseChatMessageHistory):
     def __init__(
         self,
         store: Store | AsyncStore,
-        conversation_id: str | None = None,
-        *,
         key: str | None = None,
+        *,
+        conversation_id: str | None = None,
         title: str | None = None,
     ) -> None:
         from ..store import AsyncStore, Store
@@ -70,8 +77,10 @@ class ConvkitChatMessageHistory(BaseChatMessageHistory):
             raise ValidationError(f"store must be a convkit Store or AsyncStore, got {type(store).__name__}")
         if (conversation_id is None) == (key is None):
             raise ValidationError(
-                "name the history's conversation by exactly one of conversation_id (convkit's id) and key "
-                f"(your own id, created on first use); got conversation_id={conversation_id!r}, key={key!r}"
+                "name the history's conversation by exactly one of key (your own id, such as a session "
+                "id: ConvkitChatMessageHistory(store, key), created on first use) and conversation_id= "
+                f"(convkit's id of an existing conversation); got key={key!r}, "
+                f"conversation_id={conversation_id!r}"
             )
         if conversation_id is not None and (not isinstance(conversation_id, str) or not conversation_id):
             raise ValidationError(f"conversation_id is a non-empty string, got {conversation_id!r}")
@@ -82,49 +91,73 @@ class ConvkitChatMessageHistory(BaseChatMessageHistory):
         self._conversation_id = conversation_id
 
     @classmethod
+    def for_conversation(
+        cls, store: Store | AsyncStore, conversation_id: str, *, title: str | None = None
+    ) -> ConvkitChatMessageHistory:
+        """A history on the existing conversation ``conversation_id`` (a convkit id, not a key)."""
+        return cls(store, conversation_id=conversation_id, title=title)
+
+    @classmethod
     def create(cls, store: Store, *, title: str | None = None) -> ConvkitChatMessageHistory:
-        """A history on a new conversation of ``store``."""
-        return cls(store, store.create_conversation(title=title).id)
+        """A history on a new, unkeyed conversation of ``store`` (a :class:`~convkit.Store`;
+        for an :class:`~convkit.AsyncStore`, ``await`` :meth:`acreate`)."""
+        from ..store import Store
+
+        if not isinstance(store, Store):
+            raise ValidationError(
+                "ConvkitChatMessageHistory.create is synchronous and needs a convkit Store, got "
+                f"{type(store).__name__}; use await ConvkitChatMessageHistory.acreate(store)"
+            )
+        return cls(store, conversation_id=store.create_conversation(title=title).id)
 
     @classmethod
     async def acreate(
         cls, store: Store | AsyncStore, *, title: str | None = None
     ) -> ConvkitChatMessageHistory:
-        """A history on a new conversation of ``store`` (async)."""
+        """A history on a new, unkeyed conversation of ``store`` (async)."""
         conv: Conversation = await call(store, "create_conversation", title=title)
-        return cls(store, conv.id)
+        return cls(store, conversation_id=conv.id)
 
     def __repr__(self) -> str:
-        named = f"key={self.key!r}" if self.key is not None else repr(self._conversation_id)
+        named = repr(self.key) if self.key is not None else f"conversation_id={self._conversation_id!r}"
         return f"ConvkitChatMessageHistory({self.store!r}, {named})"
 
     @property
     def conversation_id(self) -> str:
-        """The convkit id of the conversation (a keyed one is looked up, and created, on first use)."""
-        cid = self._id(create=True, what="conversation_id")
+        """The convkit id of the conversation. A keyed history's conversation is looked up and,
+        when none has the key yet, created (an id names a conversation); to look without creating,
+        ``store.find_conversation(history.key)``. See :meth:`aconversation_id` for async code."""
+        cid = self._id(create=True, what="conversation_id", stacklevel=4)
         assert cid is not None
         return cid
 
-    def _id(self, *, create: bool, what: str) -> str | None:
+    async def aconversation_id(self) -> str:
+        """:attr:`conversation_id`, async (works on an AsyncStore too)."""
+        cid = await self._aid(create=True, stacklevel=4)
+        assert cid is not None
+        return cid
+
+    def _id(self, *, create: bool, what: str, stacklevel: int = 5) -> str | None:
         """The conversation's id, remembered (``create=False``: None for a keyed one not created yet);
-        ``what`` names the caller in the error a keyed history on an AsyncStore raises."""
+        ``what`` names the caller in the error a keyed history on an AsyncStore raises;
+        ``stacklevel``: the user's frame, seen from :func:`find_named`, for its warning."""
         if self._conversation_id is None:
             store, key = self._sync(what), cast(str, self.key)
-            conv = store.conversation_for(key, title=self.title) if create else store.find_conversation(key)
+            conv = find_named(store, key, adapter=_ADAPTER, stacklevel=stacklevel)
+            if conv is None and create:
+                conv = store.conversation_for(key, title=self.title)
             if conv is None:
                 return None
             self._conversation_id = conv.id
         return self._conversation_id
 
-    async def _aid(self, *, create: bool) -> str | None:
+    async def _aid(self, *, create: bool, stacklevel: int = 5) -> str | None:
         """The conversation's id, async (``create=False``: None for a keyed one not created yet)."""
         if self._conversation_id is None:
             key = cast(str, self.key)
-            conv: Conversation | None = await (
-                call(self.store, "conversation_for", key, title=self.title)
-                if create
-                else call(self.store, "find_conversation", key)
-            )
+            conv = await afind_named(self.store, key, adapter=_ADAPTER, stacklevel=stacklevel)
+            if conv is None and create:
+                conv = await call(self.store, "conversation_for", key, title=self.title)
             if conv is None:
                 return None
             self._conversation_id = conv.id

@@ -29,10 +29,17 @@ Needs the ``langchain`` extra (``pip install -e '.[langchain]'`` in a checkout,
   :class:`~convkit.AsyncStore` (the async methods ``aget_messages``,
   ``aadd_messages``, ``aclear``, ``areplace_messages`` and ``awindow`` only:
   an async engine cannot be driven from synchronous code, so the sync
-  methods raise :class:`~convkit.ValidationError` saying so). It is named by
-  the application's own key (``key="user-42"``: created on the first write,
-  no I/O before; for ``RunnableWithMessageHistory``'s session ids) or by a
-  convkit conversation id. Replacing the
+  methods raise :class:`~convkit.ValidationError` saying so;
+  ``aconversation_id()`` is the async twin of ``conversation_id``). Its
+  second argument is the application's own key, as for the other adapters
+  and LangChain's ``SQLChatMessageHistory``:
+  ``ConvkitChatMessageHistory(store, "user-42")`` (or ``key="user-42"``) is
+  created on the first write, with no I/O before (for
+  ``RunnableWithMessageHistory``'s session ids); ``for_conversation(store,
+  conversation_id)`` (or ``conversation_id=``) wraps a conversation by its
+  convkit id, ``create``/``acreate`` make one. A conversation id passed where
+  the key goes (code from before keys) still opens that conversation, with a
+  ``DeprecationWarning``, while no conversation has it as its key. Replacing the
   history (``history.messages = [...]``, ``areplace_messages``) is one
   transaction that validates the new list first: a refused list (say, a
   ``ToolMessage`` whose call ``trim_messages`` cut off) leaves the old
