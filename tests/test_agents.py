@@ -952,7 +952,10 @@ def test_readme_agents_on_grok(
     ]
     assert xai.pending == []
     asked, answered, second_turn = xai.chat_requests
-    assert {r["model"] for r in (asked, answered, second_turn)} == {"grok-4"}
+    assert {r["model"] for r in (asked, answered, second_turn)} == {"grok-4.3"}  # verbatim to xAI
+    served = convkit.get_model(asked["model"])  # a name xAI serves: not a retired slug nor deprecated
+    assert served.name == asked["model"]
+    assert not served.deprecated
     assert [t["function"]["name"] for t in asked["tools"]] == ["get_weather"]
     first_turn = [
         {"role": "system", "content": "You are terse."},
