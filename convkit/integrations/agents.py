@@ -1,7 +1,7 @@
 """OpenAI Agents SDK adapter: :class:`ConvkitSession`, a ``Session`` kept in a convkit store.
 
 Needs the ``agents`` extra (``pip install -e '.[agents]'``,
-``openai-agents>=0.2``).
+``openai-agents>=0.18.1``).
 
 **Session ids are keys.** ``ConvkitSession(store, "user-42")`` is the
 history of the store's conversation whose application key is ``"user-42"``

@@ -1,7 +1,7 @@
 """LangChain adapter: a chat message history on a convkit store, lossless conversion, ``fit_messages``.
 
 Needs the ``langchain`` extra (``pip install -e '.[langchain]'`` in a checkout,
-``langchain-core>=0.3``).
+``langchain-core>=1.2.5``).
 
 * :func:`from_langchain` / :func:`to_langchain` convert one message each way
   (``SystemMessage``, ``HumanMessage``, ``AIMessage`` with tool calls,

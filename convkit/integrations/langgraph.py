@@ -1,7 +1,7 @@
 """LangGraph adapter: a pre-model hook fitting a Grok window, and a thread's messages kept in a convkit store.
 
 Needs the ``langgraph`` extra (``pip install -e '.[langgraph]'``,
-``langgraph>=1.0``, ``langchain-core>=0.3``). Built on the LangChain adapter:
+``langgraph>=1.1.5``, ``langchain-core>=1.2.5``). Built on the LangChain adapter:
 messages are converted by :func:`~convkit.integrations.langchain.to_langchain`
 / :func:`~convkit.integrations.langchain.from_langchain` and fitted by
 :func:`~convkit.integrations.langchain.fit_messages`, so the rules are the

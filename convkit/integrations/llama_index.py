@@ -1,7 +1,7 @@
 """LlamaIndex adapter: a chat store and a memory on a convkit store, lossless message conversion.
 
 Needs the ``llama-index`` extra (``pip install -e '.[llama-index]'``,
-``llama-index-core>=0.14``).
+``llama-index-core>=0.14.16``).
 
 * :func:`from_llama_index` / :func:`to_llama_index` convert one message each
   way. Roles: system, developer (-> system), user, assistant (chatbot, model
