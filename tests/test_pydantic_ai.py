@@ -39,7 +39,10 @@ from hypothesis import strategies as st
 from pydantic_ai import Agent
 from pydantic_ai import messages as pm
 from pydantic_ai.capabilities import ProcessHistory
+from pydantic_ai.models import ModelRequestParameters
 from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.models.openai import OpenAIChatModel
+from pydantic_ai.providers.openai import OpenAIProvider
 from pydantic_ai.usage import RequestUsage
 
 import convkit
@@ -182,6 +185,80 @@ def test_agent_conversation_on_an_async_store(backend: str, tmp_path: Path) -> N
         asyncio.run(main(url))
 
 
+TURN: list[pm.ModelMessage] = [
+    pm.ModelRequest(parts=[pm.UserPromptPart("hi")]),
+    pm.ModelResponse(parts=[pm.TextPart("hello")]),
+]
+WRITES = ("INSERT", "UPDATE", "DELETE")
+
+
+def test_history_is_lazy_and_reads_never_create(backend: str, tmp_path: Path) -> None:
+    """Making a history runs no statement; load, window and clear only read (a key never saved to loads
+    [] and has the window []); the first save creates the conversation; an emptied one stays."""
+    import sqlalchemy as sa
+
+    with database_url(backend, tmp_path) as url:
+        store = convkit.Store(url, upgrade=True)
+        statements: list[str] = []
+        sa.event.listen(store.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        try:
+            history = ConvkitMessageHistory(store, "user-42", title="Ada")
+            assert statements == []  # making it did nothing
+            assert history.load() == []
+            assert history.window(model="grok-4") == []
+            history.clear()
+            assert statements  # they read ...
+            assert not [s for s in statements if s.lstrip().upper().startswith(WRITES)]  # ... and only read
+            assert store.list_conversations() == []
+            history.save(TURN)
+            conv = store.find_conversation("user-42")
+            assert conv is not None
+            assert (conv.title, conv.message_count) == ("Ada", 2)
+            assert ConvkitMessageHistory(store, "user-42").load() == TURN
+            history.clear()  # the conversation stays, empty: reads give [] and do not raise
+            assert history.load() == []
+            assert history.window(model="grok-4") == []
+            assert store.get_conversation(conv.id).message_count == 0
+        finally:
+            store.close()
+
+
+def test_async_history_is_lazy_and_reads_never_create(backend: str, tmp_path: Path) -> None:
+    """:func:`test_history_is_lazy_and_reads_never_create` on an AsyncStore."""
+    import sqlalchemy as sa
+
+    async def main(store: convkit.AsyncStore) -> None:
+        assert await store.list_conversations() == []  # (an AsyncStore upgrades on its first use)
+        statements: list[str] = []
+        sa.event.listen(store.engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        history = AsyncConvkitMessageHistory(store, "user-42", title="Ada")
+        assert statements == []
+        assert await history.load() == []
+        assert await history.window(model="grok-4") == []
+        await history.clear()
+        assert statements
+        assert not [s for s in statements if s.lstrip().upper().startswith(WRITES)]
+        assert await store.list_conversations() == []
+        await history.save(TURN)
+        conv = await store.find_conversation("user-42")
+        assert conv is not None
+        assert (conv.title, conv.message_count) == ("Ada", 2)
+        assert await AsyncConvkitMessageHistory(store, "user-42").load() == TURN
+        await history.clear()
+        assert await history.load() == []
+        assert await history.window(model="grok-4") == []
+
+    async def run(url: str) -> None:
+        store = convkit.AsyncStore(url, upgrade=True)
+        try:
+            await main(store)
+        finally:
+            await store.close()
+
+    with database_url(backend, tmp_path, "async") as url:
+        asyncio.run(run(url))
+
+
 # -- conversion ---------------------------------------------------------------------------------------
 
 STAMPS = st.datetimes(
@@ -214,11 +291,14 @@ def _media(data: bytes) -> str:
     return "image/png" if data.startswith(b"\x89PNG") else "image/jpeg"
 
 
+LONG_THINKING = st.integers(0, 400).map(lambda n: "step by step, " * n)
+
+
 @st.composite
-def responses(draw: st.DrawFn) -> pm.ModelResponse:
+def responses(draw: st.DrawFn, thinking: st.SearchStrategy[str] = SOME_TEXT) -> pm.ModelResponse:
     parts: list[Any] = []
     if draw(st.booleans()):
-        parts.append(pm.ThinkingPart(draw(SOME_TEXT), signature=draw(st.none() | IDS)))
+        parts.append(pm.ThinkingPart(draw(thinking), signature=draw(st.none() | IDS)))
     if draw(st.booleans()):
         parts.append(pm.TextPart(draw(SOME_TEXT)))
     for call_id in draw(st.lists(IDS, max_size=3, unique=True)):
@@ -261,7 +341,9 @@ def _returns(draw: st.DrawFn, calls: list[pm.ToolCallPart]) -> list[Any]:
 
 
 @st.composite
-def histories(draw: st.DrawFn, max_turns: int = 4) -> list[pm.ModelMessage]:
+def histories(
+    draw: st.DrawFn, max_turns: int = 4, thinking: st.SearchStrategy[str] = SOME_TEXT
+) -> list[pm.ModelMessage]:
     """Conversation-shaped lists: requests and responses, every tool call answered in the next request."""
     first: list[Any] = []
     if draw(st.booleans()):
@@ -272,7 +354,7 @@ def histories(draw: st.DrawFn, max_turns: int = 4) -> list[pm.ModelMessage]:
     ]
     seen: set[str] = set()
     for _ in range(draw(st.integers(0, max_turns))):
-        response = draw(responses())
+        response = draw(responses(thinking))
         calls = [p for p in response.parts if isinstance(p, pm.ToolCallPart) and p.tool_call_id not in seen]
         if len(calls) < len([p for p in response.parts if isinstance(p, pm.ToolCallPart)]):
             continue  # a call id used before: draw another turn
@@ -517,6 +599,103 @@ def test_window_drops_the_oldest_and_keeps_the_system_prompt() -> None:
         fit_model_messages(history[:1], model=ModelSpec("pai-tiny", 40, {"text"}), reserve=0)
 
 
+# what OpenAIChatModel sends: Pydantic AI's own mapping, offline (the client is never called)
+OPENAI_CHAT = OpenAIChatModel(
+    "grok-4", provider=OpenAIProvider(base_url="http://127.0.0.1:9/v1", api_key="k")
+)
+
+
+def sent_messages(messages: list[pm.ModelMessage]) -> list[Message | None]:
+    """The chat messages ``OpenAIChatModel`` sends for ``messages``, as convkit messages (None: empty)."""
+    params = ModelRequestParameters()
+    prepared = OPENAI_CHAT.prepare_messages(messages, params)
+    wire = asyncio.run(OPENAI_CHAT._map_messages(prepared, params))
+    out: list[Message | None] = []
+    for d in wire:
+        item: dict[str, Any] = dict(d)
+        content = item.get("content")
+        parts: list[Any] = [convkit.TextPart(content)] if isinstance(content, str) and content.strip() else []
+        for p in content if isinstance(content, list) else []:
+            if p["type"] == "text":
+                parts.append(convkit.TextPart(p["text"]))
+            else:
+                assert p["type"] == "image_url", p
+                image = p["image_url"]
+                parts.append(convkit.ImagePart.from_url(image["url"], detail=image.get("detail")))
+        parts += [convkit.TextPart(item[f]) for f in ("reasoning_content", "reasoning") if item.get(f)]
+        calls = [
+            ToolCall(c["id"], c["function"]["name"], c["function"]["arguments"])
+            for c in item.get("tool_calls", ())
+        ]
+        if not calls and not any(isinstance(p, convkit.ImagePart) or p.text.strip() for p in parts):
+            out.append(None)  # sent, holding nothing convkit counts but the message's overhead
+        elif item["role"] == "tool":
+            out.append(Message.tool(parts, tool_call_id=item["tool_call_id"]))
+        else:
+            out.append(Message(item["role"], parts, calls))
+    return out
+
+
+def sent_tokens(messages: list[pm.ModelMessage], spec: ModelSpec) -> int:
+    """Tokens of what ``OpenAIChatModel`` sends for ``messages``, counted as convkit counts."""
+    sent = sent_messages(messages)
+    counted = [m for m in sent if m is not None]
+    return convkit.EstimateCounter().count_messages(counted, model=spec) + spec.message_overhead * (
+        len(sent) - len(counted)
+    )
+
+
+def test_thinking_sent_back_is_counted() -> None:
+    """A ThinkingPart goes back to the model (OpenAIChatModel: <think> text), so the window counts it."""
+    tiny = ModelSpec("tiny", 4096)
+    history: list[pm.ModelMessage] = [
+        pm.ModelRequest(parts=[pm.UserPromptPart("q1")]),
+        pm.ModelResponse(parts=[pm.ThinkingPart("reasoning " * 6000), pm.TextPart("a1")]),
+        pm.ModelRequest(parts=[pm.UserPromptPart("q2")]),
+    ]
+    out = fit_model_messages(history, model=tiny, reserve=0)
+    assert out == [history[2]]  # the reasoning does not fit: its turn goes
+    assert sent_tokens(out, tiny) <= 4096
+    # the stored form counts it too (store.window), and still round-trips exactly
+    (_, response, _) = converted = from_pydantic_ai(history)
+    assert response.text.startswith("<think>\nreasoning ")
+    assert to_pydantic_ai(converted) == history
+    # a reasoning field (the provider's own, as Grok's reasoning_content) is what is counted as well
+    field = pm.ThinkingPart("why " * 50, id="reasoning_content", provider_name="openai")
+    wire = sent_messages([history[0], pm.ModelResponse(parts=[field, pm.TextPart("a1")]), history[2]])
+    assert wire[1] is not None
+    assert "why why" in wire[1].text
+
+
+@given(history=histories(max_turns=4, thinking=LONG_THINKING), reserve=st.integers(0, 400))
+def test_what_openai_chat_model_sends_for_the_window_fits(
+    history: list[pm.ModelMessage], reserve: int
+) -> None:
+    """Counting what Pydantic AI's OpenAIChatModel sends for the window: it fits the budget."""
+    spec = ModelSpec("pai-wire", 1500, {"text", "image"}, message_overhead=4, request_overhead=3)
+    try:
+        out = fit_model_messages(history, model=spec, reserve=reserve)
+    except ContextWindowError:
+        return
+    assert sent_tokens(out, spec) <= spec.context_window - reserve
+
+
+def test_a_list_ending_in_a_response_is_fitted_with_it() -> None:
+    """A resumed run sends its history ending in the suspended ModelResponse, and a stored history may end
+    in one: it is fitted keeping that newest message (Pydantic AI itself refuses what it will not send)."""
+    long = "word " * 80
+    history: list[pm.ModelMessage] = [
+        pm.ModelRequest(parts=[pm.SystemPromptPart("sys"), pm.UserPromptPart(long)]),
+        pm.ModelResponse(parts=[pm.TextPart(long)]),
+        pm.ModelRequest(parts=[pm.UserPromptPart("again")]),
+        pm.ModelResponse(parts=[pm.TextPart("the newest")], state="suspended"),
+    ]
+    assert fit_model_messages(history, model="grok-4") == history
+    out = GrokWindow(ModelSpec("pai-short", 150, {"text"}), reserve=0)(history)
+    assert out == [pm.ModelRequest(parts=[history[0].parts[0]]), history[2], history[3]]  # type: ignore[union-attr]
+    assert out[-1] is history[-1]
+
+
 def test_window_in_a_run_as_processor_and_as_capability() -> None:
     """Both ways of plugging the window into a run: each request sent fits and opens with the system
     prompt; ProcessHistory makes the trimmed list the run's history, the capability does not."""
@@ -568,8 +747,6 @@ def test_bad_input_raises_typed_errors(sqlite_store: convkit.Store) -> None:
         to_pydantic_ai([broken])
     with pytest.raises(InvalidConversationError, match="c9"):
         to_pydantic_ai([Message.tool("r", tool_call_id="c9")])
-    with pytest.raises(ValidationError, match="end with a ModelRequest"):
-        fit_model_messages([pm.ModelResponse(parts=[pm.TextPart("hi")])], model=SMALL)
     orphan = pm.ModelRequest(parts=[pm.ToolReturnPart("f", "r", "c1")])
     with pytest.raises(InvalidConversationError):
         fit_model_messages([orphan], model=SMALL)
@@ -577,7 +754,7 @@ def test_bad_input_raises_typed_errors(sqlite_store: convkit.Store) -> None:
         GrokWindow("no-such-model")
     with pytest.raises(ValidationError, match="reserve"):
         GrokWindow(SMALL, reserve=-1)
-    for key in ("", "a" * 256, "a\x00b", 7):
+    for key in ("", "a" * 256, "a\x00b", "lone \ud800 surrogate", 7):
         with pytest.raises(ValidationError, match="key"):
             ConvkitMessageHistory(sqlite_store, key)  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="Store"):

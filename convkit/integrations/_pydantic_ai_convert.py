@@ -59,6 +59,16 @@ def _detail(vendor_metadata: object) -> str | None:
     return detail if detail in _DETAILS else None
 
 
+def thinking_text(content: str) -> str:
+    """The text a ``ThinkingPart`` is counted as: what ``OpenAIChatModel`` sends back by default.
+
+    Pydantic AI sends a response's reasoning back with the next request (``OpenAIChatModel``: in
+    ``<think>`` tags in the content, or as its provider's ``reasoning_content`` field), so the window
+    must count it; the tags cost a few tokens more than the field, never less.
+    """
+    return f"<think>\n{content}\n</think>"
+
+
 def _nonempty(parts: list[Part], form: object) -> list[Part]:
     """``parts``, or the JSON text of ``form`` when they hold nothing convkit counts (never empty)."""
     if any(isinstance(p, ImagePart) or p.text.strip() for p in parts):
@@ -107,9 +117,8 @@ def _request_message(part: object, form: dict[str, Any]) -> tuple[Message, list[
         if part.tool_name is not None:
             return Message.tool(_nonempty([TextPart(text)], form), tool_call_id=part.tool_call_id), []
         return Message("user", _nonempty([TextPart(text)], form)), []
-    if isinstance(part, pm.RetryFeedbackPart):
-        text = part.content if isinstance(part.content, str) else _json(form.get("content"))
-        return Message("user", _nonempty([TextPart(text)], form)), []
+    if isinstance(part, pm.RetryFeedbackPart):  # sent as this text, fenced, in the user voice
+        return Message("user", _nonempty([TextPart(part.model_response())], form)), []
     return Message("user", [TextPart(_json(form))]), []  # framework parts: counted as their JSON
 
 
@@ -126,18 +135,20 @@ def _call(part: pm.ToolCallPart) -> ToolCall:
 
 
 def _response_message(msg: pm.ModelResponse, forms: list[dict[str, Any]]) -> Message:
-    parts: list[Part] = []
+    """One assistant message: its texts joined as ``OpenAIChatModel`` sends them, and its tool calls."""
+    texts: list[str] = []
     calls: list[ToolCall] = []
     for part, form in zip(msg.parts, forms, strict=True):
         if isinstance(part, pm.TextPart):
-            if part.content:
-                parts.append(TextPart(part.content))
+            texts.append(part.content)
         elif isinstance(part, pm.ToolCallPart):
             calls.append(_call(part))
-        elif isinstance(part, pm.ThinkingPart):
-            continue  # reasoning: kept in the info, not sent back as content
+        elif isinstance(part, pm.ThinkingPart):  # sent back (as <think> text or a reasoning field): counted
+            texts.append(thinking_text(part.content))
         else:  # built-in tool calls and returns, files, speech, compaction: counted as their JSON
-            parts.append(TextPart(_json(form)))
+            texts.append(_json(form))
+    joined = "\n\n".join(texts)  # one content string, as the chat completions API takes it
+    parts: list[Part] = [TextPart(joined)] if joined.strip() else []
     if not calls:
         parts = _nonempty(parts, forms)
     return Message("assistant", parts, calls)

@@ -3,9 +3,11 @@
 Private to :mod:`convkit.integrations.pydantic_ai`, which re-exports
 :class:`ConvkitMessageHistory` (a :class:`~convkit.Store`) and
 :class:`AsyncConvkitMessageHistory` (an :class:`~convkit.AsyncStore`); the
-twins differ only by ``await``. The conversation is
-``store.conversation_for(key)``, looked up (and created empty) on first use,
-not when the object is made.
+twins differ only by ``await``. Making one does no I/O; reads
+(``load``, ``window``, ``clear``) find the key's conversation
+(``store.find_conversation``) and never create it -- a key never written to
+loads ``[]`` -- and the first write (``save``) creates it
+(``store.conversation_for``).
 """
 
 from __future__ import annotations
@@ -17,20 +19,12 @@ from pydantic_ai import messages as pm
 
 from .._errors import ValidationError
 from .._models import ModelSpec
+from ..store._conversations import check_key
 from ._pydantic_ai_convert import from_pydantic_ai, to_pydantic_ai
 
 if TYPE_CHECKING:
     from .._results import Conversation
     from ..store import AsyncStore, Store
-
-
-def _check_key(key: object) -> str:
-    if not isinstance(key, str) or not key or len(key) > 255 or "\x00" in key:
-        raise ValidationError(
-            f"key is the application's id of the conversation: a non-empty str of at most 255 characters "
-            f"without NUL, got {key!r}"
-        )
-    return key
 
 
 class _Keyed:
@@ -47,7 +41,7 @@ class _Keyed:
     ) -> None:
         if not isinstance(store, kind):
             raise ValidationError(f"store must be a convkit {kind.__name__}, got {type(store).__name__}")
-        self.key = _check_key(key)
+        self.key = check_key(key)
         self.title = title
         self.metadata = metadata
         self._conversation_id: str | None = None
@@ -61,9 +55,12 @@ class ConvkitMessageHistory(_Keyed):
 
     ``history.load()`` gives ``message_history=`` for the next run and
     ``history.save(result.new_messages())`` appends a run's messages (one
-    transaction: all or none). The conversation is created (with ``title``
-    and ``metadata``) the first time one is needed; making the object does no
-    I/O. A bad key or store raises :class:`~convkit.ValidationError` at once.
+    transaction: all or none). Making the object does no I/O; ``load``,
+    ``window`` and ``clear`` only read (a key never saved to loads ``[]``,
+    its window is ``[]`` and clearing it does nothing), and the first
+    ``save`` creates the conversation (with ``title`` and ``metadata``). A
+    bad key (:func:`convkit.Store.conversation_for`'s rules) or store raises
+    :class:`~convkit.ValidationError` at once.
     """
 
     def __init__(
@@ -80,21 +77,29 @@ class ConvkitMessageHistory(_Keyed):
         self.store = store
 
     def conversation(self) -> Conversation:
-        """The key's conversation (created empty on first use)."""
+        """The key's conversation (created empty if no message was saved yet: a write)."""
         conv = self.store.conversation_for(self.key, title=self.title, metadata=self.metadata)
         self._conversation_id = conv.id
         return conv
 
     def conversation_id(self) -> str:
-        """The id of the key's conversation (looked up, and created, on first use)."""
+        """The id of the key's conversation (looked up, and created if need be, once)."""
         if self._conversation_id is None:
             self.conversation()
         assert self._conversation_id is not None
         return self._conversation_id
 
+    def _found(self) -> Conversation | None:
+        """The key's conversation as it is now, or None when none has the key (a read)."""
+        conv = self.store.find_conversation(self.key)
+        if conv is not None:
+            self._conversation_id = conv.id
+        return conv
+
     def load(self) -> list[pm.ModelMessage]:
-        """Every stored message, as the list Pydantic AI takes as ``message_history``."""
-        return to_pydantic_ai(self.store.messages(self.conversation_id()))
+        """Every stored message, as the list Pydantic AI takes as ``message_history`` (``[]``: none)."""
+        conv = self._found()
+        return [] if conv is None else to_pydantic_ai(self.store.messages(conv.id))
 
     def save(self, messages: Sequence[pm.ModelMessage]) -> None:
         """Append ``messages`` (say ``result.new_messages()``) in one transaction."""
@@ -103,12 +108,20 @@ class ConvkitMessageHistory(_Keyed):
             self.store.extend(self.conversation_id(), converted)
 
     def window(self, *, model: str | ModelSpec, **kwargs: Any) -> list[pm.ModelMessage]:
-        """The stored messages that fit ``model`` now (``store.window(...)``), as Pydantic AI messages."""
-        return to_pydantic_ai(self.store.window(self.conversation_id(), model=model, **kwargs).messages)
+        """The stored messages that fit ``model`` now (``store.window(...)``), as Pydantic AI messages.
+
+        ``[]`` when nothing is stored under the key.
+        """
+        conv = self._found()
+        if conv is None or conv.message_count == 0:
+            return []
+        return to_pydantic_ai(self.store.window(conv.id, model=model, **kwargs).messages)
 
     def clear(self) -> None:
-        """Delete every message (the conversation stays, with its key)."""
-        self.store.truncate(self.conversation_id(), 0)
+        """Delete every message (the conversation stays, with its key; none is created)."""
+        conv = self._found()
+        if conv is not None:
+            self.store.truncate(conv.id, 0)
 
 
 class AsyncConvkitMessageHistory(_Keyed):
@@ -128,21 +141,29 @@ class AsyncConvkitMessageHistory(_Keyed):
         self.store = store
 
     async def conversation(self) -> Conversation:
-        """The key's conversation (created empty on first use)."""
+        """The key's conversation (created empty if no message was saved yet: a write)."""
         conv = await self.store.conversation_for(self.key, title=self.title, metadata=self.metadata)
         self._conversation_id = conv.id
         return conv
 
     async def conversation_id(self) -> str:
-        """The id of the key's conversation (looked up, and created, on first use)."""
+        """The id of the key's conversation (looked up, and created if need be, once)."""
         if self._conversation_id is None:
             await self.conversation()
         assert self._conversation_id is not None
         return self._conversation_id
 
+    async def _found(self) -> Conversation | None:
+        """The key's conversation as it is now, or None when none has the key (a read)."""
+        conv = await self.store.find_conversation(self.key)
+        if conv is not None:
+            self._conversation_id = conv.id
+        return conv
+
     async def load(self) -> list[pm.ModelMessage]:
-        """Every stored message, as the list Pydantic AI takes as ``message_history``."""
-        return to_pydantic_ai(await self.store.messages(await self.conversation_id()))
+        """Every stored message, as the list Pydantic AI takes as ``message_history`` (``[]``: none)."""
+        conv = await self._found()
+        return [] if conv is None else to_pydantic_ai(await self.store.messages(conv.id))
 
     async def save(self, messages: Sequence[pm.ModelMessage]) -> None:
         """Append ``messages`` (say ``result.new_messages()``) in one transaction."""
@@ -151,10 +172,18 @@ class AsyncConvkitMessageHistory(_Keyed):
             await self.store.extend(await self.conversation_id(), converted)
 
     async def window(self, *, model: str | ModelSpec, **kwargs: Any) -> list[pm.ModelMessage]:
-        """The stored messages that fit ``model`` now (``store.window(...)``), as Pydantic AI messages."""
-        result = await self.store.window(await self.conversation_id(), model=model, **kwargs)
+        """The stored messages that fit ``model`` now (``store.window(...)``), as Pydantic AI messages.
+
+        ``[]`` when nothing is stored under the key.
+        """
+        conv = await self._found()
+        if conv is None or conv.message_count == 0:
+            return []
+        result = await self.store.window(conv.id, model=model, **kwargs)
         return to_pydantic_ai(result.messages)
 
     async def clear(self) -> None:
-        """Delete every message (the conversation stays, with its key)."""
-        await self.store.truncate(await self.conversation_id(), 0)
+        """Delete every message (the conversation stays, with its key; none is created)."""
+        conv = await self._found()
+        if conv is not None:
+            await self.store.truncate(conv.id, 0)
