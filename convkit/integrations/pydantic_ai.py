@@ -1,7 +1,7 @@
 """Pydantic AI adapter: lossless message conversion, a Grok-window history processor, keyed storage.
 
-Needs the ``pydantic-ai`` extra (``pip install 'convkit-grok[pydantic-ai]'``,
-``pydantic-ai-slim>=1.0``).
+Needs the ``pydantic-ai`` extra (``pip install -e '.[pydantic-ai]'`` in a checkout,
+``pydantic-ai-slim>=2.60``).
 
 * :func:`from_pydantic_ai` / :func:`to_pydantic_ai` convert a ``ModelMessage``
   list each way. A ``ModelResponse`` is one assistant message: its
@@ -54,17 +54,13 @@ and ``_pydantic_ai_store`` (storage).
 
 from __future__ import annotations
 
-try:
-    import pydantic_ai  # noqa: F401
-except ImportError as exc:  # pragma: no cover - the extra is installed in the tests
-    raise ImportError(
-        "convkit.integrations.pydantic_ai needs Pydantic AI: pip install 'convkit-grok[pydantic-ai]' "
-        "(in a checkout of convkit: pip install -e '.[pydantic-ai]')"
-    ) from exc
+from ._extras import require
 
-from ._pydantic_ai_convert import INFO_KEY, from_pydantic_ai, to_pydantic_ai
-from ._pydantic_ai_store import AsyncConvkitMessageHistory, ConvkitMessageHistory
-from ._pydantic_ai_window import GrokWindow, fit_model_messages
+require("pydantic_ai", "Pydantic AI", "pydantic-ai", "pydantic_ai")
+
+from ._pydantic_ai_convert import INFO_KEY, from_pydantic_ai, to_pydantic_ai  # noqa: E402
+from ._pydantic_ai_store import AsyncConvkitMessageHistory, ConvkitMessageHistory  # noqa: E402
+from ._pydantic_ai_window import GrokWindow, fit_model_messages  # noqa: E402
 
 __all__ = [
     "INFO_KEY",
