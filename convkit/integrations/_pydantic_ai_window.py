@@ -17,7 +17,7 @@ import attrs
 from pydantic_ai import messages as pm
 
 from .._counting import TokenCounter
-from .._engine.units import must_keep_units, unit_lists, unit_starts
+from .._engine.units import drop_leading_units
 from .._errors import InvalidMessageError, ValidationError
 from .._fitting import fit
 from .._messages import Message
@@ -86,22 +86,12 @@ def _starting_on_a_request(
     messages: Sequence[Any],
 ) -> list[int]:
     """``kept`` less its oldest droppable units until the first one kept comes from a ModelRequest."""
-    units = unit_starts(converted)
-    keep = must_keep_units(converted, units)
-    kept_set = set(kept)
-    out: list[int] = []
-    dropping = True
-    for u, unit in enumerate(unit_lists(units, len(converted))):
-        mine = [i for i in unit if i in kept_set]
-        if not mine:
-            continue
-        if dropping and not keep[u]:
-            owner = owners[mine[0]]
-            if owner is not None and isinstance(messages[owner[0]], pm.ModelResponse):
-                continue
-            dropping = False
-        out.extend(mine)
-    return out
+
+    def from_a_response(i: int) -> bool:
+        owner = owners[i]
+        return owner is not None and isinstance(messages[owner[0]], pm.ModelResponse)
+
+    return drop_leading_units(converted, kept, from_a_response)
 
 
 def fit_model_messages(
