@@ -428,13 +428,14 @@ def test_opening_a_store_does_not_wait_for_another_writer(flavour: str, tmp_path
     with sup.raw_engine(url) as raw, raw.connect() as writer:
         writer.exec_driver_sql("PRAGMA journal_mode = WAL")
         writer.exec_driver_sql("BEGIN IMMEDIATE")  # a long write transaction elsewhere
-        started = time.monotonic()
+        # the writer holds its lock throughout: an open that waited for it would wait out the
+        # statement timeout and raise StatementTimeoutError, so succeeding is the proof (no clock:
+        # on a loaded machine an async store's first use alone can take longer than the timeout)
         store = sup.open_store(url, flavour, upgrade=None, statement_timeout=STATEMENT_TIMEOUT)
         try:
             assert store.list_conversations() == []  # checks the schema on first use (async)
         finally:
             store.close()
-        assert time.monotonic() - started < STATEMENT_TIMEOUT
         writer.rollback()
 
 
